@@ -1,0 +1,164 @@
+"""JSON schedule format, version 1: save, load and validate.
+
+One JSON object per file::
+
+    {"format": "ordersearch.schedule", "version": 1,
+     "patch": 4, "kernel": 5,
+     "stages": [[0,2,5,4],[1,7,11,8],[6,12,13,10],[3,14,15,9]],
+     "name": "lin2023-4x4",
+     "metrics": {"bits_per_latent": ..., "bpp": ..., "estimator": "dedicated"},
+     "provenance": {"strategy": ..., "data": ..., "config": {...},
+                    "package_version": ..., "created": ...}}
+
+``stages`` is required; ``patch`` (if given) must match it; ``kernel``
+defaults to 5; ``name``, ``metrics`` and ``provenance`` are optional and kept
+as they are. A bare nested list (the ``pattern`` tensor of the official code
+of Lin et al. 2023, pasted) is accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import ScheduleError
+from .schedule import Schedule, check_kernel
+
+FORMAT = "ordersearch.schedule"
+VERSION = 1
+DEFAULT_KERNEL = 5
+
+
+@dataclass(frozen=True)
+class ScheduleMeta:
+    """Everything in a schedule file besides the grid."""
+
+    kernel: int = DEFAULT_KERNEL
+    name: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def schedule_to_dict(
+    schedule: Schedule,
+    *,
+    kernel: int = DEFAULT_KERNEL,
+    name: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The v1 JSON object of ``schedule``; ``created`` and ``package_version`` are filled in."""
+    from . import __version__
+
+    prov = {"package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    prov.update(provenance or {})
+    out: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "patch": schedule.patch,
+        "kernel": check_kernel(kernel),
+        "stages": [list(row) for row in schedule.stages],
+    }
+    if name is not None:
+        out["name"] = name
+    out["metrics"] = dict(metrics or {})
+    out["provenance"] = prov
+    return out
+
+
+def save_schedule(schedule: Schedule, path: str | os.PathLike, **fields: Any) -> Path:
+    """Write ``schedule`` as v1 JSON, atomically (temp file + rename).
+
+    Keyword arguments are those of :func:`schedule_to_dict`.
+    """
+    path = Path(path)
+    text = _dumps(schedule_to_dict(schedule, **fields))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    """JSON with one grid row per line, so a schedule file reads like the grid."""
+    rows = ",\n    ".join(json.dumps(row) for row in obj["stages"])
+    text = json.dumps({**obj, "stages": "@STAGES@"}, indent=2)
+    return text.replace('"@STAGES@"', "[\n    " + rows + "\n  ]") + "\n"
+
+
+def parse_schedule(obj: Any) -> tuple[Schedule, ScheduleMeta]:
+    """Validate a decoded JSON value (v1 object or bare grid) and build the schedule."""
+    if isinstance(obj, list):
+        return Schedule.from_grid(obj), ScheduleMeta()
+    if not isinstance(obj, dict):
+        raise ScheduleError(f"expected a JSON object or a nested list, got {type(obj).__name__}")
+    fmt = obj.get("format")
+    if fmt != FORMAT:
+        if fmt is None:
+            raise ScheduleError(f"missing field 'format' (expected {FORMAT!r})")
+        raise ScheduleError(f"wrong format {fmt!r} (expected {FORMAT!r})")
+    version = obj.get("version")
+    if version != VERSION or isinstance(version, bool):
+        if version is None:
+            raise ScheduleError("missing field 'version'")
+        raise ScheduleError(f"unknown version {version!r} (this ordersearch reads version {VERSION})")
+    if "stages" not in obj:
+        raise ScheduleError("missing field 'stages'")
+    schedule = Schedule.from_grid(obj["stages"])
+    if "patch" in obj and (obj["patch"] != schedule.patch or isinstance(obj["patch"], bool)):
+        n = schedule.patch
+        raise ScheduleError(f"patch is {obj['patch']!r} but stages is {n}x{n}")
+    kernel = check_kernel(obj.get("kernel", DEFAULT_KERNEL))
+    name = obj.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ScheduleError(f"name must be a string, got {type(name).__name__}")
+    for key in ("metrics", "provenance"):
+        if not isinstance(obj.get(key, {}), dict):
+            raise ScheduleError(f"{key} must be a JSON object, got {type(obj[key]).__name__}")
+    meta = ScheduleMeta(kernel=kernel, name=name, metrics=dict(obj.get("metrics", {})),
+                        provenance=dict(obj.get("provenance", {})))
+    return schedule, meta
+
+
+def loads_schedule(text: str | bytes) -> tuple[Schedule, ScheduleMeta]:
+    """Parse schedule JSON text; errors are :class:`ScheduleError`."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise ScheduleError(f"not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ScheduleError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise ScheduleError("not valid JSON: nested too deeply") from None
+    return parse_schedule(obj)
+
+
+def load_schedule(path: str | os.PathLike) -> tuple[Schedule, ScheduleMeta]:
+    """Read a schedule file; every error is a :class:`ScheduleError` that starts with the path."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ScheduleError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ScheduleError(f"{path}: is a directory, not a schedule file") from None
+    except OSError as e:
+        raise ScheduleError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        return loads_schedule(data)
+    except ScheduleError as e:
+        raise ScheduleError(f"{path}: {e}") from None

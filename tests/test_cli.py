@@ -1,0 +1,102 @@
+"""The command line: show, validate, one-line errors and exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ordersearch import Schedule, save_schedule
+from ordersearch.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """The real console entry point, in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "ordersearch", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_show_named_lin2023(capsys):
+    assert main(["show", "--named", "lin2023", "--patch", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "lin2023 (4x4, 16 steps, permutation order)"
+    assert out[2:6] == ["   0  2  5  4", "   1  7 11  8", "   6 12 13 10", "   3 14 15  9"]
+    assert out[6] == "decoded neighbours in the 5x5 window, per position (total 192):"
+    assert out[7] == "   0  2  8  5"  # (0,0) sees nothing, (0,2) sees 8 window offsets
+    assert "canonical form under translations (exact symmetry):" in out
+    assert "canonical form under dihedral (approximate symmetry on images):" in out
+
+
+def test_show_file_uses_its_kernel_and_name(tmp_path, capsys):
+    path = save_schedule(Schedule.named("checkerboard", 2), tmp_path / "cb.json", kernel=3, name="cb")
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "cb (2x2, 2 steps, grouped schedule)"
+    assert out[4] == "decoded neighbours in the 3x3 window, per position (total 8):"
+    assert out[5:7] == ["  0 4", "  4 0"]
+
+
+def test_show_bare_pattern_file(tmp_path, capsys):
+    path = tmp_path / "p.json"
+    path.write_text("[[0, 1], [2, 3]]")
+    assert main(["show", str(path), "--kernel", "3"]) == 0
+    assert capsys.readouterr().out.startswith(f"{path} (2x2, 4 steps, permutation order)")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["show"], "ordersearch: error: give either a schedule FILE or --named NAME --patch N"),
+        (["show", "--named", "raster"], "ordersearch: error: --named needs --patch N"),
+        (["show", "--named", "checkerboard", "--patch", "5"],
+         "ordersearch: error: checkerboard needs an even patch size (it would not tile), got 5"),
+        (["show", "--named", "raster", "--patch", "3", "--kernel", "4"],
+         "ordersearch: error: kernel must be a positive odd integer, got 4"),
+        (["show", "nope.json"], "ordersearch: error: nope.json: no such file"),
+    ],
+)
+def test_input_errors_are_one_line_exit_2(args, message, capsys):
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err == message + "\n" and captured.out == ""
+
+
+def test_validate_reports_each_file(tmp_path, capsys):
+    good = save_schedule(Schedule.named("lin2023", 4), tmp_path / "good.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "ordersearch.schedule", "version": 1, "stages": [[0, 1], [3, 3]]}))
+    assert main(["validate", str(good)]) == 0
+    assert capsys.readouterr().out == f"OK {good}: 4x4, 16 steps, permutation order, kernel 5\n"
+    assert main(["validate", str(good), str(bad), str(tmp_path / "none.json")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [f"OK {good}: 4x4, 16 steps, permutation order, kernel 5"]
+    assert captured.err.splitlines() == [
+        f"INVALID {bad}: stages must use every step 0..3, but step 2 is missing",
+        f"INVALID {tmp_path / 'none.json'}: no such file",
+    ]
+
+
+def test_console_script_usage_error_is_one_line():
+    r = run_cli("frobnicate")
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1
+    assert r.stderr.startswith("ordersearch: error: argument command: invalid choice: 'frobnicate'")
+    r = run_cli("show", "--named", "lin2023", "--patch", "four")
+    assert r.returncode == 2
+    assert r.stderr == ("ordersearch show: error: argument --patch: invalid int value: 'four' "
+                        "(see ordersearch show --help)\n")
+
+
+def test_console_script_no_traceback_unless_debug(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    r = run_cli("show", str(bad))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"ordersearch: error: {bad}: not valid JSON")
+    r = run_cli("--debug", "show", str(bad))
+    assert r.returncode != 0 and "Traceback" in r.stderr and "ScheduleError" in r.stderr
+
+
+def test_console_script_show_and_version():
+    r = run_cli("show", "--named", "quadtree", "--patch", "2")
+    assert r.returncode == 0 and r.stdout.splitlines()[2:4] == ["  0 2", "  3 1"]
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("ordersearch ")
