@@ -10,12 +10,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
 
 from . import __version__
-from .errors import OrdersearchError, ScheduleError
+from .errors import LatentError, OrdersearchError, ScheduleError
 from .schedule import NAMED_SCHEDULES, Schedule
 from .schedule_io import DEFAULT_KERNEL, load_schedule
 
@@ -74,6 +75,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_latents(args: argparse.Namespace) -> int:
+    from .data import images_to_latents, list_images, save_latents
+    from .device import resolve_device
+
+    if args.out.suffix not in (".npz", ".pt"):
+        raise LatentError(f"--out {args.out}: use a .npz or .pt file name")
+    device = resolve_device(args.device)
+    latents, skipped = images_to_latents(list_images(args.images), device=str(device), name=args.images.name)
+    for message in skipped:
+        print(f"ordersearch: skipped {message}", file=sys.stderr)
+    save_latents(latents, args.out)
+    print(f"wrote {args.out}: {len(latents)} images, y {latents.channels} channels, "
+          f"prior {latents.prior_channels} channels, {latents.num_positions} latent positions"
+          + (f" ({len(skipped)} skipped)" if skipped else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ordersearch", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ordersearch {__version__}")
@@ -95,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Check schedule files; one line per file.")
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.set_defaults(func=cmd_validate)
+
+    latents = sub.add_parser("latents", help="images -> latent file through the bundled base codec",
+                             description="Run every image in a folder (png/jpg/ppm/...) through the bundled "
+                             "base codec; save y = round(latent), the hyperprior (mean, scale) as prior, "
+                             "and the image sizes.")
+    latents.add_argument("--images", type=Path, required=True, metavar="DIR")
+    latents.add_argument("--out", type=Path, required=True, metavar="FILE", help=".npz or .pt")
+    latents.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    latents.set_defaults(func=cmd_latents)
     return parser
 
 

@@ -12,3 +12,11 @@ class OrdersearchError(Exception):
 
 class ScheduleError(OrdersearchError, ValueError):
     """A schedule grid, order or file is not valid."""
+
+
+class LatentError(OrdersearchError, ValueError):
+    """A latent file or latent set is not valid."""
+
+
+class ImageError(OrdersearchError, ValueError):
+    """An image cannot be read or is unusable."""

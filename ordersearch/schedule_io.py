@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .errors import ScheduleError
+from .files import atomic_write
 from .schedule import Schedule, check_kernel
 
 FORMAT = "ordersearch.schedule"
@@ -76,18 +76,7 @@ def save_schedule(schedule: Schedule, path: str | os.PathLike, **fields: Any) ->
 
     Keyword arguments are those of :func:`schedule_to_dict`.
     """
-    path = Path(path)
-    text = _dumps(schedule_to_dict(schedule, **fields))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, _dumps(schedule_to_dict(schedule, **fields)))
 
 
 def _dumps(obj: dict[str, Any]) -> str:

@@ -1,0 +1,167 @@
+"""The bundled base codec: a small mean-scale hyperprior (Minnen et al. 2018, no context model).
+
+It turns images into the learned latents whose decoding order ordersearch
+optimizes, and gives each latent a hyperprior (predicted mean and scale)::
+
+    image x ──g_a──> y ──round──> y_int ─────────────────────g_s──> x_hat
+                     │                                        ^
+                     └─h_a─> z ──round──> z_int ──h_s──> (mean, scale) = prior
+                                          (factorized)     (Gaussian for y)
+
+Shapes: x (N, 3, H, W) in [0, 1] with H, W multiples of 64 (``pad`` makes
+them so); y (N, M, H/16, W/16); z (N, Nz, H/64, W/64). The ``prior`` handed
+to the toolkit is ``cat([mean, scale])``: 2M channels, channel c is the mean
+of latent channel c and channel M + c its scale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.entropy import FactorizedPrior, bits, gaussian_likelihood
+
+#: Spatial factor the image size must be a multiple of (g_a: 16, h_a: 4 more).
+STRIDE = 64
+WEIGHTS = Path(__file__).parent / "weights" / "base_codec.pt"
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Ballé et al.), or its inverse."""
+
+    def __init__(self, channels: int, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        # softplus-parametrized so beta > 0 and gamma >= 0; init beta = 1, gamma = 0.1 I
+        self.beta = nn.Parameter(torch.full((channels,), math.log(math.e - 1)))
+        gamma = torch.full((channels, channels), -10.0)
+        gamma.fill_diagonal_(math.log(math.expm1(0.1)))
+        self.gamma = nn.Parameter(gamma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        beta = F.softplus(self.beta) + 1e-6
+        gamma = F.softplus(self.gamma).view(c, c, 1, 1)
+        norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
+        return x * norm if self.inverse else x / norm
+
+
+def _conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def _deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+
+
+@dataclass(frozen=True)
+class BaseCodecConfig:
+    """Widths: N hidden channels of g_a/g_s, M latent channels, Nz hyper-latent channels."""
+
+    N: int = 96
+    M: int = 64
+    Nz: int = 64
+
+
+class BaseCodec(nn.Module):
+    """Mean-scale hyperprior image codec (analysis, synthesis, hyper transforms, z prior)."""
+
+    def __init__(self, config: BaseCodecConfig = BaseCodecConfig()):
+        super().__init__()
+        self.config = config
+        n, m, nz = config.N, config.M, config.Nz
+        self.g_a = nn.Sequential(_conv(3, n), GDN(n), _conv(n, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m))
+        self.g_s = nn.Sequential(_deconv(m, n), GDN(n, True), _deconv(n, n), GDN(n, True),
+                                 _deconv(n, n), GDN(n, True), _deconv(n, 3))
+        self.h_a = nn.Sequential(_conv(m, nz, 3, 1), nn.LeakyReLU(), _conv(nz, nz), nn.LeakyReLU(), _conv(nz, nz))
+        self.h_s = nn.Sequential(_deconv(nz, nz), nn.LeakyReLU(), _deconv(nz, m * 3 // 2), nn.LeakyReLU(),
+                                 _conv(m * 3 // 2, 2 * m, 3, 1))
+        self.z_prior = FactorizedPrior(nz)
+
+    # ---------------------------------------------------------------- inference
+    def hyper(self, z_int: torch.Tensor) -> torch.Tensor:
+        """Prior features ``cat([mean, scale])`` of y from the integer hyper latent."""
+        mean, raw = self.h_s(z_int).chunk(2, dim=1)
+        return torch.cat([mean, F.softplus(raw)], dim=1)
+
+    @torch.no_grad()
+    def analyze(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer latents ``(y_int, z_int)`` of images x (sides multiples of 64)."""
+        y = self.g_a(x)
+        return torch.round(y), torch.round(self.h_a(y))
+
+    @torch.no_grad()
+    def synthesize(self, y_int: torch.Tensor) -> torch.Tensor:
+        """Reconstruction in [0, 1] from integer latents."""
+        return self.g_s(y_int).clamp(0, 1)
+
+    @torch.no_grad()
+    def encode_array(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(y_int, z_int, prior)`` of one RGB uint8 image (H, W, 3), padded to multiples of 64."""
+        device = next(self.parameters()).device
+        x = pad(torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255))
+        y, z = self.analyze(x.to(device))
+        prior = self.hyper(z)
+        return (y[0].cpu().numpy().astype(np.int32), z[0].cpu().numpy().astype(np.int32), prior[0].cpu().numpy())
+
+    @torch.no_grad()
+    def operating_point(self, image: np.ndarray) -> tuple[float, float]:
+        """(bits per pixel, RGB PSNR in dB of the 8-bit reconstruction) on one uint8 image."""
+        y, z, _ = self.encode_array(image)
+        device = next(self.parameters()).device
+        y_t, z_t = torch.from_numpy(y)[None].float().to(device), torch.from_numpy(z)[None].float().to(device)
+        bits_y, bits_z = self.rate_bits(y_t, z_t)
+        h, w = image.shape[:2]
+        rec = torch.round(self.synthesize(y_t)[0, :, :h, :w] * 255).permute(1, 2, 0).cpu().numpy()
+        mse = float(np.mean((rec - image.astype(np.float64)) ** 2))
+        return (bits_y + bits_z) / (h * w), 10 * math.log10(255**2 / max(mse, 1e-10))
+
+    @torch.no_grad()
+    def rate_bits(self, y_int: torch.Tensor, z_int: torch.Tensor) -> tuple[float, float]:
+        """Ideal code lengths (bits of y, bits of z) under the hyperprior alone."""
+        mean, scale = self.hyper(z_int).chunk(2, dim=1)
+        return (float(bits(gaussian_likelihood(y_int, mean, scale)).sum()),
+                float(bits(self.z_prior.likelihood(z_int)).sum()))
+
+    # ---------------------------------------------------------------- training
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pass: uniform noise for the likelihoods, straight-through rounding for the decoders."""
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        z_round = z + (torch.round(z) - z).detach()
+        mean, scale = self.hyper(z_round).chunk(2, dim=1)
+        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        y_round = y + (torch.round(y) - y).detach()
+        return {
+            "x_hat": self.g_s(y_round),
+            "bits_y": bits(gaussian_likelihood(y_noisy, mean, scale)).sum(),
+            "bits_z": bits(self.z_prior.likelihood(z_noisy)).sum(),
+        }
+
+    # ---------------------------------------------------------------- weights
+    def save(self, path: str | Path, **info: object) -> None:
+        """Store weights as float16 (half the size; the toolkit only ever uses these rounded weights)."""
+        state = {k: v.detach().to("cpu", torch.float16) for k, v in self.state_dict().items()}
+        torch.save({"config": asdict(self.config), "state": state, "info": info}, path)
+
+    @classmethod
+    def load(cls, path: str | Path = WEIGHTS, device: str | torch.device = "cpu") -> BaseCodec:
+        """Load stored weights (float32 on ``device``, eval mode)."""
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model = cls(BaseCodecConfig(**blob["config"]))
+        model.load_state_dict({k: v.float() for k, v in blob["state"].items()})
+        return model.to(device).eval()
+
+
+def pad(x: torch.Tensor, multiple: int = STRIDE) -> torch.Tensor:
+    """Pad (N, C, H, W) on the bottom/right by edge replication to multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x

@@ -1,0 +1,306 @@
+"""Latent sets: integer latents (+ hyperprior features) of a collection of images.
+
+File format (.npz or .pt), one mapping of names to arrays:
+
+==================  =====================================================
+key                 meaning
+==================  =====================================================
+``y``               int array (N, C, H, W): quantized latents, all one size
+``y_0``, ``y_1``..  or one (C, H_i, W_i) array per image (sizes may differ)
+``prior``           optional float (N, P, H, W) (or ``prior_0``, ...): features
+                    the entropy model may use, same H, W as ``y``
+``image_sizes``     optional int (N, 2): (height, width) in pixels, for bpp
+``groups``          optional int (N,): source image of each entry; entries of
+                    one group (e.g. flips/shifts of one photo) share a split
+``split``           optional int (N,): fixed split, 0 train, 1 val, 2 test
+==================  =====================================================
+
+In a .pt file the per-image lists may also be Python lists under ``y`` and
+``prior``. Float ``y`` is accepted when every value is a whole number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import LatentError
+from ..files import atomic_write
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True, eq=False)
+class LatentSet:
+    """Integer latents ``y[i]`` (C, H_i, W_i) with optional ``prior[i]`` (P, H_i, W_i).
+
+    Build with :meth:`create`, which checks and normalizes the arrays.
+    """
+
+    y: tuple[np.ndarray, ...]
+    prior: tuple[np.ndarray, ...] | None = None
+    image_sizes: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    split_labels: np.ndarray | None = None
+    name: str = "latents"
+
+    @classmethod
+    def create(cls, y: Any, prior: Any = None, image_sizes: Any = None, groups: Any = None,
+               split_labels: Any = None, name: str = "latents") -> LatentSet:
+        """Validate and normalize: y to int32, prior to float32, per-image tuples."""
+        ys = _as_list(y, "y")
+        if not ys:
+            raise LatentError("y holds no latents")
+        ys = tuple(_integer_latent(a, f"y[{i}]") for i, a in enumerate(ys))
+        channels = ys[0].shape[0]
+        for i, a in enumerate(ys):
+            if a.shape[0] != channels:
+                raise LatentError(f"y[{i}] has {a.shape[0]} channels but y[0] has {channels}")
+        priors = None
+        if prior is not None:
+            priors = _as_list(prior, "prior")
+            if len(priors) != len(ys):
+                raise LatentError(f"prior has {len(priors)} entries but y has {len(ys)}")
+            priors = tuple(_prior(p, a, i) for i, (p, a) in enumerate(zip(priors, ys)))
+            for i, p in enumerate(priors):
+                if p.shape[0] != priors[0].shape[0]:
+                    raise LatentError(f"prior[{i}] has {p.shape[0]} channels but prior[0] has {priors[0].shape[0]}")
+        n = len(ys)
+        sizes = _per_image(image_sizes, n, "image_sizes", (n, 2))
+        if sizes is not None and (sizes <= 0).any():
+            raise LatentError("image_sizes must be positive (height, width) pairs")
+        grp = _per_image(groups, n, "groups", (n,))
+        spl = _per_image(split_labels, n, "split", (n,))
+        if spl is not None and not np.isin(spl, (0, 1, 2)).all():
+            raise LatentError("split must hold 0 (train), 1 (val) or 2 (test) per entry")
+        return cls(ys, priors, sizes, grp, spl, name)
+
+    # ---------------------------------------------------------------- properties
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def channels(self) -> int:
+        return self.y[0].shape[0]
+
+    @property
+    def prior_channels(self) -> int:
+        return 0 if self.prior is None else self.prior[0].shape[0]
+
+    @property
+    def num_positions(self) -> int:
+        """Spatial latent positions over all entries (each has ``channels`` elements)."""
+        return sum(a.shape[1] * a.shape[2] for a in self.y)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the content (arrays, shapes, sizes, groups, split): 16 hex digits."""
+        h = hashlib.sha256()
+        for label, arrays in (("y", self.y), ("prior", self.prior or ()),
+                              ("sizes", _opt(self.image_sizes)), ("groups", _opt(self.groups)),
+                              ("split", _opt(self.split_labels))):
+            h.update(label.encode())
+            for a in arrays:
+                h.update(str((a.dtype.str, a.shape)).encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        prior = f", prior {self.prior_channels} ch" if self.prior is not None else ""
+        return (f"LatentSet({self.name!r}: {len(self)} entries, {self.channels} ch{prior}, "
+                f"{self.num_positions} positions)")
+
+    # ---------------------------------------------------------------- splitting
+    def subset(self, indices: Sequence[int], name: str | None = None) -> LatentSet:
+        """The entries at ``indices`` (in that order)."""
+        idx = [int(i) for i in indices]
+        pick = (lambda a: None if a is None else a[idx])
+        return LatentSet(tuple(self.y[i] for i in idx),
+                         None if self.prior is None else tuple(self.prior[i] for i in idx),
+                         pick(self.image_sizes), pick(self.groups), pick(self.split_labels),
+                         name or self.name)
+
+    def split(self, seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> Splits:
+        """Train / validation / test parts, by image.
+
+        A stored fixed split (``split`` key) is used as it is. Otherwise the
+        groups (or single entries) are shuffled with ``seed`` and cut by
+        ``fractions``, each part getting at least one group.
+        """
+        if self.split_labels is not None:
+            labels = self.split_labels
+        else:
+            groups = self.groups if self.groups is not None else np.arange(len(self))
+            unique = np.unique(groups)
+            if len(unique) < 3:
+                raise LatentError(f"need at least 3 images to split into train/val/test, got {len(unique)}")
+            order = np.random.default_rng(seed).permutation(unique)
+            n_test = max(1, round(fractions[2] * len(unique)))
+            n_val = max(1, round(fractions[1] * len(unique)))
+            n_test, n_val = min(n_test, len(unique) - 2), min(n_val, len(unique) - 2)
+            part = {g: (2 if k < n_test else 1 if k < n_test + n_val else 0) for k, g in enumerate(order)}
+            labels = np.array([part[g] for g in groups])
+        parts = []
+        for code, label in enumerate(SPLIT_NAMES):
+            idx = np.flatnonzero(labels == code)
+            if len(idx) == 0:
+                raise LatentError(f"the {label} split of {self.name!r} is empty")
+            parts.append(self.subset(idx, f"{self.name}:{label}"))
+        return Splits(*parts)
+
+
+class Splits(NamedTuple):
+    train: LatentSet
+    val: LatentSet
+    test: LatentSet
+
+
+def _opt(a: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    return () if a is None else (a,)
+
+
+def _as_list(value: Any, label: str) -> list[np.ndarray]:
+    if hasattr(value, "detach"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        if value.ndim != 4:
+            raise LatentError(f"{label} must have shape (N, C, H, W), got shape {value.shape}")
+        return list(value)
+    if isinstance(value, (list, tuple)):
+        return [v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for v in value]
+    raise LatentError(f"{label} must be an array (N, C, H, W) or a list of (C, H, W) arrays")
+
+
+def _integer_latent(a: np.ndarray, label: str) -> np.ndarray:
+    if a.ndim != 3:
+        raise LatentError(f"{label} must have shape (C, H, W), got shape {a.shape}")
+    if a.size == 0:
+        raise LatentError(f"{label} is empty (shape {a.shape})")
+    if a.dtype.kind in "iu":
+        return a.astype(np.int32, copy=False)
+    if a.dtype.kind != "f":
+        raise LatentError(f"{label} must hold integers, got dtype {a.dtype}")
+    bad = ~np.isfinite(a) | (a != np.round(a))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise LatentError(f"{label} has non-integer values (e.g. {a[where]} at {where})")
+    return a.astype(np.int32)
+
+
+def _prior(p: np.ndarray, y: np.ndarray, i: int) -> np.ndarray:
+    if p.ndim != 3:
+        raise LatentError(f"prior[{i}] must have shape (P, H, W), got shape {p.shape}")
+    if p.dtype.kind not in "fiu":
+        raise LatentError(f"prior[{i}] must hold numbers, got dtype {p.dtype}")
+    if p.shape[1:] != y.shape[1:]:
+        raise LatentError(f"prior[{i}] is {p.shape[1]}x{p.shape[2]} but y[{i}] is {y.shape[1]}x{y.shape[2]}")
+    p = p.astype(np.float32, copy=False)
+    if not np.isfinite(p).all():
+        raise LatentError(f"prior[{i}] contains NaN or inf")
+    return p
+
+
+def _per_image(value: Any, n: int, label: str, shape: tuple[int, ...]) -> np.ndarray | None:
+    if value is None:
+        return None
+    a = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+    if a.shape != shape or a.dtype.kind not in "iu":
+        raise LatentError(f"{label} must be an integer array of shape {shape}, got {a.dtype} {a.shape}")
+    return a.astype(np.int64)
+
+
+# ------------------------------------------------------------------------ files
+def _collect(mapping: dict[str, Any], key: str) -> Any:
+    """``key`` itself, or the list ``key_0``, ``key_1``, ... in index order."""
+    if key in mapping:
+        return mapping[key]
+    indexed = {}
+    for k in mapping:
+        head, _, tail = k.rpartition("_")
+        if head == key and tail.isdigit():
+            indexed[int(tail)] = mapping[k]
+    if not indexed:
+        return None
+    if sorted(indexed) != list(range(len(indexed))):
+        raise LatentError(f"{key}_0, {key}_1, ... must be numbered without gaps")
+    return [indexed[i] for i in range(len(indexed))]
+
+
+def load_latents(path: str | os.PathLike, name: str | None = None) -> LatentSet:
+    """Read a .npz or .pt latent file; errors are :class:`LatentError` naming the file."""
+    path = Path(path)
+    try:
+        return _load(path, name or path.stem)
+    except LatentError as e:
+        raise LatentError(f"{path}: {e}") from None
+
+
+def _load(path: Path, name: str) -> LatentSet:
+    if path.suffix not in (".npz", ".pt"):
+        raise LatentError(f"unknown latent file type {path.suffix!r} (use .npz or .pt)")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise LatentError("no such file") from None
+    if path.is_dir():
+        raise LatentError("is a directory, not a latent file")
+    if size == 0:
+        raise LatentError("empty file")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                mapping = {k: f[k] for k in f.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
+            raise LatentError(f"cannot read as .npz ({type(e).__name__}: {e})") from None
+    else:
+        import torch
+
+        try:
+            mapping = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for corrupt files
+            raise LatentError(f"cannot read as .pt ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        if not isinstance(mapping, dict):
+            raise LatentError(f"a .pt latent file must hold a dict, got {type(mapping).__name__}")
+    if not mapping:
+        raise LatentError("the file holds no arrays")
+    y = _collect(mapping, "y")
+    if y is None:
+        raise LatentError("no 'y' array (expected 'y' or 'y_0', 'y_1', ...)")
+    return LatentSet.create(y, _collect(mapping, "prior"), mapping.get("image_sizes"), mapping.get("groups"),
+                            mapping.get("split"), name=name)
+
+
+def save_latents(latents: LatentSet, path: str | os.PathLike) -> Path:
+    """Write ``latents`` as .npz (compressed) or .pt, atomically."""
+    path = Path(path)
+    if path.suffix not in (".npz", ".pt"):
+        raise LatentError(f"{path}: unknown latent file type {path.suffix!r} (use .npz or .pt)")
+    same = len({a.shape for a in latents.y}) == 1
+    arrays: dict[str, np.ndarray] = {}
+    for key, items in (("y", latents.y), ("prior", latents.prior)):
+        if items is None:
+            continue
+        if same:
+            arrays[key] = np.stack(items)
+        else:
+            arrays.update({f"{key}_{i}": a for i, a in enumerate(items)})
+    for key, value in (("image_sizes", latents.image_sizes), ("groups", latents.groups),
+                       ("split", latents.split_labels)):
+        if value is not None:
+            arrays[key] = value
+    buf = io.BytesIO()
+    if path.suffix == ".npz":
+        np.savez_compressed(buf, **arrays)
+    else:
+        import torch
+
+        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, buf)
+    return atomic_write(path, buf.getvalue())

@@ -1,0 +1,110 @@
+"""Gaussian random fields: exact samples, and the analytic rate oracle against an ideal coder."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy.special import ndtr
+
+from ordersearch import Schedule
+from ordersearch.data import FieldChannel, gaussian_field
+from ordersearch.data.gaussian import binned_gaussian_entropy
+from ordersearch.errors import OrdersearchError
+
+CAUSAL_5x5 = [(dr, dc) for dr in range(-2, 3) for dc in range(-2, 3) if (dr, dc) < (0, 0)]
+OFFSET_SETS = [[], [(0, -1)], [(-1, 0), (0, -1), (-1, -1)], [(-1, 1), (1, -1)], CAUSAL_5x5]
+
+
+def ideal_coder_bits(field, latents, offsets, margin=2):
+    """Mean code length of y_0 under N(w @ y_D, std^2) binned: what the oracle promises, on real samples."""
+    d, w, std = field.predictor(offsets)
+    y = np.stack(latents.y).astype(float)
+    h, wd = y.shape[2:]
+    out = []
+    for c in range(y.shape[1]):
+        target = y[:, c, margin:h - margin, margin:wd - margin]
+        mean = np.zeros_like(target)
+        for k, (dr, dc) in enumerate(d):
+            mean += w[c, k] * y[:, c, margin + dr:h - margin + dr, margin + dc:wd - margin + dc]
+        p = ndtr((target + 0.5 - mean) / std[c]) - ndtr((target - 0.5 - mean) / std[c])
+        out.append(float(-np.log2(np.maximum(p, 1e-15)).mean()))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("preset", ["separable", "smooth"])
+def test_ideal_coder_matches_analytic_rate_within_1_percent(preset):
+    field = gaussian_field(preset)
+    latents = field.sample(40, 32, 32, seed=7)  # 40 * 28 * 28 = 31,360 coded positions per channel
+    for offsets in OFFSET_SETS:
+        analytic = field.channel_rates(offsets)
+        empirical = ideal_coder_bits(field, latents, offsets)
+        assert np.all(np.abs(empirical - analytic) / analytic < 0.01), (offsets, analytic, empirical)
+
+
+@pytest.mark.parametrize("channel", [
+    FieldChannel("separable", 2.0, rho=(0.9, 0.5)),
+    FieldChannel("smooth", 2.0, length=(2.0, 0.8), angle=0.6, nugget=0.1),
+])
+def test_samples_have_the_stated_covariance(channel):
+    x = channel.sample(400, 12, 12, np.random.default_rng(0))
+    for dr, dc in [(0, 0), (0, 1), (1, 0), (1, 1), (1, -1), (2, 1)]:
+        a = x[:, max(dr, 0):12 + min(dr, 0), max(dc, 0):12 + min(dc, 0)]
+        b = x[:, max(-dr, 0):12 + min(-dr, 0), max(-dc, 0):12 + min(-dc, 0)]
+        empirical = float(np.mean(a * b))
+        assert abs(empirical - float(channel.covariance(dr, dc))) < 0.05 * channel.sigma**2, (dr, dc)
+
+
+def test_samples_are_seeded_integers():
+    f = gaussian_field("mixed")
+    a, b = f.sample(3, 16, 20, seed=1), f.sample(3, 16, 20, seed=1)
+    assert a.fingerprint == b.fingerprint and a.channels == 3 and a.y[0].shape == (3, 16, 20)
+    assert f.sample(3, 16, 20, seed=2).fingerprint != a.fingerprint
+    assert 2.5 < np.std(np.stack(a.y)) < 5  # a few bits per element, like real latents
+
+
+def test_binned_entropy():
+    # wide Gaussians: the differential entropy; narrow ones: close to the entropy of two bins at most
+    assert binned_gaussian_entropy(20.0) == pytest.approx(0.5 * math.log2(2 * math.pi * math.e * 400), abs=1e-3)
+    for sigma in (0.02, 0.3, 0.7, 2.0):
+        u = (np.arange(20000) + 0.5) / 20000
+        k = np.arange(-20, 21)
+        p = ndtr((k[None] + 0.5 - u[:, None]) / sigma) - ndtr((k[None] - 0.5 - u[:, None]) / sigma)
+        direct = np.mean(-(p * np.log2(np.maximum(p, 1e-300))).sum(1))
+        assert binned_gaussian_entropy(sigma) == pytest.approx(direct, rel=2e-3, abs=1e-3)
+    assert binned_gaussian_entropy(0.02) < 0.1
+
+
+def test_more_context_never_costs_more():
+    f = gaussian_field("mixed")
+    window = [d for d in itertools.product(range(-2, 3), repeat=2) if d != (0, 0)]
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        small = [d for d in window if rng.random() < 0.3]
+        large = small + [d for d in window if d not in small and rng.random() < 0.5]
+        assert f.rate(large) <= f.rate(small) + 1e-12
+
+
+def test_schedule_rate_is_mean_of_context_rates_and_translation_invariant():
+    f = gaussian_field("anisotropic")
+    s = Schedule.named("lin2023", 4)
+    via_sets = np.mean([f.context_rate(c, 4, 5) for c in s.context_sets().values()])
+    assert f.schedule_rate(s, 5) == pytest.approx(via_sets, rel=1e-12)
+    moved = Schedule.from_grid(np.roll(s.array(), (1, 3), axis=(0, 1)))
+    assert f.schedule_rate(moved, 5) == pytest.approx(f.schedule_rate(s, 5), rel=1e-12)
+    single, cb, raster = (f.schedule_rate(Schedule.named(n, 2), 5) for n in ("single", "checkerboard", "raster"))
+    assert single == pytest.approx(f.rate([]))
+    assert raster < cb < single
+
+
+def test_errors():
+    with pytest.raises(OrdersearchError, match="unknown Gaussian field preset 'nope'"):
+        gaussian_field("nope")
+    with pytest.raises(OrdersearchError, match="sigma must be positive"):
+        FieldChannel("separable", -1.0)
+    with pytest.raises(OrdersearchError, match="rho must lie in"):
+        FieldChannel("separable", rho=(1.0, 0.5))
+    with pytest.raises(OrdersearchError, match="offset \\(0, 0\\) is the latent itself"):
+        gaussian_field().rate([(0, 0)])
+    with pytest.raises(OrdersearchError, match="smooth fields are sampled exactly up to 4096 points"):
+        gaussian_field("smooth").sample(1, 80, 80)
