@@ -255,6 +255,11 @@ class Schedule:
         n = self.patch
         return {(r, c): self.context_set((r, c)) for r in range(n) for c in range(n)}
 
+    def context_indices(self) -> np.ndarray:
+        """(n, n) int array: :func:`context_index` of every position's context set."""
+        n = self.patch
+        return np.array([[context_index(self.context_set((r, c)), n) for c in range(n)] for r in range(n)])
+
     def masks(self, kernel: int = 5) -> np.ndarray:
         """Decoded window offsets of every patch position.
 
@@ -331,6 +336,40 @@ class Schedule:
 
     def __repr__(self) -> str:
         return f"Schedule.from_grid({[list(row) for row in self.stages]})"
+
+
+def context_index(context: Iterable[Position], patch: int) -> int:
+    """Integer code of a relative context set: bit ``r * patch + c`` is set for each (r, c) in it.
+
+    Bit 0 (the position itself) is never set, so codes of an n x n patch are
+    the even numbers below ``2 ** (n * n)``: 2^(n*n - 1) sets.
+    """
+    code = 0
+    for r, c in context:
+        code |= 1 << ((r % patch) * patch + (c % patch))
+    if code & 1:
+        raise ScheduleError("a context set cannot contain (0, 0), the position itself")
+    return code
+
+
+def context_from_index(code: int, patch: int) -> frozenset[Position]:
+    """Inverse of :func:`context_index`."""
+    return frozenset(divmod(b, patch) for b in range(patch * patch) if code >> b & 1)
+
+
+def context_window_masks(codes: Iterable[int] | np.ndarray, patch: int, kernel: int) -> np.ndarray:
+    """(S, kernel, kernel) bool: for each context-set code, the window offsets d with d mod n in the set.
+
+    These are exactly the neighbours a latent with that relative context set
+    sees decoded (``Schedule.masks`` row for a position with that set).
+    """
+    h = check_kernel(kernel) // 2
+    d = np.arange(-h, h + 1)
+    residue_bit = 1 << ((d[:, None] % patch) * patch + (d[None, :] % patch))  # (K, K)
+    masks = (np.asarray(list(codes) if not isinstance(codes, np.ndarray) else codes,
+                        dtype=np.int64)[:, None, None] & residue_bit[None]) != 0
+    masks[:, h, h] = False
+    return masks
 
 
 def _quadtree(n: int) -> np.ndarray:

@@ -343,3 +343,17 @@ def test_str_and_repr():
     s = Schedule.named("lin2023", 4)
     assert str(s).splitlines()[0] == " 0  2  5  4"
     assert eval(repr(s), {"Schedule": Schedule}) == s
+
+
+# ---------------------------------------------------------------- context-set codes
+def test_context_index_round_trip_and_examples():
+    from ordersearch.schedule import context_from_index, context_index
+
+    assert context_index([], 4) == 0
+    assert context_index([(0, 1)], 2) == 2 and context_index([(1, 1), (1, 0), (0, 1)], 2) == 14
+    for code in range(0, 2**9, 2):
+        assert context_index(context_from_index(code, 3), 3) == code
+    with pytest.raises(ScheduleError, match="cannot contain"):
+        context_index([(0, 0)], 3)
+    s = Schedule.named("raster", 2)
+    assert s.context_indices().tolist() == [[0, 2], [12, 14]]

@@ -198,6 +198,18 @@ class GaussianField:
         return float(np.mean(rates))
 
 
+    def scorer(self, kernel: int = 5):
+        """The same oracle for many context sets at once (a LinearGaussianScorer on the exact covariance)."""
+        from ..models.linear_gaussian import LinearGaussianScorer
+
+        h = check_kernel(kernel) // 2
+        d = np.array([(a, b) for a in range(-h, h + 1) for b in range(-h, h + 1)], dtype=float)
+        lag_r, lag_c = d[:, None, 0] - d[None, :, 0], d[:, None, 1] - d[None, :, 1]
+        # covariance of the integer latents: the field's plus independent rounding noise
+        cov = np.stack([ch.covariance(lag_r, lag_c) + QUANT_VAR * np.eye(len(d)) for ch in self.channels])
+        return LinearGaussianScorer(cov, kernel, name=f"oracle({self.name})")
+
+
 #: Preset fields: name -> channels.
 PRESETS: dict[str, tuple[FieldChannel, ...]] = {
     "separable": (FieldChannel("separable", 4.0, rho=(0.85, 0.7)),

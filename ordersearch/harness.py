@@ -1,0 +1,304 @@
+"""Train and measure context models: the dedicated estimator of a schedule's rate.
+
+``evaluate(schedule, latents)`` trains the paper's multistage model for one
+schedule on the train split, early-stops on the validation split and measures
+the test split; ``evaluate_context(C, patch, latents)`` does the same for one
+relative context set C (a model whose every latent sees exactly the window
+offsets d with d mod n in C), which measures f(C) directly. Rates are bits per
+latent element of y on the test split; ``bpp`` (y only, no hyper latent) where
+image sizes are known.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .device import resolve_device
+from .errors import OrdersearchError
+from .models.entropy import bits
+from .models.multistage import ModelConfig, MultistageContextModel
+from .schedule import Position, Schedule, context_index, context_window_masks
+from .data.latents import LatentSet, Splits
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training protocol of a dedicated evaluation.
+
+    Crops of ``crop`` x ``crop`` latents (plus a border of kernel // 2 that
+    supplies real neighbours but is not scored), AdamW with weight decay,
+    validation every ``eval_every`` steps, stop after ``patience`` validations
+    without improvement or at ``max_steps`` / ``max_seconds``; the best
+    validation state is measured on the test split.
+    """
+
+    model: ModelConfig = ModelConfig()
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    batch: int = 16
+    crop: int = 16
+    max_steps: int = 1500
+    eval_every: int = 100
+    patience: int = 4
+    max_seconds: float | None = None
+    #: Latents this close to an edge are not scored on the val/test splits: 0 for real images (their
+    #: borders are real), kernel // 2 to compare with the infinite-field Gaussian oracle.
+    score_border: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Evaluation:
+    """One dedicated measurement of a schedule (or of one context set) on the test split."""
+
+    estimator: str
+    patch: int
+    stages: list[list[int]] | None
+    context: list[Position] | None
+    seed: int
+    bits_per_latent: float
+    bpp: float | None
+    image_bits: list[float]
+    image_elements: list[int]
+    per_position: list[list[float]]
+    per_stage: list[float]
+    curve: list[tuple[int, float, float]]
+    steps: int
+    best_step: int
+    seconds: float
+    config: dict
+    data: str
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def schedule(self) -> Schedule | None:
+        return None if self.stages is None else Schedule.from_grid(self.stages)
+
+    @property
+    def image_rates(self) -> np.ndarray:
+        """Bits per latent element of each test image."""
+        return np.asarray(self.image_bits) / np.asarray(self.image_elements)
+
+    def ci95(self) -> float:
+        """Half-width of a 95% interval of ``bits_per_latent`` over test images (this seed only)."""
+        from scipy.stats import t
+
+        _, se = weighted_mean_se(self.image_rates, np.asarray(self.image_elements, dtype=float))
+        return float(t.ppf(0.975, len(self.image_bits) - 1)) * se if len(self.image_bits) > 1 else math.nan
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("model")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Evaluation:
+        return cls(**{**d, "curve": [tuple(c) for c in d["curve"]]})
+
+    def __str__(self) -> str:
+        what = "context " + str(sorted(self.context)) if self.context is not None else f"{self.patch}x{self.patch} schedule"
+        return (f"{what}: {self.bits_per_latent:.4f} +- {self.ci95():.4f} bits/latent (test, 95% over images, "
+                f"seed {self.seed}, {self.steps} steps, {self.seconds:.0f}s)")
+
+
+def weighted_mean_se(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """Weighted mean and its standard error (unbiased weighted variance; NaN for one value)."""
+    w = weights / weights.sum()
+    mean = float((w * values).sum())
+    if len(values) < 2:
+        return mean, math.nan
+    var = float((w * (values - mean) ** 2).sum()) / (1 - float((w**2).sum()))
+    return mean, math.sqrt(var * float((w**2).sum()))
+
+
+# ------------------------------------------------------------------------ data on a device
+class _Tensors:
+    def __init__(self, latents: LatentSet, device: torch.device):
+        self.y = [torch.from_numpy(a).float().to(device) for a in latents.y]
+        self.prior = None if latents.prior is None else [torch.from_numpy(p).to(device) for p in latents.prior]
+        self.sizes = latents.image_sizes
+
+    def crops(self, size: int, count: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        shapes = np.array([a.shape[1:] for a in self.y])
+        ok = np.flatnonzero((shapes >= size).all(axis=1))
+        area = (shapes[ok, 0] - size + 1) * (shapes[ok, 1] - size + 1)
+        picks = rng.choice(ok, size=count, p=area / area.sum())
+        ys, ps = [], []
+        for i in picks:
+            r, c = rng.integers(shapes[i, 0] - size + 1), rng.integers(shapes[i, 1] - size + 1)
+            ys.append(self.y[i][:, r:r + size, c:c + size])
+            if self.prior is not None:
+                ps.append(self.prior[i][:, r:r + size, c:c + size])
+        return torch.stack(ys), (torch.stack(ps) if ps else None)
+
+
+def _bits_map(model: nn.Module, data: _Tensors, i: int, border: int) -> torch.Tensor:
+    """Bits of every element of entry i, (C, H, W), or (C, H - 2 border, W - 2 border)."""
+    prior = None if data.prior is None else data.prior[i][None]
+    b = bits(model(data.y[i][None], prior))[0]
+    return b[:, border:b.shape[1] - border, border:b.shape[2] - border] if border else b
+
+
+def _mean_bits(model: nn.Module, data: _Tensors, border: int) -> float:
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(len(data.y)):
+            b = _bits_map(model, data, i, border)
+            total += float(b.sum())
+            count += b.numel()
+    return total / count
+
+
+def _check_data(splits: Splits, patch: int, crop_in: int) -> None:
+    for part, label in zip(splits, ("train", "val", "test")):
+        small = [a.shape[1:] for a in part.y if min(a.shape[1:]) < patch]
+        if small:
+            raise OrdersearchError(f"{label} split has a latent of {small[0][0]}x{small[0][1]}, "
+                                   f"smaller than the {patch}x{patch} patch")
+    if not any(min(a.shape[1:]) >= crop_in for a in splits.train.y):
+        raise OrdersearchError(f"no training latent is at least {crop_in}x{crop_in} (crop + border); "
+                               "lower TrainConfig.crop")
+
+
+def _splits(latents: LatentSet | Splits, seed: int) -> Splits:
+    return latents if isinstance(latents, Splits) else latents.split(seed=0)
+
+
+def _train(model: nn.Module, splits: Splits, config: TrainConfig, seed: int, device: torch.device,
+           progress: bool, label: str) -> tuple[nn.Module, list[tuple[int, float, float]], int, int]:
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    train, val = _Tensors(splits.train, device), _Tensors(splits.val, device)
+    h = model.config.kernel // 2
+    crop_in = config.crop + 2 * h
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    best, best_state, best_step, since = math.inf, None, 0, 0
+    curve: list[tuple[int, float, float]] = []
+    running, start = [], time.time()
+    bar = tqdm(total=config.max_steps, desc=label, unit="step", disable=not progress, leave=False)
+    step = 0
+    while step < config.max_steps:
+        if config.max_seconds is not None and time.time() - start > config.max_seconds:
+            break
+        model.train()
+        y, prior = train.crops(crop_in, config.batch, rng)
+        b = bits(model(y, prior))[:, :, h:h + config.crop, h:h + config.crop]
+        loss = b.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running.append(loss.item())
+        step += 1
+        bar.update(1)
+        if step % config.eval_every == 0 or step == config.max_steps:
+            model.eval()
+            v = _mean_bits(model, val, config.score_border)
+            curve.append((step, float(np.mean(running)), v))
+            running = []
+            bar.set_postfix(val=f"{v:.4f}")
+            if v < best - 1e-6:
+                best, best_step, since = v, step, 0
+                best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            else:
+                since += 1
+                if since >= config.patience:
+                    break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), curve, step, best_step
+
+
+def _measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -> dict:
+    """Test-split bits: total, per image, per patch position, per stage, bpp (whole images only)."""
+    test = _Tensors(splits.test, next(model.parameters()).device)
+    n = schedule.patch
+    if border % n:
+        raise OrdersearchError(f"score_border {border} must be a multiple of the patch size {n}")
+    pos_bits, pos_count = np.zeros((n, n)), np.zeros((n, n))
+    image_bits, image_elements = [], []
+    with torch.no_grad():
+        for i in range(len(test.y)):
+            b = _bits_map(model, test, i, border).sum(dim=0).cpu().numpy()  # (H, W), summed over channels
+            image_bits.append(float(b.sum()))
+            image_elements.append(int(b.size * test.y[i].shape[0]))
+            for r in range(n):
+                for c in range(n):
+                    pos_bits[r, c] += b[r::n, c::n].sum()
+                    pos_count[r, c] += b[r::n, c::n].size * test.y[i].shape[0]
+    per_position = pos_bits / pos_count
+    grid = schedule.array()
+    per_stage = [float(pos_bits[grid == s].sum() / pos_count[grid == s].sum()) for s in range(schedule.num_stages)]
+    total = sum(image_bits)
+    sizes = splits.test.image_sizes
+    return {
+        "bits_per_latent": total / sum(image_elements),
+        "bpp": None if sizes is None or border else total / float(np.prod(sizes, axis=1).sum()),
+        "image_bits": image_bits, "image_elements": image_elements,
+        "per_position": per_position.tolist(), "per_stage": per_stage,
+    }
+
+
+def evaluate(schedule: Schedule, latents: LatentSet | Splits, config: TrainConfig = TrainConfig(),
+             seed: int = 0, device: str = "cpu", progress: bool = True) -> Evaluation:
+    """Dedicated evaluation: train the multistage model for ``schedule``, report test bits.
+
+    ``latents`` is a LatentSet (split with its fixed split, else seed 0) or
+    ready Splits. The trained model is returned in ``Evaluation.model``.
+    """
+    splits = _splits(latents, seed)
+    dev = resolve_device(device)
+    _check_data(splits, schedule.patch, config.crop + 2 * (config.model.kernel // 2))
+    torch.manual_seed(seed)
+    model = MultistageContextModel(schedule, splits.train.channels, splits.train.prior_channels, config.model).to(dev)
+    start = time.time()
+    n = schedule.patch
+    model, curve, steps, best_step = _train(model, splits, config, seed, dev, progress,
+                                            f"train {n}x{n} schedule seed {seed}")
+    m = _measure(model, splits, schedule, config.score_border)
+    return Evaluation("dedicated", n, [list(r) for r in schedule.stages], None, seed, steps=steps,
+                      best_step=best_step, seconds=time.time() - start, curve=curve, config=config.to_dict(),
+                      data=_fingerprint(splits), model=model, **m)
+
+
+def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet | Splits,
+                     config: TrainConfig = TrainConfig(), seed: int = 0, device: str = "cpu",
+                     progress: bool = True) -> Evaluation:
+    """Dedicated measurement of f(C): every latent sees the window offsets d with d mod n in C.
+
+    Under stationarity f(C) is the same at every patch position, so the model
+    is trained and measured on all positions at once (n*n times the data of
+    one sub-lattice).
+    """
+    context = sorted({(r % patch, c % patch) for r, c in context})
+    code = context_index(context, patch)  # validates
+    splits = _splits(latents, seed)
+    dev = resolve_device(device)
+    _check_data(splits, 1, config.crop + 2 * (config.model.kernel // 2))
+    torch.manual_seed(seed)
+    single = Schedule.named("single", 1)
+    model = MultistageContextModel(single, splits.train.channels, splits.train.prior_channels, config.model)
+    mask = torch.from_numpy(context_window_masks([code], patch, config.model.kernel)[0]).float()
+    model.masks.copy_(mask.view_as(model.masks))
+    model = model.to(dev)
+    start = time.time()
+    model, curve, steps, best_step = _train(model, splits, config, seed, dev, progress, f"train f(C={code})")
+    m = _measure(model, splits, single, config.score_border)
+    m["per_position"] = [[m["bits_per_latent"]] * patch for _ in range(patch)]
+    return Evaluation("dedicated-set", patch, None, [tuple(p) for p in context], seed, steps=steps,
+                      best_step=best_step, seconds=time.time() - start, curve=curve, config=config.to_dict(),
+                      data=_fingerprint(splits), model=model, **m)
+
+
+def _fingerprint(splits: Splits) -> str:
+    return "-".join(p.fingerprint for p in splits)

@@ -1,0 +1,139 @@
+"""The moment-based linear-Gaussian estimator of f(C): no training, every context set in seconds.
+
+From the covariance of the (prior-normalized) latents over the KxK window,
+the best linear predictor of the centre from any subset D of window offsets
+has residual variance ``v_D = S_00 - s_D^T S_DD^-1 s_D`` (Gaussian
+conditioning, solved for many sets at once). With the hyperprior's scale s of
+a latent, its residual standard deviation in latent units is
+``sqrt(s^2 v_D - 1/12)``: the 1/12 removes the latent's own rounding noise
+(Sheppard's correction), so what is left is the spread of the continuous
+value, which is binned to integers for the rate. Averaged over quantiles of s
+per channel and over channels: bits per latent element.
+
+On a Gaussian random field (no prior, s = 1) this is the exact oracle of
+``ordersearch.data.gaussian``; on real latents it is an approximation whose
+agreement with dedicated training must be measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from ..data.gaussian import QUANT_VAR, binned_gaussian_entropy
+from ..data.latents import LatentSet
+from ..errors import OrdersearchError
+from ..schedule import Position, Schedule, check_kernel, context_index, context_window_masks
+from .entropy import SCALE_BOUND
+
+
+class LinearGaussianScorer:
+    """Rates of context sets from a window covariance (per channel) and scale quantiles."""
+
+    def __init__(self, cov: np.ndarray, kernel: int, scales: np.ndarray | None = None, name: str = "linear-gaussian"):
+        k = check_kernel(kernel)
+        if cov.ndim != 3 or cov.shape[1:] != (k * k, k * k):
+            raise OrdersearchError(f"window covariance must have shape (C, {k * k}, {k * k}), got {cov.shape}")
+        self.cov = cov.astype(np.float64)
+        self.kernel = k
+        self.scales = np.ones((cov.shape[0], 1)) if scales is None else np.asarray(scales, dtype=np.float64)
+        self.name = name
+
+    @classmethod
+    def from_latents(cls, latents: LatentSet, kernel: int = 5, quantiles: int = 32) -> LinearGaussianScorer:
+        """Empirical window covariance of the latents, normalized by the prior's (mean, scale) if present."""
+        k = check_kernel(kernel)
+        h = k // 2
+        c = latents.channels
+        lags = [(a, b) for a in range(-(k - 1), k) for b in range(-(k - 1), k)]
+        sums = np.zeros((c, len(lags)))
+        counts = np.zeros(len(lags))
+        mean_sum, mean_count = np.zeros(c), 0
+        scale_samples = []
+        for i, y in enumerate(latents.y):
+            u = y.astype(np.float64)
+            if latents.prior is not None:
+                if latents.prior_channels != 2 * c:
+                    raise OrdersearchError(f"the linear-Gaussian estimator reads the prior as (mean, scale): "
+                                           f"expected {2 * c} prior channels, got {latents.prior_channels}")
+                mean, scale = latents.prior[i][:c], np.maximum(latents.prior[i][c:], SCALE_BOUND)
+                u = (u - mean) / scale
+                scale_samples.append(scale.reshape(c, -1))
+            mean_sum += u.sum(axis=(1, 2))
+            mean_count += u.shape[1] * u.shape[2]
+            hh, ww = u.shape[1:]
+            for j, (a, b) in enumerate(lags):
+                if abs(a) >= hh or abs(b) >= ww:
+                    continue
+                x0 = u[:, max(0, -a):hh - max(0, a), max(0, -b):ww - max(0, b)]
+                x1 = u[:, max(0, a):max(0, a) + x0.shape[1], max(0, b):max(0, b) + x0.shape[2]]
+                sums[:, j] += (x0 * x1).sum(axis=(1, 2))
+                counts[j] += x0.shape[1] * x0.shape[2]
+        mu = mean_sum / mean_count
+        autocov = sums / np.maximum(counts, 1) - mu[:, None] ** 2  # (C, lags)
+        index = {lag: j for j, lag in enumerate(lags)}
+        offsets = [(a - h, b - h) for a in range(k) for b in range(k)]
+        cov = np.empty((c, k * k, k * k))
+        for p, (a1, b1) in enumerate(offsets):
+            for q, (a2, b2) in enumerate(offsets):
+                cov[:, p, q] = autocov[:, index[(a2 - a1, b2 - b1)]]
+        scales = None
+        if scale_samples:
+            allscale = np.concatenate(scale_samples, axis=1)
+            scales = np.quantile(allscale, (np.arange(quantiles) + 0.5) / quantiles, axis=1).T  # (C, Q)
+        return cls(cov, k, scales, name=f"linear-gaussian({latents.name})")
+
+    # ---------------------------------------------------------------- rates
+    def residual_variance(self, masks: np.ndarray) -> np.ndarray:
+        """(S, C) residual variance of the centre given the masked window offsets (masks (S, K, K))."""
+        k2 = self.kernel * self.kernel
+        centre = k2 // 2
+        m = torch.from_numpy(np.asarray(masks, dtype=bool).reshape(-1, k2))
+        m[:, centre] = False
+        cov = torch.from_numpy(self.cov)  # (C, K2, K2)
+        out = torch.empty(m.shape[0], cov.shape[0], dtype=torch.float64)
+        eye = torch.eye(k2, dtype=torch.float64)
+        for start in range(0, m.shape[0], 256):
+            mm = m[start:start + 256].double()  # (s, K2)
+            outer = mm[:, :, None] * mm[:, None, :]
+            a = cov[None] * outer[:, None] + (eye - torch.diag_embed(mm))[:, None]  # (s, C, K2, K2)
+            rhs = cov[None, :, :, centre] * mm[:, None, :]  # (s, C, K2)
+            w = torch.linalg.solve(a, rhs.unsqueeze(-1)).squeeze(-1)
+            out[start:start + 256] = cov[None, :, centre, centre] - (w * rhs).sum(-1)
+        return out.numpy()
+
+    def rates(self, masks: np.ndarray) -> np.ndarray:
+        """(S,) bits per latent element for each mask."""
+        v = self.residual_variance(masks)  # (S, C)
+        var = v[:, :, None] * self.scales[None] ** 2 - QUANT_VAR  # (S, C, Q)
+        std = np.sqrt(np.maximum(var, SCALE_BOUND**2))
+        return binned_gaussian_entropy(std).mean(axis=(1, 2))
+
+    def rate(self, offsets: Iterable[Position]) -> float:
+        """Bits per latent element given neighbours at window ``offsets``."""
+        h = self.kernel // 2
+        mask = np.zeros((1, self.kernel, self.kernel), dtype=bool)
+        for dr, dc in offsets:
+            if max(abs(dr), abs(dc)) > h or (dr, dc) == (0, 0):
+                raise OrdersearchError(f"offset {(dr, dc)} is not a neighbour in the {self.kernel}x{self.kernel} window")
+            mask[0, dr + h, dc + h] = True
+        return float(self.rates(mask)[0])
+
+    def context_rate(self, context: Iterable[Position], patch: int) -> float:
+        """f(C) for one relative context set."""
+        code = context_index(context, patch)
+        return float(self.rates(context_window_masks(np.array([code]), patch, self.kernel))[0])
+
+    def cost_table(self, patch: int) -> np.ndarray:
+        """f(C) of every context set, indexed by its code (NaN at odd codes, which contain the position itself)."""
+        codes = np.arange(0, 2 ** (patch * patch), 2)
+        table = np.full(2 ** (patch * patch), np.nan)
+        table[codes] = self.rates(context_window_masks(codes, patch, self.kernel))
+        return table
+
+    def schedule_rate(self, schedule: Schedule) -> float:
+        """Mean over patch positions of f(C_p)."""
+        codes = schedule.context_indices().ravel()
+        return float(self.rates(context_window_masks(codes, schedule.patch, self.kernel)).mean())

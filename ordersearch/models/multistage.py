@@ -1,0 +1,163 @@
+"""The multistage spatial context model of Lin et al. (ICASSP 2023), for any schedule.
+
+Every patch position p has its own masked KxK convolution (mask from
+``Schedule.masks``) that turns already-decoded neighbours into context
+features; one shared 1x1 entropy-parameters network maps [prior features,
+context features] to the Gaussian (or Gaussian-mixture) parameters of each
+latent. Decoding a 2x2 raster schedule ``[[0, 1], [2, 3]]``::
+
+    step 0        step 1        step 2        step 3
+    0 . 0 .       x 1 x 1       x x x x       x x x x
+    . . . .       . . . .       2 . 2 .       x 3 x 3
+    0 . 0 .       x 1 x 1       x x x x       x x x x
+    . . . .       . . . .       2 . 2 .       x 3 x 3
+
+(digits: decoded at this step from the x's; all patches at once).
+
+Two ways to compute the same likelihoods:
+
+- ``forward`` (training): all steps in one parallel pass. Position p's
+  convolution is evaluated only on its own sub-lattice (a stride-n
+  convolution from offset p), so the whole pass costs one full convolution.
+  Its mask hides every latent not yet decoded at p's step.
+- ``stagewise`` (decoding): step by step, each step reading a copy of y in
+  which every latent not yet decoded is zeroed, exactly what a decoder has.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import OrdersearchError
+from ..schedule import Schedule
+from .entropy import gaussian_likelihood, gaussian_mixture_likelihood
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model shape: kernel, mixture components, context channels, hidden width of the entropy network.
+
+    ``context_channels`` defaults to twice the latent channels, as in the paper
+    (M -> 2M): the features carry both the prediction and, through each
+    position's own bias, how sure it is. ``hidden`` defaults to 3/4 of the
+    entropy network's input width.
+    """
+
+    kernel: int = 5
+    mixture: int = 1
+    context_channels: int | None = None
+    hidden: int | None = None
+
+
+class MultistageContextModel(nn.Module):
+    """Per-position masked convolutions + a shared entropy-parameters network."""
+
+    def __init__(self, schedule: Schedule, channels: int, prior_channels: int = 0,
+                 config: ModelConfig = ModelConfig()):
+        super().__init__()
+        if config.mixture < 1:
+            raise OrdersearchError(f"mixture must be at least 1 component, got {config.mixture}")
+        self.schedule = schedule
+        self.channels = channels
+        self.prior_channels = prior_channels
+        self.config = config
+        n, k = schedule.patch, config.kernel
+        ctx = config.context_channels or 2 * channels
+        masks = torch.from_numpy(schedule.masks(k)).float().reshape(n * n, 1, 1, k, k)
+        self.register_buffer("masks", masks)
+        self.weight = nn.Parameter(torch.randn(n * n, ctx, channels, k, k) / math.sqrt(channels * k * k / 2))
+        self.bias = nn.Parameter(torch.zeros(n * n, ctx))
+        out = 2 * channels if config.mixture == 1 else 3 * config.mixture * channels
+        width = prior_channels + ctx
+        hidden = config.hidden or max(32, width * 3 // 4)
+        self.entropy_parameters = nn.Sequential(
+            nn.Conv2d(width, hidden, 1), nn.LeakyReLU(),
+            nn.Conv2d(hidden, hidden * 3 // 4, 1), nn.LeakyReLU(),
+            nn.Conv2d(hidden * 3 // 4, out, 1),
+        )
+        self._positions = [(r, c) for r in range(n) for c in range(n)]
+
+    # ---------------------------------------------------------------- pieces
+    def _context_at(self, y_pad: torch.Tensor, index: int, shape: tuple[int, int]) -> torch.Tensor:
+        """Context features of position ``index`` on its sub-lattice (stride-n convolution)."""
+        r, c = self._positions[index]
+        n = self.schedule.patch
+        w = self.weight[index] * self.masks[index]
+        out = F.conv2d(y_pad[:, :, r:, c:], w, self.bias[index], stride=n)
+        h, wd = -(-(shape[0] - r) // n), -(-(shape[1] - c) // n)
+        return out[:, :, :h, :wd]
+
+    def _likelihood(self, y: torch.Tensor, prior: torch.Tensor | None, ctx: torch.Tensor) -> torch.Tensor:
+        features = ctx if prior is None else torch.cat([prior, ctx], dim=1)
+        params = self.entropy_parameters(features)
+        if self.config.mixture == 1:
+            mean, raw = params.chunk(2, dim=1)
+            return gaussian_likelihood(y, mean, F.softplus(raw))
+        n, _, h, w = params.shape
+        means, raw, logits = params.view(n, 3, self.config.mixture, self.channels, h, w).unbind(1)
+        return gaussian_mixture_likelihood(y, means, F.softplus(raw), logits)
+
+    def _check(self, y: torch.Tensor, prior: torch.Tensor | None) -> None:
+        if y.ndim != 4 or y.shape[1] != self.channels:
+            raise OrdersearchError(f"expected y of shape (N, {self.channels}, H, W), got {tuple(y.shape)}")
+        n = self.schedule.patch
+        if y.shape[2] < n or y.shape[3] < n:
+            raise OrdersearchError(f"latent of {y.shape[2]}x{y.shape[3]} is smaller than the {n}x{n} patch")
+        if (prior is None) != (self.prior_channels == 0):
+            raise OrdersearchError(f"model expects {self.prior_channels} prior channels, got "
+                                   f"{0 if prior is None else prior.shape[1]}")
+        if prior is not None and (prior.shape[1] != self.prior_channels or prior.shape[2:] != y.shape[2:]):
+            raise OrdersearchError(f"prior of shape {tuple(prior.shape)} does not fit y of shape {tuple(y.shape)} "
+                                   f"with {self.prior_channels} prior channels")
+
+    # ---------------------------------------------------------------- the two paths
+    def forward(self, y: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Likelihood of every element of integer-valued ``y`` (N, C, H, W): all steps in parallel."""
+        self._check(y, prior)
+        h = self.config.kernel // 2
+        y_pad = F.pad(y, (h, h, h, h))
+        n = self.schedule.patch
+        ctx = y.new_zeros(y.shape[0], self.bias.shape[1], *y.shape[2:])
+        for index, (r, c) in enumerate(self._positions):
+            ctx[:, :, r::n, c::n] = self._context_at(y_pad, index, y.shape[2:])
+        return self._likelihood(y, prior, ctx)
+
+    def stagewise(self, y: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """The same likelihoods computed step by step from only the latents decoded so far."""
+        self._check(y, prior)
+        h = self.config.kernel // 2
+        n = self.schedule.patch
+        stage_map = torch.from_numpy(self.schedule.stage_map(*y.shape[2:])).to(y.device)
+        out = torch.empty_like(y)
+        for step, group in enumerate(self.schedule.groups()):
+            decoded = y * (stage_map < step)
+            y_pad = F.pad(decoded, (h, h, h, h))
+            for r, c in group:
+                index = r * n + c
+                ctx = self._context_at(y_pad, index, y.shape[2:])
+                sub_prior = None if prior is None else prior[:, :, r::n, c::n]
+                out[:, :, r::n, c::n] = self._likelihood(y[:, :, r::n, c::n], sub_prior, ctx)
+        return out
+
+    def parameters_at_step(self, y: torch.Tensor, prior: torch.Tensor | None, step: int) -> torch.Tensor:
+        """Raw entropy parameters of the latents decoded at ``step``, from what a decoder has then.
+
+        Returns (N, out, H, W) with zeros at positions of other steps.
+        """
+        self._check(y, prior)
+        h = self.config.kernel // 2
+        n = self.schedule.patch
+        stage_map = torch.from_numpy(self.schedule.stage_map(*y.shape[2:])).to(y.device)
+        y_pad = F.pad(y * (stage_map < step), (h, h, h, h))
+        out_ch = self.entropy_parameters[-1].out_channels
+        out = y.new_zeros(y.shape[0], out_ch, *y.shape[2:])
+        for r, c in self.schedule.groups()[step]:
+            ctx = self._context_at(y_pad, r * n + c, y.shape[2:])
+            features = ctx if prior is None else torch.cat([prior[:, :, r::n, c::n], ctx], dim=1)
+            out[:, :, r::n, c::n] = self.entropy_parameters(features)
+        return out

@@ -1,0 +1,67 @@
+"""The linear-Gaussian estimator: exact on Gaussian fields, consistent with schedule masks."""
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+from ordersearch import Schedule
+from ordersearch.data import gaussian_field
+from ordersearch.models.linear_gaussian import LinearGaussianScorer
+from ordersearch.schedule import context_from_index, context_index, context_window_masks
+
+
+@pytest.mark.parametrize("name", ["raster", "lin2023", "quadtree", "checkerboard", "snake"])
+def test_window_masks_of_a_schedules_context_sets_are_its_masks(name):
+    s = Schedule.named(name, 4)
+    codes = s.context_indices()
+    masks = s.masks(5)
+    from_codes = context_window_masks(codes.ravel(), 4, 5).reshape(4, 4, 5, 5)
+    assert (masks == from_codes).all()
+
+
+def test_oracle_scorer_equals_the_plain_oracle():
+    f = gaussian_field("mixed")
+    sc = f.scorer(5)
+    rng = np.random.default_rng(0)
+    for code in rng.choice(np.arange(0, 2**16, 2), size=20, replace=False):
+        cset = context_from_index(int(code), 4)
+        assert sc.context_rate(cset, 4) == pytest.approx(f.context_rate(cset, 4, 5), rel=1e-9)
+    for name in ("raster", "lin2023", "checkerboard", "single"):
+        s = Schedule.named(name, 4)
+        assert sc.schedule_rate(s) == pytest.approx(f.schedule_rate(s, 5), rel=1e-9)
+
+
+def test_cost_table_layout():
+    sc = gaussian_field("separable").scorer(3)
+    table = sc.cost_table(2)
+    assert table.shape == (16,) and np.isnan(table[1::2]).all() and not np.isnan(table[0::2]).any()
+    assert table[0] == pytest.approx(sc.rate([]))
+    assert table[context_index([(0, 1)], 2)] == pytest.approx(sc.rate([(0, -1), (0, 1)]))
+    # more context never costs more
+    for code in range(0, 16, 2):
+        for extra in (2, 4, 8):
+            assert table[code | extra] <= table[code] + 1e-12
+
+
+@pytest.mark.parametrize("preset", ["separable", "smooth", "anisotropic"])
+def test_empirical_estimator_recovers_the_oracle(preset):
+    f = gaussian_field(preset)
+    est = LinearGaussianScorer.from_latents(f.sample(150, 32, 32, seed=5), kernel=5)
+    truth, got = f.scorer(5).cost_table(3), est.cost_table(3)
+    m = ~np.isnan(truth)
+    assert np.mean(np.abs(got[m] - truth[m]) / truth[m]) < 0.01
+    assert kendalltau(got[m], truth[m]).statistic > 0.95
+
+
+def test_estimator_on_latents_with_prior_normalizes_and_reports_bad_prior():
+    from ordersearch.data import LatentSet
+    from ordersearch.errors import OrdersearchError
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(-3, 4, size=(4, 2, 12, 12))
+    prior = np.concatenate([np.zeros((4, 2, 12, 12)), np.full((4, 2, 12, 12), 2.0)], axis=1)
+    est = LinearGaussianScorer.from_latents(LatentSet.create(y, prior), kernel=3)
+    assert est.scales.shape == (2, 32) and np.allclose(est.scales, 2.0)
+    assert 2.0 < est.rate([]) < 3.5  # white noise on 7 values: close to log2(7)
+    with pytest.raises(OrdersearchError, match="expected 4 prior channels, got 3"):
+        LinearGaussianScorer.from_latents(LatentSet.create(y, prior[:, :3]), kernel=3)

@@ -1,0 +1,88 @@
+"""The multistage context model: parallel pass == stage-by-stage pass, and causality."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ordersearch import Schedule
+from ordersearch.errors import OrdersearchError
+from ordersearch.models.multistage import ModelConfig, MultistageContextModel
+
+
+@st.composite
+def grouped(draw):
+    n = draw(st.sampled_from([1, 2, 3, 4]))
+    s = draw(st.integers(1, n * n))
+    labels = list(range(s)) + draw(st.lists(st.integers(0, s - 1), min_size=n * n - s, max_size=n * n - s))
+    return Schedule.from_grid(np.array(draw(st.permutations(labels))).reshape(n, n))
+
+
+def random_latents(seed, c=3, p=2, h=9, w=11):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(-4, 5, (2, c, h, w), generator=g).float()
+    prior = torch.randn(2, p, h, w, generator=g) if p else None
+    return y, prior
+
+
+@settings(max_examples=25, deadline=None)
+@given(grouped(), st.sampled_from([3, 5]), st.sampled_from([1, 3]), st.integers(0, 10_000), st.booleans())
+def test_parallel_and_stagewise_give_the_same_likelihoods(schedule, kernel, mixture, seed, with_prior):
+    torch.manual_seed(seed)
+    model = MultistageContextModel(schedule, 3, 2 if with_prior else 0, ModelConfig(kernel=kernel, mixture=mixture))
+    y, prior = random_latents(seed, p=2 if with_prior else 0)
+    with torch.no_grad():
+        a, b = model(y, prior), model.stagewise(y, prior)
+    assert a.shape == y.shape
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@settings(max_examples=25, deadline=None)
+@given(grouped(), st.integers(0, 10_000))
+def test_changing_a_later_latent_never_changes_earlier_parameters(schedule, seed):
+    torch.manual_seed(seed)
+    model = MultistageContextModel(schedule, 3, 2, ModelConfig(kernel=5))
+    y, prior = random_latents(seed)
+    stage_map = torch.from_numpy(schedule.stage_map(9, 11))
+    rng = np.random.default_rng(seed)
+    i, j = int(rng.integers(9)), int(rng.integers(11))
+    changed = y.clone()
+    changed[:, :, i, j] += 7
+    with torch.no_grad():
+        for step in range(int(stage_map[i, j]) + 1):  # every step up to and including the changed latent's
+            before = model.parameters_at_step(y, prior, step)
+            after = model.parameters_at_step(changed, prior, step)
+            assert torch.equal(before, after), (step, i, j)
+        # and the parallel pass agrees: likelihoods of latents decoded no later than (i, j) only move at (i, j)
+        la, lb = model(y, prior), model(changed, prior)
+    same_or_earlier = (stage_map <= stage_map[i, j])
+    same_or_earlier[i, j] = False
+    assert torch.equal(la[:, :, same_or_earlier], lb[:, :, same_or_earlier])
+
+
+def test_context_really_used_when_decoded():
+    """A neighbour decoded earlier does change the parameters (the masks are not all empty)."""
+    torch.manual_seed(0)
+    s = Schedule.named("raster", 2)
+    model = MultistageContextModel(s, 2, 0, ModelConfig(kernel=3))
+    y = torch.zeros(1, 2, 4, 4)
+    changed = y.clone()
+    changed[0, 0, 0, 0] = 3  # stage 0; (0, 1) at stage 1 sees it
+    with torch.no_grad():
+        a, b = model.parameters_at_step(y, None, 1), model.parameters_at_step(changed, None, 1)
+    assert not torch.equal(a[..., 0, 1], b[..., 0, 1])
+
+
+def test_bad_inputs():
+    model = MultistageContextModel(Schedule.named("raster", 4), 3, 2)
+    with pytest.raises(OrdersearchError, match=r"expected y of shape \(N, 3, H, W\), got \(1, 4, 8, 8\)"):
+        model(torch.zeros(1, 4, 8, 8), torch.zeros(1, 2, 8, 8))
+    with pytest.raises(OrdersearchError, match="latent of 3x8 is smaller than the 4x4 patch"):
+        model(torch.zeros(1, 3, 3, 8), torch.zeros(1, 2, 3, 8))
+    with pytest.raises(OrdersearchError, match="model expects 2 prior channels, got 0"):
+        model(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(OrdersearchError, match="does not fit y"):
+        model(torch.zeros(1, 3, 8, 8), torch.zeros(1, 2, 8, 7))
+    with pytest.raises(OrdersearchError, match="mixture must be at least 1"):
+        MultistageContextModel(Schedule.named("raster", 2), 3, 0, ModelConfig(mixture=0))
