@@ -69,7 +69,7 @@ def main() -> None:
     info = torch.load(Path("ordersearch/codec/weights/base_codec.pt"), weights_only=True)["info"]
     lines = ["# Base codec operating point (held-out photos)", "",
              "Command: `python experiments/evaluate_base_codec.py` (photos from `experiments/fetch_photos.py`).",
-             f"Codec: bundled mean-scale hyperprior (N=96, M=64, Nz=64), trained {info.get('steps')} steps "
+             f"Codec: bundled scale hyperprior (N=96, M=64, Nz=64), trained {info.get('steps')} steps "
              f"({info.get('seconds')} s on {info.get('device')}, lambda {info.get('lam')}) on the 39 train photos.",
              "Rate: ideal code length (y under the hyperprior + z under the factorized prior) per pixel. "
              "JPEG: Pillow 4:2:0 at the quality whose rate is closest to the codec's on each photo.", "",

@@ -1,4 +1,4 @@
-"""Train the bundled base codec (mean-scale hyperprior) on the train split of the offline photos.
+"""Train the bundled base codec (scale hyperprior) on the train split of the offline photos.
 
     python experiments/fetch_photos.py
     python experiments/train_base_codec.py --device cuda --minutes 7 --out ordersearch/codec/weights/base_codec.pt

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     latents = sub.add_parser("latents", help="images -> latent file through the bundled base codec",
                              description="Run every image in a folder (png/jpg/ppm/...) through the bundled "
-                             "base codec; save y = round(latent), the hyperprior (mean, scale) as prior, "
+                             "base codec; save y = round(latent), the hyperprior scales as prior, "
                              "and the image sizes.")
     latents.add_argument("--images", type=Path, required=True, metavar="DIR")
     latents.add_argument("--out", type=Path, required=True, metavar="FILE", help=".npz or .pt")

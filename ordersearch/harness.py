@@ -11,13 +11,15 @@ image sizes are known.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .device import resolve_device
@@ -33,21 +35,27 @@ class TrainConfig:
     """Training protocol of a dedicated evaluation.
 
     Crops of ``crop`` x ``crop`` latents (plus a border of kernel // 2 that
-    supplies real neighbours but is not scored), AdamW with weight decay,
+    supplies their neighbours, zeros at image edges, and is not scored), AdamW with weight decay and a
+    cosine learning rate from ``lr`` down to ``lr / 20`` over ``max_steps``,
     validation every ``eval_every`` steps, stop after ``patience`` validations
     without improvement or at ``max_steps`` / ``max_seconds``; the best
     validation state is measured on the test split.
     """
 
     model: ModelConfig = ModelConfig()
-    lr: float = 3e-4
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     batch: int = 16
     crop: int = 16
-    max_steps: int = 1500
+    max_steps: int = 600
     eval_every: int = 100
     patience: int = 4
     max_seconds: float | None = None
+    #: Steps of the shared warm start: a prior-only model (no context) trained once per data set, config
+    #: and seed, from which every schedule's model starts (its context convolutions at zero). Every
+    #: schedule then starts from the same model and sees the same batches, so differences between
+    #: schedules come from their context, not from training noise. 0: train from scratch.
+    warm_steps: int = 1000
     #: Latents this close to an edge are not scored on the val/test splits: 0 for real images (their
     #: borders are real), kernel // 2 to compare with the infinite-field Gaussian oracle.
     score_border: int = 0
@@ -77,6 +85,7 @@ class Evaluation:
     seconds: float
     config: dict
     data: str
+    device: str = "cpu"
     model: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -122,22 +131,32 @@ def weighted_mean_se(values: np.ndarray, weights: np.ndarray) -> tuple[float, fl
 
 # ------------------------------------------------------------------------ data on a device
 class _Tensors:
+    """One split's latents on the device; training crops come from the zero-padded latents."""
+
     def __init__(self, latents: LatentSet, device: torch.device):
         self.y = [torch.from_numpy(a).float().to(device) for a in latents.y]
         self.prior = None if latents.prior is None else [torch.from_numpy(p).to(device) for p in latents.prior]
-        self.sizes = latents.image_sizes
 
-    def crops(self, size: int, count: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def crops(self, size: int, border: int, count: int,
+              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``count`` crops of (size + 2 border)^2 whose inner size^2 lies inside a latent.
+
+        The border around the inner part is the latent's real neighbourhood
+        or, at an image edge, zeros: exactly what the model sees at the edges
+        of a whole test image, so edge latents are trained for too.
+        """
         shapes = np.array([a.shape[1:] for a in self.y])
         ok = np.flatnonzero((shapes >= size).all(axis=1))
         area = (shapes[ok, 0] - size + 1) * (shapes[ok, 1] - size + 1)
         picks = rng.choice(ok, size=count, p=area / area.sum())
+        pad = (border, border, border, border)
         ys, ps = [], []
         for i in picks:
             r, c = rng.integers(shapes[i, 0] - size + 1), rng.integers(shapes[i, 1] - size + 1)
-            ys.append(self.y[i][:, r:r + size, c:c + size])
+            window = (slice(None), slice(r, r + size + 2 * border), slice(c, c + size + 2 * border))
+            ys.append(F.pad(self.y[i], pad)[window])
             if self.prior is not None:
-                ps.append(self.prior[i][:, r:r + size, c:c + size])
+                ps.append(F.pad(self.prior[i], pad)[window])
         return torch.stack(ys), (torch.stack(ps) if ps else None)
 
 
@@ -158,15 +177,14 @@ def _mean_bits(model: nn.Module, data: _Tensors, border: int) -> float:
     return total / count
 
 
-def _check_data(splits: Splits, patch: int, crop_in: int) -> None:
+def _check_data(splits: Splits, patch: int, crop: int) -> None:
     for part, label in zip(splits, ("train", "val", "test")):
         small = [a.shape[1:] for a in part.y if min(a.shape[1:]) < patch]
         if small:
             raise OrdersearchError(f"{label} split has a latent of {small[0][0]}x{small[0][1]}, "
                                    f"smaller than the {patch}x{patch} patch")
-    if not any(min(a.shape[1:]) >= crop_in for a in splits.train.y):
-        raise OrdersearchError(f"no training latent is at least {crop_in}x{crop_in} (crop + border); "
-                               "lower TrainConfig.crop")
+    if not any(min(a.shape[1:]) >= crop for a in splits.train.y):
+        raise OrdersearchError(f"no training latent is at least {crop}x{crop}; lower TrainConfig.crop")
 
 
 def _splits(latents: LatentSet | Splits, seed: int) -> Splits:
@@ -180,7 +198,6 @@ def _train(model: nn.Module, splits: Splits, config: TrainConfig, seed: int, dev
     rng = np.random.default_rng(seed)
     train, val = _Tensors(splits.train, device), _Tensors(splits.val, device)
     h = model.config.kernel // 2
-    crop_in = config.crop + 2 * h
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     best, best_state, best_step, since = math.inf, None, 0, 0
     curve: list[tuple[int, float, float]] = []
@@ -191,7 +208,9 @@ def _train(model: nn.Module, splits: Splits, config: TrainConfig, seed: int, dev
         if config.max_seconds is not None and time.time() - start > config.max_seconds:
             break
         model.train()
-        y, prior = train.crops(crop_in, config.batch, rng)
+        for g in opt.param_groups:
+            g["lr"] = config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / config.max_steps)))
+        y, prior = train.crops(config.crop, h, config.batch, rng)
         b = bits(model(y, prior))[:, :, h:h + config.crop, h:h + config.crop]
         loss = b.mean()
         opt.zero_grad(set_to_none=True)
@@ -249,6 +268,30 @@ def _measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) 
     }
 
 
+_WARM: dict[tuple, dict[str, torch.Tensor]] = {}
+
+
+def _warm_start(model: MultistageContextModel, splits: Splits, config: TrainConfig, seed: int,
+                dev: torch.device, progress: bool) -> None:
+    """Load the shared prior-only start into ``model`` (trained on first use, then kept per process)."""
+    if config.warm_steps <= 0:
+        return
+    key = (_fingerprint(splits), json.dumps(config.to_dict(), sort_keys=True), seed, str(dev))
+    if key not in _WARM:
+        torch.manual_seed(seed)
+        base = MultistageContextModel(Schedule.named("single", 1), splits.train.channels,
+                                      splits.train.prior_channels, config.model).to(dev)
+        warm = replace(config, max_steps=config.warm_steps, warm_steps=0)
+        base, *_ = _train(base, splits, warm, seed, dev, progress, f"warm start (prior only) seed {seed}")
+        _WARM[key] = {k: v.detach().clone() for k, v in base.state_dict().items()
+                      if k == "bias" or k.startswith("entropy_parameters.")}
+    state = _WARM[key]
+    with torch.no_grad():
+        model.bias.copy_(state["bias"].expand_as(model.bias))
+        model.entropy_parameters.load_state_dict(
+            {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("entropy_parameters.")})
+
+
 def evaluate(schedule: Schedule, latents: LatentSet | Splits, config: TrainConfig = TrainConfig(),
              seed: int = 0, device: str = "cpu", progress: bool = True) -> Evaluation:
     """Dedicated evaluation: train the multistage model for ``schedule``, report test bits.
@@ -258,17 +301,18 @@ def evaluate(schedule: Schedule, latents: LatentSet | Splits, config: TrainConfi
     """
     splits = _splits(latents, seed)
     dev = resolve_device(device)
-    _check_data(splits, schedule.patch, config.crop + 2 * (config.model.kernel // 2))
+    _check_data(splits, schedule.patch, config.crop)
     torch.manual_seed(seed)
     model = MultistageContextModel(schedule, splits.train.channels, splits.train.prior_channels, config.model).to(dev)
     start = time.time()
+    _warm_start(model, splits, config, seed, dev, progress)
     n = schedule.patch
     model, curve, steps, best_step = _train(model, splits, config, seed, dev, progress,
                                             f"train {n}x{n} schedule seed {seed}")
     m = _measure(model, splits, schedule, config.score_border)
     return Evaluation("dedicated", n, [list(r) for r in schedule.stages], None, seed, steps=steps,
                       best_step=best_step, seconds=time.time() - start, curve=curve, config=config.to_dict(),
-                      data=_fingerprint(splits), model=model, **m)
+                      data=_fingerprint(splits), device=str(dev), model=model, **m)
 
 
 def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet | Splits,
@@ -284,7 +328,7 @@ def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet
     code = context_index(context, patch)  # validates
     splits = _splits(latents, seed)
     dev = resolve_device(device)
-    _check_data(splits, 1, config.crop + 2 * (config.model.kernel // 2))
+    _check_data(splits, 1, config.crop)
     torch.manual_seed(seed)
     single = Schedule.named("single", 1)
     model = MultistageContextModel(single, splits.train.channels, splits.train.prior_channels, config.model)
@@ -292,12 +336,13 @@ def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet
     model.masks.copy_(mask.view_as(model.masks))
     model = model.to(dev)
     start = time.time()
+    _warm_start(model, splits, config, seed, dev, progress)
     model, curve, steps, best_step = _train(model, splits, config, seed, dev, progress, f"train f(C={code})")
     m = _measure(model, splits, single, config.score_border)
     m["per_position"] = [[m["bits_per_latent"]] * patch for _ in range(patch)]
     return Evaluation("dedicated-set", patch, None, [tuple(p) for p in context], seed, steps=steps,
                       best_step=best_step, seconds=time.time() - start, curve=curve, config=config.to_dict(),
-                      data=_fingerprint(splits), model=model, **m)
+                      data=_fingerprint(splits), device=str(dev), model=model, **m)
 
 
 def _fingerprint(splits: Splits) -> str:

@@ -86,7 +86,7 @@ def test_bad_input():
     lat = gaussian_field("separable").sample(6, 8, 8)
     with pytest.raises(OrdersearchError, match="train split has a latent of 8x8, smaller than the 16x16 patch"):
         evaluate(Schedule.named("raster", 16), lat, progress=False)
-    with pytest.raises(OrdersearchError, match="no training latent is at least 20x20"):
+    with pytest.raises(OrdersearchError, match="no training latent is at least 16x16"):
         evaluate(Schedule.named("raster", 2), lat, progress=False)
     with pytest.raises(OrdersearchError, match="score_border 3 must be a multiple of the patch size 2"):
         evaluate(Schedule.named("raster", 2), lat, TrainConfig(crop=2, max_steps=1, eval_every=1, score_border=3),

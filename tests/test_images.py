@@ -41,7 +41,7 @@ def test_latents_command_writes_documented_arrays(photo_folder, tmp_path, capsys
     out = tmp_path / "lat.npz"
     assert main(["latents", "--images", str(photo_folder), "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert f"wrote {out}: 2 images, y 64 channels, prior 128 channels" in captured.out
+    assert f"wrote {out}: 2 images, y 64 channels, prior 64 channels" in captured.out
     err = captured.err.splitlines()
     assert err[-2].startswith(f"ordersearch: skipped {photo_folder / 'c_broken.jpg'}: not a readable image")
     assert err[-1] == f"ordersearch: skipped {photo_folder / 'd_tiny.png'}: too small (20x40; each side must be at least 32)"
@@ -50,10 +50,10 @@ def test_latents_command_writes_documented_arrays(photo_folder, tmp_path, capsys
     assert len(lat) == 2
     # grace_hopper is 600x512: padded to 640x512 -> 40x32 latents; the gray crop 100x130 -> 128x192 -> 8x12
     assert lat.y[0].shape == (64, 40, 32) and lat.y[1].shape == (64, 8, 12)
-    assert lat.prior[0].shape == (128, 40, 32)
+    assert lat.prior[0].shape == (64, 40, 32)
     assert lat.image_sizes.tolist() == [[600, 512], [100, 130]]
     assert lat.y[0].dtype == np.int32 and np.abs(lat.y[0]).max() > 0
-    assert (lat.prior[0][64:] > 0).all()  # scales
+    assert (lat.prior[0] > 0).all()  # scales
     y, _, prior = codec.encode_array(read_image(photo_folder / "a_grace.png"))
     assert (lat.y[0] == y).all() and np.allclose(lat.prior[0], prior)
 
@@ -96,7 +96,7 @@ def test_base_codec_psnr_on_held_out_photo_matches_recorded(codec):
 def test_builtin_set_is_real_learned_latents():
     b = builtin()
     assert b is builtin()  # loaded once per process
-    assert b.channels == 64 and b.prior_channels == 128
+    assert b.channels == 64 and b.prior_channels == 64
     parts = b.split()
     assert parts.train.num_positions >= 200_000 and parts.test.num_positions >= 20_000
     assert len(parts.val) == 5 and len(parts.test) == 12
@@ -108,4 +108,4 @@ def test_builtin_set_is_real_learned_latents():
     assert all(p["licence"] for p in info["photos"])
     y = np.concatenate([a.reshape(64, -1) for a in parts.test.y], axis=1)
     assert 0.1 < (y != 0).mean() < 0.9  # sparse but not empty, as learned latents at ~0.3 bpp are
-    assert all((p[64:] > 0).all() for p in b.prior[:5])
+    assert all((p > 0).all() for p in b.prior[:5])

@@ -63,5 +63,7 @@ def test_estimator_on_latents_with_prior_normalizes_and_reports_bad_prior():
     est = LinearGaussianScorer.from_latents(LatentSet.create(y, prior), kernel=3)
     assert est.scales.shape == (2, 32) and np.allclose(est.scales, 2.0)
     assert 2.0 < est.rate([]) < 3.5  # white noise on 7 values: close to log2(7)
-    with pytest.raises(OrdersearchError, match="expected 4 prior channels, got 3"):
+    scale_only = LinearGaussianScorer.from_latents(LatentSet.create(y, prior[:, 2:]), kernel=3)
+    assert scale_only.rate([]) == pytest.approx(est.rate([]))  # zero means: the same
+    with pytest.raises(OrdersearchError, match=r"\(2 channels\) or \(mean, scale\) \(4\), got 3"):
         LinearGaussianScorer.from_latents(LatentSet.create(y, prior[:, :3]), kernel=3)

@@ -31,6 +31,7 @@ def random_latents(seed, c=3, p=2, h=9, w=11):
 def test_parallel_and_stagewise_give_the_same_likelihoods(schedule, kernel, mixture, seed, with_prior):
     torch.manual_seed(seed)
     model = MultistageContextModel(schedule, 3, 2 if with_prior else 0, ModelConfig(kernel=kernel, mixture=mixture))
+    torch.nn.init.normal_(model.weight)  # trained weights are not zero
     y, prior = random_latents(seed, p=2 if with_prior else 0)
     with torch.no_grad():
         a, b = model(y, prior), model.stagewise(y, prior)
@@ -43,6 +44,7 @@ def test_parallel_and_stagewise_give_the_same_likelihoods(schedule, kernel, mixt
 def test_changing_a_later_latent_never_changes_earlier_parameters(schedule, seed):
     torch.manual_seed(seed)
     model = MultistageContextModel(schedule, 3, 2, ModelConfig(kernel=5))
+    torch.nn.init.normal_(model.weight)
     y, prior = random_latents(seed)
     stage_map = torch.from_numpy(schedule.stage_map(9, 11))
     rng = np.random.default_rng(seed)
@@ -66,6 +68,8 @@ def test_context_really_used_when_decoded():
     torch.manual_seed(0)
     s = Schedule.named("raster", 2)
     model = MultistageContextModel(s, 2, 0, ModelConfig(kernel=3))
+    assert not model.weight.any()  # starts as the prior-only model
+    torch.nn.init.normal_(model.weight)
     y = torch.zeros(1, 2, 4, 4)
     changed = y.clone()
     changed[0, 0, 0, 0] = 3  # stage 0; (0, 1) at stage 1 sees it

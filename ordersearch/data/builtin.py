@@ -12,8 +12,8 @@ packages, scikit-image and matplotlib sample photos; list and licences in
 
 Every version is cropped from its top-left corner to a multiple of 64 pixels,
 so no latent comes from padding. ``y`` has 64 channels; ``prior`` is the
-hyperprior's (mean, scale) per channel (128 channels), recomputed at load
-time from the stored hyper latents ``z`` by the bundled codec.
+hyperprior's scale per channel (64 channels), recomputed at load time from
+the stored hyper latents ``z`` by the bundled codec.
 """
 
 from __future__ import annotations

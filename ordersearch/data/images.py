@@ -49,7 +49,7 @@ def images_to_latents(paths: Iterable[str | os.PathLike], codec=None, device: st
                       name: str = "images", progress: bool = True) -> tuple[LatentSet, list[str]]:
     """Run every image through the base codec.
 
-    Returns the latent set (``y``, ``prior`` = hyperprior mean and scale,
+    Returns the latent set (``y``, ``prior`` = the hyperprior's scales,
     ``image_sizes``) and one message per image that was skipped (unreadable
     or too small); the others are still processed.
     """

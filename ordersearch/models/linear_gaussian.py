@@ -1,6 +1,7 @@
 """The moment-based linear-Gaussian estimator of f(C): no training, every context set in seconds.
 
-From the covariance of the (prior-normalized) latents over the KxK window,
+From the covariance of the latents over the KxK window (normalized by the
+prior: a scale per channel, or a mean and a scale, as hyperpriors give),
 the best linear predictor of the centre from any subset D of window offsets
 has residual variance ``v_D = S_00 - s_D^T S_DD^-1 s_D`` (Gaussian
 conditioning, solved for many sets at once). With the hyperprior's scale s of
@@ -43,7 +44,7 @@ class LinearGaussianScorer:
 
     @classmethod
     def from_latents(cls, latents: LatentSet, kernel: int = 5, quantiles: int = 32) -> LinearGaussianScorer:
-        """Empirical window covariance of the latents, normalized by the prior's (mean, scale) if present."""
+        """Empirical window covariance of the latents, normalized by the prior (scale, or mean and scale) if present."""
         k = check_kernel(kernel)
         h = k // 2
         c = latents.channels
@@ -55,10 +56,12 @@ class LinearGaussianScorer:
         for i, y in enumerate(latents.y):
             u = y.astype(np.float64)
             if latents.prior is not None:
-                if latents.prior_channels != 2 * c:
-                    raise OrdersearchError(f"the linear-Gaussian estimator reads the prior as (mean, scale): "
-                                           f"expected {2 * c} prior channels, got {latents.prior_channels}")
-                mean, scale = latents.prior[i][:c], np.maximum(latents.prior[i][c:], SCALE_BOUND)
+                if latents.prior_channels not in (c, 2 * c):
+                    raise OrdersearchError(f"the linear-Gaussian estimator reads the prior as a scale per channel "
+                                           f"({c} channels) or (mean, scale) ({2 * c}), got {latents.prior_channels}")
+                p = latents.prior[i]
+                mean, scale = (0.0, p) if len(p) == c else (p[:c], p[c:])
+                scale = np.maximum(scale, SCALE_BOUND)
                 u = (u - mean) / scale
                 scale_samples.append(scale.reshape(c, -1))
             mean_sum += u.sum(axis=(1, 2))

@@ -26,7 +26,6 @@ Two ways to compute the same likelihoods:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -70,7 +69,9 @@ class MultistageContextModel(nn.Module):
         ctx = config.context_channels or 2 * channels
         masks = torch.from_numpy(schedule.masks(k)).float().reshape(n * n, 1, 1, k, k)
         self.register_buffer("masks", masks)
-        self.weight = nn.Parameter(torch.randn(n * n, ctx, channels, k, k) / math.sqrt(channels * k * k / 2))
+        # zero-initialized: training starts from the prior-only model, so context can only be learned as it
+        # helps, not first as noise (more context never starts out scoring worse)
+        self.weight = nn.Parameter(torch.zeros(n * n, ctx, channels, k, k))
         self.bias = nn.Parameter(torch.zeros(n * n, ctx))
         out = 2 * channels if config.mixture == 1 else 3 * config.mixture * channels
         width = prior_channels + ctx
