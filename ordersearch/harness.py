@@ -35,8 +35,9 @@ class TrainConfig:
     """Training protocol of a dedicated evaluation.
 
     Crops of ``crop`` x ``crop`` latents (plus a border of kernel // 2 that
-    supplies their neighbours, zeros at image edges, and is not scored), AdamW with weight decay and a
-    cosine learning rate from ``lr`` down to ``lr / 20`` over ``max_steps``,
+    supplies their neighbours, zeros at image edges, and is not scored),
+    AdamW with weight decay and a cosine learning rate from ``lr`` down to
+    ``lr / 20`` over ``max_steps``,
     validation every ``eval_every`` steps, stop after ``patience`` validations
     without improvement or at ``max_steps`` / ``max_seconds``; the best
     validation state is measured on the test split.
@@ -111,7 +112,8 @@ class Evaluation:
 
     @classmethod
     def from_dict(cls, d: dict) -> Evaluation:
-        return cls(**{**d, "curve": [tuple(c) for c in d["curve"]]})
+        context = None if d["context"] is None else [tuple(p) for p in d["context"]]
+        return cls(**{**d, "curve": [tuple(c) for c in d["curve"]], "context": context})
 
     def __str__(self) -> str:
         what = "context " + str(sorted(self.context)) if self.context is not None else f"{self.patch}x{self.patch} schedule"
@@ -187,7 +189,7 @@ def _check_data(splits: Splits, patch: int, crop: int) -> None:
         raise OrdersearchError(f"no training latent is at least {crop}x{crop}; lower TrainConfig.crop")
 
 
-def _splits(latents: LatentSet | Splits, seed: int) -> Splits:
+def _splits(latents: LatentSet | Splits) -> Splits:
     return latents if isinstance(latents, Splits) else latents.split(seed=0)
 
 
@@ -299,7 +301,7 @@ def evaluate(schedule: Schedule, latents: LatentSet | Splits, config: TrainConfi
     ``latents`` is a LatentSet (split with its fixed split, else seed 0) or
     ready Splits. The trained model is returned in ``Evaluation.model``.
     """
-    splits = _splits(latents, seed)
+    splits = _splits(latents)
     dev = resolve_device(device)
     _check_data(splits, schedule.patch, config.crop)
     torch.manual_seed(seed)
@@ -326,7 +328,7 @@ def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet
     """
     context = sorted({(r % patch, c % patch) for r, c in context})
     code = context_index(context, patch)  # validates
-    splits = _splits(latents, seed)
+    splits = _splits(latents)
     dev = resolve_device(device)
     _check_data(splits, 1, config.crop)
     torch.manual_seed(seed)

@@ -366,8 +366,7 @@ def context_window_masks(codes: Iterable[int] | np.ndarray, patch: int, kernel: 
     h = check_kernel(kernel) // 2
     d = np.arange(-h, h + 1)
     residue_bit = 1 << ((d[:, None] % patch) * patch + (d[None, :] % patch))  # (K, K)
-    masks = (np.asarray(list(codes) if not isinstance(codes, np.ndarray) else codes,
-                        dtype=np.int64)[:, None, None] & residue_bit[None]) != 0
+    masks = (np.array(list(codes), dtype=np.int64)[:, None, None] & residue_bit[None]) != 0
     masks[:, h, h] = False
     return masks
 

@@ -108,11 +108,14 @@ class LinearGaussianScorer:
         return out.numpy()
 
     def rates(self, masks: np.ndarray) -> np.ndarray:
-        """(S,) bits per latent element for each mask."""
-        v = self.residual_variance(masks)  # (S, C)
-        var = v[:, :, None] * self.scales[None] ** 2 - QUANT_VAR  # (S, C, Q)
-        std = np.sqrt(np.maximum(var, SCALE_BOUND**2))
-        return binned_gaussian_entropy(std).mean(axis=(1, 2))
+        """(S,) bits per latent element for each mask (in chunks, to bound memory)."""
+        out = []
+        for start in range(0, len(masks), 1024):
+            v = self.residual_variance(masks[start:start + 1024])  # (s, C)
+            var = v[:, :, None] * self.scales[None] ** 2 - QUANT_VAR  # (s, C, Q)
+            std = np.sqrt(np.maximum(var, SCALE_BOUND**2))
+            out.append(binned_gaussian_entropy(std).mean(axis=(1, 2)))
+        return np.concatenate(out)
 
     def rate(self, offsets: Iterable[Position]) -> float:
         """Bits per latent element given neighbours at window ``offsets``."""
