@@ -7,7 +7,6 @@ from ordersearch import Schedule
 from ordersearch.data import LatentSet, gaussian_field
 from ordersearch.errors import OrdersearchError
 from ordersearch.harness import TrainConfig, evaluate, evaluate_context
-from ordersearch.models.multistage import ModelConfig
 
 # Against the infinite-field oracle, latents within the window radius of an edge are not scored.
 FIELD_CONFIG = TrainConfig(max_steps=4000, eval_every=100, lr=3e-3, batch=16, patience=5, score_border=4)

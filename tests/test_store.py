@@ -1,6 +1,5 @@
 """The evaluation store: cache hits, translations, persistence, several writing processes."""
 
-import json
 import multiprocessing as mp
 
 import numpy as np
