@@ -189,7 +189,8 @@ def _check_data(splits: Splits, patch: int, crop: int) -> None:
         raise OrdersearchError(f"no training latent is at least {crop}x{crop}; lower TrainConfig.crop")
 
 
-def _splits(latents: LatentSet | Splits) -> Splits:
+def as_splits(latents: LatentSet | Splits) -> Splits:
+    """Splits as given, or a LatentSet's own split (its fixed one, else seed 0)."""
     return latents if isinstance(latents, Splits) else latents.split(seed=0)
 
 
@@ -278,7 +279,7 @@ def _warm_start(model: MultistageContextModel, splits: Splits, config: TrainConf
     """Load the shared prior-only start into ``model`` (trained on first use, then kept per process)."""
     if config.warm_steps <= 0:
         return
-    key = (_fingerprint(splits), json.dumps(config.to_dict(), sort_keys=True), seed, str(dev))
+    key = (data_fingerprint(splits), json.dumps(config.to_dict(), sort_keys=True), seed, str(dev))
     if key not in _WARM:
         torch.manual_seed(seed)
         base = MultistageContextModel(Schedule.named("single", 1), splits.train.channels,
@@ -301,7 +302,7 @@ def evaluate(schedule: Schedule, latents: LatentSet | Splits, config: TrainConfi
     ``latents`` is a LatentSet (split with its fixed split, else seed 0) or
     ready Splits. The trained model is returned in ``Evaluation.model``.
     """
-    splits = _splits(latents)
+    splits = as_splits(latents)
     dev = resolve_device(device)
     _check_data(splits, schedule.patch, config.crop)
     torch.manual_seed(seed)
@@ -314,7 +315,7 @@ def evaluate(schedule: Schedule, latents: LatentSet | Splits, config: TrainConfi
     m = _measure(model, splits, schedule, config.score_border)
     return Evaluation("dedicated", n, [list(r) for r in schedule.stages], None, seed, steps=steps,
                       best_step=best_step, seconds=time.time() - start, curve=curve, config=config.to_dict(),
-                      data=_fingerprint(splits), device=str(dev), model=model, **m)
+                      data=data_fingerprint(splits), device=str(dev), model=model, **m)
 
 
 def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet | Splits,
@@ -328,7 +329,7 @@ def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet
     """
     context = sorted({(r % patch, c % patch) for r, c in context})
     code = context_index(context, patch)  # validates
-    splits = _splits(latents)
+    splits = as_splits(latents)
     dev = resolve_device(device)
     _check_data(splits, 1, config.crop)
     torch.manual_seed(seed)
@@ -344,8 +345,9 @@ def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet
     m["per_position"] = [[m["bits_per_latent"]] * patch for _ in range(patch)]
     return Evaluation("dedicated-set", patch, None, [tuple(p) for p in context], seed, steps=steps,
                       best_step=best_step, seconds=time.time() - start, curve=curve, config=config.to_dict(),
-                      data=_fingerprint(splits), device=str(dev), model=model, **m)
+                      data=data_fingerprint(splits), device=str(dev), model=model, **m)
 
 
-def _fingerprint(splits: Splits) -> str:
+def data_fingerprint(splits: Splits) -> str:
+    """The data part of an evaluation's identity: the three splits' fingerprints."""
     return "-".join(p.fingerprint for p in splits)

@@ -25,7 +25,7 @@ import torch
 
 from .errors import OrdersearchError
 from .files import atomic_write
-from .harness import Evaluation, TrainConfig, evaluate, evaluate_context
+from .harness import Evaluation, TrainConfig, as_splits, data_fingerprint, evaluate, evaluate_context
 from .data.latents import LatentSet, Splits
 from .schedule import Position, Schedule, context_index
 
@@ -121,8 +121,8 @@ class EvaluationStore:
 
     def _cached(self, kind: str, subject: str, estimator: str, config: TrainConfig, latents: LatentSet | Splits,
                 seed: int, run: Callable[[Splits], Evaluation]) -> Evaluation:
-        splits = latents if isinstance(latents, Splits) else latents.split(seed=0)
-        data = "-".join(p.fingerprint for p in splits)
+        splits = as_splits(latents)
+        data = data_fingerprint(splits)
         key = evaluation_key(kind, subject, estimator, config.to_dict(), data, seed)
         hit = self.get(key)
         if hit is not None:

@@ -53,12 +53,12 @@ class LinearGaussianScorer:
         counts = np.zeros(len(lags))
         mean_sum, mean_count = np.zeros(c), 0
         scale_samples = []
+        if latents.prior is not None and latents.prior_channels not in (c, 2 * c):
+            raise OrdersearchError(f"the linear-Gaussian estimator reads the prior as a scale per channel "
+                                   f"({c} channels) or (mean, scale) ({2 * c}), got {latents.prior_channels}")
         for i, y in enumerate(latents.y):
             u = y.astype(np.float64)
             if latents.prior is not None:
-                if latents.prior_channels not in (c, 2 * c):
-                    raise OrdersearchError(f"the linear-Gaussian estimator reads the prior as a scale per channel "
-                                           f"({c} channels) or (mean, scale) ({2 * c}), got {latents.prior_channels}")
                 p = latents.prior[i]
                 mean, scale = (0.0, p) if len(p) == c else (p[:c], p[c:])
                 scale = np.maximum(scale, SCALE_BOUND)

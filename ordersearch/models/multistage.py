@@ -93,9 +93,12 @@ class MultistageContextModel(nn.Module):
         h, wd = -(-(shape[0] - r) // n), -(-(shape[1] - c) // n)
         return out[:, :, :h, :wd]
 
+    def _entropy_params(self, prior: torch.Tensor | None, ctx: torch.Tensor) -> torch.Tensor:
+        """Raw entropy parameters from [prior, context] features."""
+        return self.entropy_parameters(ctx if prior is None else torch.cat([prior, ctx], dim=1))
+
     def _likelihood(self, y: torch.Tensor, prior: torch.Tensor | None, ctx: torch.Tensor) -> torch.Tensor:
-        features = ctx if prior is None else torch.cat([prior, ctx], dim=1)
-        params = self.entropy_parameters(features)
+        params = self._entropy_params(prior, ctx)
         if self.config.mixture == 1:
             mean, raw = params.chunk(2, dim=1)
             return gaussian_likelihood(y, mean, F.softplus(raw))
@@ -159,6 +162,5 @@ class MultistageContextModel(nn.Module):
         out = y.new_zeros(y.shape[0], out_ch, *y.shape[2:])
         for r, c in self.schedule.groups()[step]:
             ctx = self._context_at(y_pad, r * n + c, y.shape[2:])
-            features = ctx if prior is None else torch.cat([prior[:, :, r::n, c::n], ctx], dim=1)
-            out[:, :, r::n, c::n] = self.entropy_parameters(features)
+            out[:, :, r::n, c::n] = self._entropy_params(None if prior is None else prior[:, :, r::n, c::n], ctx)
         return out
