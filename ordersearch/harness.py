@@ -25,7 +25,7 @@ from torch import nn
 from .device import resolve_device
 from .errors import OrdersearchError
 from .models.entropy import bits
-from .models.multistage import ModelConfig, MultistageContextModel
+from .models.multistage import ModelConfig, MultistageContextModel, prior_is_scale
 from .schedule import Position, Schedule, context_index, context_window_masks
 from .data.latents import LatentSet, Splits
 
@@ -48,9 +48,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     batch: int = 16
     crop: int = 16
-    max_steps: int = 600
+    max_steps: int = 1200
     eval_every: int = 100
-    patience: int = 4
+    patience: int = 5
     max_seconds: float | None = None
     #: Steps of the shared warm start: a prior-only model (no context) trained once per data set, config
     #: and seed, from which every schedule's model starts (its context convolutions at zero). Every
@@ -189,6 +189,14 @@ def _check_data(splits: Splits, patch: int, crop: int) -> None:
         raise OrdersearchError(f"no training latent is at least {crop}x{crop}; lower TrainConfig.crop")
 
 
+def _decided(config: TrainConfig, splits: Splits) -> TrainConfig:
+    """The config with ``model.prior_scale`` decided from the data where it was left to the data."""
+    if config.model.prior_scale is not None:
+        return config
+    scale = prior_is_scale(splits.train.channels, splits.train.prior)
+    return replace(config, model=replace(config.model, prior_scale=scale))
+
+
 def as_splits(latents: LatentSet | Splits) -> Splits:
     """Splits as given, or a LatentSet's own split (its fixed one, else seed 0)."""
     return latents if isinstance(latents, Splits) else latents.split(seed=0)
@@ -305,6 +313,7 @@ def evaluate(schedule: Schedule, latents: LatentSet | Splits, config: TrainConfi
     splits = as_splits(latents)
     dev = resolve_device(device)
     _check_data(splits, schedule.patch, config.crop)
+    config = _decided(config, splits)
     torch.manual_seed(seed)
     model = MultistageContextModel(schedule, splits.train.channels, splits.train.prior_channels, config.model).to(dev)
     start = time.time()
@@ -332,6 +341,7 @@ def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet
     splits = as_splits(latents)
     dev = resolve_device(device)
     _check_data(splits, 1, config.crop)
+    config = _decided(config, splits)
     torch.manual_seed(seed)
     single = Schedule.named("single", 1)
     model = MultistageContextModel(single, splits.train.channels, splits.train.prior_channels, config.model)

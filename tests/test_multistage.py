@@ -19,20 +19,27 @@ def grouped(draw):
     return Schedule.from_grid(np.array(draw(st.permutations(labels))).reshape(n, n))
 
 
-def random_latents(seed, c=3, p=2, h=9, w=11):
+def random_latents(seed, c=3, p=2, h=9, w=11, scale=False):
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(-4, 5, (2, c, h, w), generator=g).float()
     prior = torch.randn(2, p, h, w, generator=g) if p else None
+    if scale:
+        prior = 0.05 + prior.abs() * 3  # a hyperprior scale, some below the scale bound
     return y, prior
 
 
-@settings(max_examples=25, deadline=None)
-@given(grouped(), st.sampled_from([3, 5]), st.sampled_from([1, 3]), st.integers(0, 10_000), st.booleans())
-def test_parallel_and_stagewise_give_the_same_likelihoods(schedule, kernel, mixture, seed, with_prior):
+#: prior kinds: none, 2 feature channels, or one scale per latent channel (read with prior_scale)
+PRIORS = {"none": (0, False), "features": (2, False), "scale": (3, True)}
+
+
+@settings(max_examples=30, deadline=None)
+@given(grouped(), st.sampled_from([3, 5]), st.sampled_from([1, 3]), st.integers(0, 10_000), st.sampled_from(list(PRIORS)))
+def test_parallel_and_stagewise_give_the_same_likelihoods(schedule, kernel, mixture, seed, prior_kind):
     torch.manual_seed(seed)
-    model = MultistageContextModel(schedule, 3, 2 if with_prior else 0, ModelConfig(kernel=kernel, mixture=mixture))
+    p, scale = PRIORS[prior_kind]
+    model = MultistageContextModel(schedule, 3, p, ModelConfig(kernel=kernel, mixture=mixture, prior_scale=scale))
     torch.nn.init.normal_(model.weight)  # trained weights are not zero
-    y, prior = random_latents(seed, p=2 if with_prior else 0)
+    y, prior = random_latents(seed, p=p, scale=scale)
     with torch.no_grad():
         a, b = model(y, prior), model.stagewise(y, prior)
     assert a.shape == y.shape
@@ -40,12 +47,13 @@ def test_parallel_and_stagewise_give_the_same_likelihoods(schedule, kernel, mixt
 
 
 @settings(max_examples=25, deadline=None)
-@given(grouped(), st.integers(0, 10_000))
-def test_changing_a_later_latent_never_changes_earlier_parameters(schedule, seed):
+@given(grouped(), st.integers(0, 10_000), st.sampled_from(["features", "scale"]))
+def test_changing_a_later_latent_never_changes_earlier_parameters(schedule, seed, prior_kind):
     torch.manual_seed(seed)
-    model = MultistageContextModel(schedule, 3, 2, ModelConfig(kernel=5))
+    p, scale = PRIORS[prior_kind]
+    model = MultistageContextModel(schedule, 3, p, ModelConfig(kernel=5, prior_scale=scale))
     torch.nn.init.normal_(model.weight)
-    y, prior = random_latents(seed)
+    y, prior = random_latents(seed, p=p, scale=scale)
     stage_map = torch.from_numpy(schedule.stage_map(9, 11))
     rng = np.random.default_rng(seed)
     i, j = int(rng.integers(9)), int(rng.integers(11))
@@ -88,5 +96,17 @@ def test_bad_inputs():
         model(torch.zeros(1, 3, 8, 8))
     with pytest.raises(OrdersearchError, match="does not fit y"):
         model(torch.zeros(1, 3, 8, 8), torch.zeros(1, 2, 8, 7))
+    with pytest.raises(OrdersearchError, match="prior_scale needs one prior scale per latent channel"):
+        MultistageContextModel(Schedule.named("raster", 2), 3, 2, ModelConfig(prior_scale=True))(
+            torch.zeros(1, 3, 4, 4), torch.ones(1, 2, 4, 4))
     with pytest.raises(OrdersearchError, match="mixture must be at least 1"):
         MultistageContextModel(Schedule.named("raster", 2), 3, 0, ModelConfig(mixture=0))
+
+
+def test_prior_is_scale_convention():
+    from ordersearch.models.multistage import prior_is_scale
+
+    assert prior_is_scale(3, [np.ones((3, 4, 4))])
+    assert not prior_is_scale(3, [np.ones((2, 4, 4))])  # features, not one scale per channel
+    assert not prior_is_scale(3, [np.ones((3, 4, 4)), -np.ones((3, 4, 4))])  # scales are positive
+    assert not prior_is_scale(3, None)
