@@ -71,7 +71,7 @@ class Windows:
     def __init__(self, latents: LatentSet, kernel: int, prior_scale: bool):
         h = kernel // 2
         self.kernel, self.channels = kernel, latents.channels
-        flats, priors, self.bases, self.widths, self.shapes = [], [], [], [], []
+        flats, self.bases, self.widths, self.shapes = [], [], [], []
         offset = 0
         for i, y in enumerate(latents.y):
             u = y.astype(np.float32)
