@@ -9,8 +9,9 @@ dedicated per-set model), the named 4x4 orders and ``--random`` random 4x4
 orders. Each is trained with the default TrainConfig through the evaluation
 store (runs/fidelity) for every seed, seed-major, so that with ``--minutes``
 an interrupted or time-boxed run still covers every item once; the report
-uses what finished. The same items are scored by the linear-Gaussian
-estimator fitted on the train split. Reported: Kendall tau, Spearman rho and
+uses what finished. The same items are scored by both cheap estimators: the
+linear-Gaussian one fitted on the train split and the shared scorer (one
+trained per patch size). Reported for each: Kendall tau, Spearman rho and
 mean absolute error between estimator and dedicated training, the
 seed-to-seed spread of the dedicated numbers, and paired comparisons (95%
 intervals over test images and seeds) of neighbouring schedules. Writes
@@ -27,14 +28,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
 
 from ordersearch import Schedule
 from ordersearch.schedule import context_from_index
 from ordersearch.compare import compare
 from ordersearch.data import builtin
 from ordersearch.harness import TrainConfig
+from ordersearch.fidelity import agreement
 from ordersearch.models.linear_gaussian import LinearGaussianScorer
+from ordersearch.models.shared import SharedConfig, train_shared_scorer
 from ordersearch.store import EvaluationStore
 
 
@@ -68,7 +70,11 @@ def main() -> None:
     store = EvaluationStore(args.store)
     config = TrainConfig()
     start = time.time()
-    est = LinearGaussianScorer.from_latents(splits.train, 5)
+    cheap = {"linear-gaussian": {n: LinearGaussianScorer.from_latents(splits.train, 5) for n in (2, 4)}}
+    fit_seconds = {"linear-gaussian": time.time() - start}
+    t = time.time()
+    cheap["shared"] = {n: train_shared_scorer(splits, n, SharedConfig(), device=args.device) for n in (2, 4)}
+    fit_seconds["shared"] = time.time() - t
     items = sample(args.random)
     evals: dict[str, list] = {label: [] for label in items}
     timed_out = False
@@ -89,53 +95,52 @@ def main() -> None:
         if not evals[label]:
             continue
         ded = np.array([e.bits_per_latent for e in evals[label]])
-        cheap = (est.schedule_rate(s) if isinstance(s, Schedule)
-                 else est.context_rate(context_from_index(s[0], 2), 2))
-        rows.append({"schedule": label, "steps": s.num_stages if isinstance(s, Schedule) else "-",
-                     "seeds": len(ded), "dedicated_mean": ded.mean(),
-                     "dedicated_seed_sd": ded.std(ddof=1) if len(ded) > 1 else float("nan"),
-                     "ci95_images": evals[label][0].ci95(), "linear_gaussian": cheap,
-                     "bpp_y": np.mean([e.bpp for e in evals[label]])})
-    ded = np.array([r["dedicated_mean"] for r in rows])
-    lg = np.array([r["linear_gaussian"] for r in rows])
-    tau, rho = kendalltau(ded, lg).statistic, spearmanr(ded, lg).statistic
-    mae = float(np.mean(np.abs(ded - lg)))
-    seed_sd = np.nanmean([r["dedicated_seed_sd"] for r in rows])
-    sets = [r for r in rows if "set" in r["schedule"]]
-    orders = [r for r in rows if r["schedule"].startswith("4x4")]
-    sub_taus = {name: kendalltau([r["dedicated_mean"] for r in part], [r["linear_gaussian"] for r in part]).statistic
-                for name, part in (("the 8 2x2 context sets", sets), ("the 4x4 orders", orders)) if len(part) > 2}
+        row = {"item": label, "steps": s.num_stages if isinstance(s, Schedule) else "-", "seeds": len(ded),
+               "dedicated_mean": ded.mean(), "dedicated_seed_sd": ded.std(ddof=1) if len(ded) > 1 else float("nan"),
+               "ci95_images": evals[label][0].ci95(), "bpp_y": np.mean([e.bpp for e in evals[label]])}
+        for name, by_patch in cheap.items():
+            row[name] = (by_patch[s.patch].schedule_rate(s) if isinstance(s, Schedule)
+                         else by_patch[2].context_rate(sorted(context_from_index(s[0], 2)), 2))
+        rows.append(row)
+    parts = {"all items": rows, "the 8 2x2 context sets": [r for r in rows if "set" in r["item"]],
+             "the 2x2 schedules": [r for r in rows if r["item"].startswith("2x2") and "set" not in r["item"]],
+             "the 4x4 orders": [r for r in rows if r["item"].startswith("4x4")]}
+    seed_sd = np.nanmean([r["dedicated_seed_sd"] for r in rows]) if any(r["seeds"] > 1 for r in rows) else np.nan
     args.out.mkdir(exist_ok=True)
     with open(args.out / "fidelity.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     comps = []
-    ordered = sorted((r for r in rows if "set" not in r["schedule"]), key=lambda r: r["dedicated_mean"])
+    ordered = sorted((r for r in rows if "set" not in r["item"]), key=lambda r: r["dedicated_mean"])
     for a, b in zip(ordered, ordered[1:]):
-        comps.append((a["schedule"], b["schedule"], compare(evals[a["schedule"]], evals[b["schedule"]])))
-    base = np.mean(ded)
-    lines = ["# Fidelity: linear-Gaussian estimator vs dedicated training (built-in latents)", "",
+        comps.append((a["item"], b["item"], compare(evals[a["item"]], evals[b["item"]])))
+    base = np.mean([r["dedicated_mean"] for r in rows])
+    lines = ["# Fidelity: cheap estimators vs dedicated training (built-in latents)", "",
              f"Command: `python experiments/fidelity.py --seeds {args.seeds} --random {args.random} "
              f"{f'--minutes {args.minutes:g} ' if args.minutes else ''}--device {args.device}`; "
-             f"{time.time() - start:.0f} s (this run; evaluations found in the store are not re-timed)"
-             f"{', time-boxed: not every item has every seed' if timed_out else ''}. "
-             f"Dedicated: default TrainConfig ({config.max_steps} steps max, "
-             f"lr {config.lr}, prior-scale normalized context), trained on the train split (304,928 positions), early-stopped on val, "
+             f"{time.time() - start:.0f} s for this run (evaluations found in the store are not re-timed)"
+             f"{'; time-boxed, so not every item has every seed' if timed_out else ''}. "
+             f"Dedicated: default TrainConfig ({config.max_steps} steps max, lr {config.lr}, context read in "
+             "units of the prior scale), trained on the train split (304,928 positions), early-stopped on val, "
              "measured on the 12 test photos (bits per latent element of y). Linear-Gaussian: fitted on the "
-             "train split, no training. Dedicated evaluations ran on: "
-             f"{', '.join(sorted({e.device for ev in evals.values() for e in ev}))}.", "",
-             f"- Kendall tau {tau:.3f}, Spearman rho {rho:.3f} over {len(rows)} items (schedules and context sets);",
-             *[f"- Kendall tau {t:.3f} within {name};" for name, t in sub_taus.items()],
-             f"- mean absolute error {mae:.4f} bits/latent ({100 * mae / base:.1f}% of the mean rate);",
-             f"- seed-to-seed standard deviation of a dedicated evaluation: {seed_sd:.4f} bits/latent "
-             f"({100 * seed_sd / base:.2f}%).", "",
-             "| item | steps | seeds | dedicated (mean of seeds) | seed sd | 95% over images | linear-Gaussian | bpp (y) |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"train split, no training ({fit_seconds['linear-gaussian']:.0f} s). Shared scorer: default "
+             f"SharedConfig, one per patch size, trained on train, early-stopped on val, scored on 4,096 fixed "
+             f"test windows ({fit_seconds['shared']:.0f} s for both). Ran on: "
+             f"{', '.join(sorted({e.device for ev in evals.values() for e in ev}))}, 1 thread.", ""]
+    for name in cheap:
+        lines.append(f"**{name}**:")
+        lines += [f"- {part}: {agreement([r['dedicated_mean'] for r in sel], [r[name] for r in sel])}"
+                  for part, sel in parts.items() if sel]
+        lines.append("")
+    lines += [f"Seed-to-seed standard deviation of a dedicated evaluation: {seed_sd:.4f} bits/latent "
+              f"({100 * seed_sd / base:.2f}%).", "",
+              "| item | steps | seeds | dedicated (mean of seeds) | seed sd | 95% over images | linear-Gaussian | "
+              "shared | bpp (y) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['schedule']} | {r['steps']} | {r['seeds']} | {r['dedicated_mean']:.4f} | "
-                     f"{r['dedicated_seed_sd']:.4f} | "
-                     f"{r['ci95_images']:.3f} | {r['linear_gaussian']:.4f} | {r['bpp_y']:.4f} |")
+        lines.append(f"| {r['item']} | {r['steps']} | {r['seeds']} | {r['dedicated_mean']:.4f} | "
+                     f"{r['dedicated_seed_sd']:.4f} | {r['ci95_images']:.3f} | {r['linear-gaussian']:.4f} | "
+                     f"{r['shared']:.4f} | {r['bpp_y']:.4f} |")
     lines += ["", "Paired comparisons of neighbours in the dedicated ranking (A - B, 95% interval over test images "
               "and seeds):", ""]
     lines += [f"- {a} vs {b}: {c}" for a, b, c in comps]
@@ -144,7 +149,6 @@ def main() -> None:
               "rate; differences smaller than that are reported as indistinguishable."]
     (args.out / "fidelity.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
 
 if __name__ == "__main__":
     main()

@@ -92,6 +92,71 @@ def cmd_latents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_data(args: argparse.Namespace):
+    """The latents a command runs on: --latents FILE, --images DIR, or the built-in set."""
+    if args.latents is not None and args.images is not None:
+        raise LatentError("give --latents FILE or --images DIR, not both")
+    if args.latents is not None:
+        from .data import load_latents
+        return load_latents(args.latents)
+    if args.images is not None:
+        from .data import images_to_latents, list_images
+        latents, skipped = images_to_latents(list_images(args.images), device=args.device, name=args.images.name)
+        for message in skipped:
+            print(f"ordersearch: skipped {message}", file=sys.stderr)
+        return latents
+    from .data import builtin
+    return builtin()
+
+
+def _train_config(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from .harness import TrainConfig
+    from .models.multistage import ModelConfig
+
+    config = TrainConfig(model=ModelConfig(kernel=args.kernel))
+    return replace(config, max_steps=args.max_steps) if args.max_steps else config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .device import resolve_device
+    from .run import RunConfig, run, terminal_table
+    from .search import STRATEGY_NAMES
+
+    strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    for s in strategies:
+        if s not in STRATEGY_NAMES and not s.startswith("beam"):
+            raise OrdersearchError(f"--strategies: unknown strategy {s!r}; known: {', '.join(STRATEGY_NAMES)}")
+    for flag, value in (("--budget", args.budget), ("--seeds", args.seeds), ("--verify-top", args.verify_top)):
+        if value < 1:
+            raise OrdersearchError(f"{flag} must be at least 1, got {value}")
+    if not 2 <= args.patch <= 4:
+        raise OrdersearchError(f"--patch {args.patch}: the search covers patches 2, 3 and 4 (the exact search of "
+                               f"an n x n patch needs 2^(n*n) states)")
+    resolve_device(args.device)
+    latents = _load_data(args)
+    config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=strategies, trials=args.budget,
+                       seconds=args.seconds, verify_top=args.verify_top, seeds=args.seeds, estimator=args.estimator,
+                       device=args.device, out=args.out, storage=args.storage, seed=args.seed,
+                       train=_train_config(args))
+    command = "ordersearch " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ordersearch") else ""
+    result = run(latents, config, progress=not args.quiet, command=command)
+    print(terminal_table(result))
+    print(f"best: {result.verified.winner}, written to {config.folder / 'best.json'}; "
+          f"report: {config.folder / 'summary.md'}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    for path in plot(args.path, formats):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ordersearch", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ordersearch {__version__}")
@@ -122,6 +187,43 @@ def build_parser() -> argparse.ArgumentParser:
     latents.add_argument("--out", type=Path, required=True, metavar="FILE", help=".npz or .pt")
     latents.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     latents.set_defaults(func=cmd_latents)
+
+    from .run import DEFAULT_STRATEGIES, ESTIMATORS
+
+    run = sub.add_parser("run", help="search, verify and export the best order for a patch size",
+                         description="Cheap cost table -> search strategies -> dedicated verification of the top "
+                         "candidates and the named baselines -> files under OUT/patchN/. Re-running resumes.")
+    run.add_argument("--patch", type=int, required=True, metavar="N", help="patch size: 2, 3 or 4")
+    data = run.add_argument_group("data (default: the built-in latents)")
+    data.add_argument("--latents", type=Path, metavar="FILE", help=".npz or .pt latent file")
+    data.add_argument("--images", type=Path, metavar="DIR", help="folder of images, through the base codec")
+    run.add_argument("--kernel", type=int, default=5, metavar="K", help="context window (default 5)")
+    run.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
+                     help=f"comma-separated (default {','.join(DEFAULT_STRATEGIES)}); also exhaustive, beam, "
+                     "random, optuna-cmaes, optuna-random")
+    run.add_argument("--budget", type=int, default=200, metavar="TRIALS",
+                     help="schedules each budgeted strategy may score (default 200)")
+    run.add_argument("--seconds", type=float, metavar="S", help="wall-clock limit per strategy")
+    run.add_argument("--estimator", choices=ESTIMATORS, default="linear-gaussian",
+                     help="cheap estimator of the cost table (default linear-gaussian; see results/fidelity.md)")
+    run.add_argument("--verify-top", type=int, default=2, metavar="K",
+                     help="dp's K best orders verified by dedicated training (default 2)")
+    run.add_argument("--seeds", type=int, default=2, help="training seeds per verified schedule (default 2)")
+    run.add_argument("--max-steps", type=int, metavar="N", help="training steps per dedicated evaluation "
+                     "(default: the harness's)")
+    run.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    run.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results/)")
+    run.add_argument("--storage", metavar="URL", help="Optuna storage (default sqlite in OUT/patchN/)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the search strategies (default 0)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    plot = sub.add_parser("plot", help="figures of a run folder (or of every run folder below a path)",
+                          description="Write figures/ in each run folder: order and bits-per-position heatmaps, "
+                          "verified rates with intervals, search traces, Pareto front, rate vs context size.")
+    plot.add_argument("path", type=Path, help="a run folder (OUT/patchN) or a folder holding several")
+    plot.add_argument("--format", default="png", help="png, svg, pdf or a comma-separated list (default png)")
+    plot.set_defaults(func=cmd_plot)
     return parser
 
 

@@ -175,3 +175,16 @@ def test_file_errors_name_the_file_and_problem(tmp_path):
     assert err(p) == f"{p}: unknown latent file type '.txt' (use .npz or .pt)"
     with pytest.raises(LatentError, match="unknown latent file type"):
         save_latents(make(), tmp_path / "out.csv")
+
+
+def test_builtin_fingerprint_does_not_depend_on_thread_count():
+    """Stored evaluations are keyed by the data fingerprint: it must be the same on every machine."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from ordersearch.data import builtin; print(builtin().fingerprint)"
+    prints = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "OMP_NUM_THREADS": str(t), "MKL_NUM_THREADS": str(t)}).stdout
+              for t in (1, 2)}
+    assert len(prints) == 1 and len(prints.pop().strip()) == 16

@@ -1,0 +1,184 @@
+"""Figures of a run folder (``<out>/patch<N>/``): what ``ordersearch plot`` draws.
+
+- ``orders``: the decoding step of every patch position, one panel per schedule;
+- ``bits_per_position``: dedicated bits of every patch position, same layout;
+- ``verified``: dedicated rate of each verified schedule (seed spread) and its
+  difference from the best with the paired 95% interval;
+- ``traces``: best rate found so far vs scorer calls, per strategy;
+- ``pareto``: best rate vs decoding steps, named schedules marked;
+- ``rate_vs_context``: f(C) of every context set vs decoded neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import OrdersearchError
+from .files import atomic_write
+
+FIGURES = ("orders", "bits_per_position", "verified", "traces", "pareto", "rate_vs_context")
+
+
+def run_folders(path: str | Path) -> list[Path]:
+    """The run folders at ``path``: itself if it holds a run, else its subfolders that do."""
+    path = Path(path)
+    if not path.is_dir():
+        raise OrdersearchError(f"{path}: no such folder")
+    if (path / "summary.md").is_file():
+        return [path]
+    found = sorted(p.parent for p in path.glob("*/summary.md"))
+    if not found:
+        raise OrdersearchError(f"{path}: not a run folder (no summary.md in it or in a subfolder); "
+                               "run `ordersearch run` first")
+    return found
+
+
+def _schedules(folder: Path) -> list[dict]:
+    """Verified schedule files, best first."""
+    items = [json.loads(p.read_text()) for p in sorted((folder / "schedules").glob("*.json"))]
+    return sorted(items, key=lambda d: d["metrics"].get("bits_per_latent", math.inf))
+
+
+def _save(fig, folder: Path, name: str, fmt: str) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
+    path = folder / "figures" / f"{name}.{fmt}"
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def _grid_panels(items: list[dict], values: list[np.ndarray], title: str, label: str, fmt_cell, cmap: str):
+    import matplotlib.pyplot as plt
+
+    cols = min(4, len(items))
+    rows = math.ceil(len(items) / cols)
+    n = len(values[0])
+    size = 1.1 + 0.45 * n
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size + 1.2, rows * (size + 0.5)), squeeze=False)
+    vmin, vmax = min(float(np.min(v)) for v in values), max(float(np.max(v)) for v in values)
+    image = None
+    for ax, item, v in zip(axes.flat, items, values):
+        image = ax.imshow(v, cmap=cmap, vmin=vmin, vmax=vmax)
+        for (r, c), x in np.ndenumerate(v):
+            shade = (x - vmin) / (vmax - vmin + 1e-12)
+            ax.text(c, r, fmt_cell(x), ha="center", va="center", fontsize=max(6, 13 - n),
+                    color="white" if shade < 0.55 else "black")
+        ax.set_title(_short(item["name"]), fontsize=9)
+        ax.set_xticks(range(n))
+        ax.set_yticks(range(n))
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(items):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=11)
+    fig.colorbar(image, ax=axes, shrink=0.8, label=label)
+    return fig
+
+
+def _short(label: str, width: int = 28) -> str:
+    return label if len(label) <= width else label[:width - 1] + "…"
+
+
+def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
+    """Draw every figure of one run folder into ``<folder>/figures``; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    items = _schedules(folder)
+    if not items:
+        raise OrdersearchError(f"{folder}: no verified schedules in schedules/")
+    written = []
+    grids = [np.asarray(d["stages"]) for d in items]
+    fig = _grid_panels(items, grids, "Decoding step of each patch position", "step", lambda x: f"{int(x)}", "viridis")
+    written.append(_save(fig, folder, "orders", fmt))
+    plt.close(fig)
+
+    bits = [np.asarray(d["metrics"]["bits_per_position"]) for d in items]
+    fig = _grid_panels(items, bits, "Dedicated bits per latent element at each patch position (test split)",
+                       "bits per latent element", lambda x: f"{x:.3f}", "magma")
+    written.append(_save(fig, folder, "bits_per_position", fmt))
+    plt.close(fig)
+
+    labels = [_short(d["name"], 36) for d in items]
+    means = [d["metrics"]["bits_per_latent"] for d in items]
+    sds = [np.std(d["metrics"]["bits_per_latent_per_seed"], ddof=1) if d["metrics"]["seeds"] > 1 else 0.0
+           for d in items]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.45 * len(items) + 1.8), sharey=True)
+    y = np.arange(len(items))
+    ax1.errorbar(means, y, xerr=sds, fmt="o", color="tab:blue", capsize=3)  # points: the axis does not start at 0
+    ax1.set_xlim(min(means) - 3 * max(max(sds), 0.002), max(means) + 3 * max(max(sds), 0.002))
+    ax1.set_yticks(y, labels, fontsize=8)
+    ax1.invert_yaxis()
+    ax1.set_xlabel("bits per latent element (test; error bars: seed-to-seed sd)")
+    ax1.set_title("Verified rate", fontsize=10)
+    for i, d in enumerate(items):
+        vs = d["metrics"].get("vs_best")
+        if vs is None:
+            ax2.plot([0], [i], "k*", markersize=10)
+            continue
+        colour = {"worse": "tab:red", "better": "tab:green"}.get(vs["verdict"], "tab:gray")
+        ax2.errorbar([vs["difference"]], [i], xerr=[[vs["difference"] - vs["low"]], [vs["high"] - vs["difference"]]],
+                     fmt="o", color=colour, capsize=3)
+    ax2.axvline(0, color="black", linewidth=0.8)
+    ax2.set_xlabel("this - best, bits/latent (95% paired interval)")
+    ax2.set_title("Difference from the best (grey: indistinguishable)", fontsize=10)
+    written.append(_save(fig, folder, "verified", fmt))
+    plt.close(fig)
+
+    trace = pd.read_csv(folder / "trace.csv")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, part in trace.groupby("strategy", sort=False):
+        calls = (part.kind == "set").cumsum()
+        sched = part.kind == "schedule"
+        ax.step(calls[sched].to_numpy(), part.best[sched].to_numpy(), where="post", label=name, marker=".")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("scorer calls (distinct context sets)")
+    ax.set_ylabel("best rate so far (cheap estimator)")
+    ax.set_title("Search traces")
+    ax.legend(fontsize=8)
+    written.append(_save(fig, folder, "traces", fmt))
+    plt.close(fig)
+
+    pareto = pd.read_csv(folder / "pareto.csv")
+    front, named = pareto[pareto.kind == "front"], pareto[pareto.kind == "named"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.step(front.budget, front.bits_per_latent, where="post", color="tab:blue", label="best with at most T steps")
+    ax.plot(front.budget, front.bits_per_latent, "o", color="tab:blue", markersize=4)
+    ax.plot(named.steps, named.bits_per_latent, "s", color="tab:orange", label="named schedules")
+    for _, row in named.iterrows():
+        ax.annotate(row.label, (row.steps, row.bits_per_latent), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    ax.set_xlabel("decoding steps T")
+    ax.set_ylabel("bits per latent element (cheap estimator)")
+    ax.set_title("Rate vs decoding steps (Pareto front)")
+    ax.legend(fontsize=8)
+    written.append(_save(fig, folder, "pareto", fmt))
+    plt.close(fig)
+
+    costs = pd.read_csv(folder / "costs.csv")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(costs))
+    ax.scatter(costs.decoded_neighbours + jitter, costs.bits_per_latent, s=4, alpha=0.4)
+    ax.set_xlabel("decoded neighbours in the window")
+    ax.set_ylabel("f(C), bits per latent element (cheap estimator)")
+    ax.set_title(f"Rate of every context set ({len(costs):,} sets)")
+    written.append(_save(fig, folder, "rate_vs_context", fmt))
+    plt.close(fig)
+    return written
+
+
+def plot(path: str | Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """Figures for every run folder at ``path`` in each format (png, svg, pdf)."""
+    for fmt in formats:
+        if fmt not in ("png", "svg", "pdf"):
+            raise OrdersearchError(f"unknown figure format {fmt!r}; choose png, svg or pdf")
+    return [p for folder in run_folders(path) for fmt in formats for p in plot_run(folder, fmt)]

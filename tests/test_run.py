@@ -1,0 +1,113 @@
+"""`ordersearch run` end to end on a small Gaussian-field latent file, and its input errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ordersearch import load_schedule
+from ordersearch.cli import main
+from ordersearch.data.gaussian import gaussian_field
+from ordersearch.data.latents import LatentSet, save_latents
+
+FAST = ["--max-steps", "20", "--seeds", "1", "--budget", "15", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def latent_file(tmp_path_factory):
+    f = gaussian_field("separable")
+    sample = f.sample(10, 16, 16, seed=0)
+    latents = LatentSet.create(sample.y, split_labels=np.array([0] * 6 + [1] * 2 + [2] * 2), name="grf")
+    path = tmp_path_factory.mktemp("data") / "grf.npz"
+    save_latents(latents, path)
+    return path
+
+
+def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys):
+    torch.set_num_threads(1)
+    out = tmp_path / "results"
+    args = ["run", "--patch", "2", "--latents", str(latent_file), "--out", str(out), *FAST]
+    start = time.time()
+    assert main(args) == 0
+    first_seconds = time.time() - start
+    table = capsys.readouterr().out
+    folder = out / "patch2"
+    for name in ("best.json", "evaluations.csv", "costs.csv", "pareto.csv", "trace.csv", "summary.md", "optuna.db"):
+        assert (folder / name).is_file(), name
+    best, meta = load_schedule(folder / "best.json")
+    evals = pd.read_csv(folder / "evaluations.csv")
+    assert meta.metrics["estimator"] == "dedicated"
+    assert meta.metrics["bits_per_latent"] == pytest.approx(evals.groupby("schedule").bits_per_latent.mean().min())
+    assert meta.provenance["data"] and meta.provenance["strategy"] in evals.schedule.values
+    assert meta.provenance["config"]["patch"] == 2
+    # every verified schedule has its JSON; baselines are among them (labels merged when equal up to translation)
+    labels = set(evals.schedule)
+    assert {p.stem for p in (folder / "schedules").glob("*.json")} == labels
+    assert any("checkerboard" in label for label in labels) and any("single" in label for label in labels)
+    costs = pd.read_csv(folder / "costs.csv")
+    assert len(costs) == 8 and costs.code.tolist() == list(range(0, 16, 2))
+    pareto = pd.read_csv(folder / "pareto.csv")
+    front = pareto[pareto.kind == "front"].bits_per_latent.tolist()
+    assert len(front) == 4 and all(b <= a + 1e-12 for a, b in zip(front, front[1:]))
+    trace = pd.read_csv(folder / "trace.csv")
+    assert set(trace.strategy) == {"dp", "greedy", "optuna-tpe"}
+    summary = (folder / "summary.md").read_text()
+    assert "indistinguishable" in summary or "worse than best" in table
+    assert "best" in table.splitlines()[2]
+    # a second identical run finds every evaluation in the store and every Optuna trial in its storage
+    rows = len(evals)
+    start = time.time()
+    assert main(args) == 0
+    assert time.time() - start < first_seconds
+    again, _ = load_schedule(folder / "best.json")
+    assert again == best and len(pd.read_csv(folder / "evaluations.csv")) == rows
+    assert json.loads((folder / "best.json").read_text())["stages"] == [list(r) for r in best.stages]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--patch", "5"], "the search covers patches 2, 3 and 4"),
+    (["--patch", "2", "--latents", "nope.npz"], "nope.npz"),
+    (["--patch", "2", "--latents", "a.npz", "--images", "b"], "not both"),
+    (["--patch", "2", "--strategies", "dp,annealing"], "unknown strategy 'annealing'"),
+    (["--patch", "2", "--seeds", "0"], "--seeds must be at least 1"),
+    (["--patch", "2", "--device", "tpu"], "tpu"),
+])
+def test_run_input_errors_are_one_line(args, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ordersearch", "run", "--out", str(tmp_path), *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_patch_larger_than_latents_is_refused(tmp_path):
+    small = LatentSet.create(np.zeros((6, 1, 3, 3), dtype=int), split_labels=np.array([0, 0, 0, 0, 1, 2]))
+    path = tmp_path / "small.npz"
+    save_latents(small, path)
+    assert main(["run", "--patch", "4", "--latents", str(path), "--out", str(tmp_path), *FAST]) == 2
+
+
+def test_plot_writes_every_figure_and_refuses_a_non_run(latent_file, tmp_path, capsys):
+    torch.set_num_threads(1)
+    out = tmp_path / "results"
+    assert main(["run", "--patch", "2", "--latents", str(latent_file), "--out", str(out), *FAST]) == 0
+    assert main(["plot", str(out), "--format", "png,svg"]) == 0
+    written = capsys.readouterr().out.split()
+    from ordersearch.plots import FIGURES
+
+    for name in FIGURES:
+        for fmt in ("png", "svg"):
+            path = out / "patch2" / "figures" / f"{name}.{fmt}"
+            assert str(path) in written and path.stat().st_size > 1000
+    assert main(["plot", str(tmp_path / "empty-does-not-exist")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["plot", str(tmp_path / "empty")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["plot", str(out), "--format", "gif"]) == 2
