@@ -109,13 +109,13 @@ def _load_data(args: argparse.Namespace):
     return builtin()
 
 
-def _train_config(args: argparse.Namespace):
+def _train_config(args: argparse.Namespace, kernel: int):
     from dataclasses import replace
 
     from .harness import TrainConfig
     from .models.multistage import ModelConfig
 
-    config = TrainConfig(model=ModelConfig(kernel=args.kernel))
+    config = TrainConfig(model=ModelConfig(kernel=kernel))
     return replace(config, max_steps=args.max_steps) if args.max_steps else config
 
 
@@ -139,12 +139,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=strategies, trials=args.budget,
                        seconds=args.seconds, verify_top=args.verify_top, seeds=args.seeds, estimator=args.estimator,
                        device=args.device, out=args.out, storage=args.storage, seed=args.seed,
-                       train=_train_config(args))
+                       train=_train_config(args, args.kernel))
     command = "ordersearch " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ordersearch") else ""
     result = run(latents, config, progress=not args.quiet, command=command)
     print(terminal_table(result))
     print(f"best: {result.verified.winner}, written to {config.folder / 'best.json'}; "
           f"report: {config.folder / 'summary.md'}")
+    return 0
+
+
+def _evaluate_files(args: argparse.Namespace) -> tuple[list[str], list]:
+    """Dedicated evaluations (``--seeds`` each, cached in ``--store``) of the schedule files given."""
+    from .store import EvaluationStore
+
+    if args.seeds < 1:
+        raise OrdersearchError(f"--seeds must be at least 1, got {args.seeds}")
+    schedules = [load_schedule(f) for f in args.files]  # every file checked before any training
+    latents = _load_data(args)
+    store = EvaluationStore(args.store)
+    labels, evals = [], []
+    for path, (schedule, meta) in zip(args.files, schedules):
+        labels.append(meta.name or Path(path).stem)
+        config = _train_config(args, args.kernel or meta.kernel)
+        evals.append([store.evaluate(schedule, latents, config, seed=seed, device=args.device,
+                                     progress=not args.quiet) for seed in range(args.seeds)])
+    store.close()
+    return labels, evals
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    labels, evals = _evaluate_files(args)
+    for label, ev in zip(labels, evals):
+        mean = float(np.mean([e.bits_per_latent for e in ev]))
+        bpp = "" if ev[0].bpp is None else f", {np.mean([e.bpp for e in ev]):.4f} bpp (y)"
+        print(f"{label}: {mean:.4f} bits/latent{bpp} (dedicated, test split, {len(ev)} seed(s); "
+              f"95% over test images +-{ev[0].ci95():.4f})")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    if len(args.files) < 2:
+        raise OrdersearchError("compare needs at least two schedule files")
+    labels, evals = _evaluate_files(args)
+    for label, ev in zip(labels[1:], evals[1:]):
+        print(f"{labels[0]} vs {label}: {compare(evals[0], ev)}")
     return 0
 
 
@@ -217,6 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed of the search strategies (default 0)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
+
+    for name, helptext in (("verify", "dedicated evaluation of schedule files (rate with its interval)"),
+                           ("compare", "paired comparison of the first schedule file with each other one")):
+        p = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
+        p.add_argument("files", nargs="+", metavar="FILE", help="schedule JSON files")
+        group = p.add_argument_group("data (default: the built-in latents)")
+        group.add_argument("--latents", type=Path, metavar="FILE")
+        group.add_argument("--images", type=Path, metavar="DIR")
+        p.add_argument("--kernel", type=int, metavar="K", help="context window (default: each file's)")
+        p.add_argument("--seeds", type=int, default=2, help="training seeds per schedule (default 2)")
+        p.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the harness's)")
+        p.add_argument("--store", type=Path, default=Path("results/store"),
+                       help="evaluation store folder (default results/store)")
+        p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.set_defaults(func=cmd_verify if name == "verify" else cmd_compare)
 
     plot = sub.add_parser("plot", help="figures of a run folder (or of every run folder below a path)",
                           description="Write figures/ in each run folder: order and bits-per-position heatmaps, "

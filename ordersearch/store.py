@@ -103,29 +103,35 @@ class EvaluationStore:
 
     # ---------------------------------------------------------------- cached evaluation
     def evaluate(self, schedule: Schedule, latents: LatentSet | Splits, config: TrainConfig = TrainConfig(),
-                 seed: int = 0, device: str = "cpu", progress: bool = True) -> Evaluation:
-        """``harness.evaluate`` through the store: a repeated request (or a translated schedule) is a hit."""
+                 seed: int = 0, device: str = "cpu", progress: bool = True,
+                 cached_only: bool = False) -> Evaluation | None:
+        """``harness.evaluate`` through the store: a repeated request (or a translated schedule) is a hit.
+
+        ``cached_only``: return None instead of training when the store does not have it.
+        """
         canonical = schedule.canonical("translations")
         subject = json.dumps([list(r) for r in canonical.stages])
         result = self._cached("schedule", subject, "dedicated", config, latents, seed,
+                              None if cached_only else
                               lambda splits: evaluate(canonical, splits, config, seed, device, progress))
-        return _moved_to(result, canonical, schedule)
+        return None if result is None else _moved_to(result, canonical, schedule)
 
     def evaluate_context(self, context: list[Position], patch: int, latents: LatentSet | Splits,
                          config: TrainConfig = TrainConfig(), seed: int = 0, device: str = "cpu",
-                         progress: bool = True) -> Evaluation:
-        """``harness.evaluate_context`` through the store."""
+                         progress: bool = True, cached_only: bool = False) -> Evaluation | None:
+        """``harness.evaluate_context`` through the store (``cached_only`` as in :meth:`evaluate`)."""
         subject = f"{patch}:{context_index(context, patch)}"
         return self._cached("context", subject, "dedicated-set", config, latents, seed,
+                            None if cached_only else
                             lambda splits: evaluate_context(context, patch, splits, config, seed, device, progress))
 
     def _cached(self, kind: str, subject: str, estimator: str, config: TrainConfig, latents: LatentSet | Splits,
-                seed: int, run: Callable[[Splits], Evaluation]) -> Evaluation:
+                seed: int, run: Callable[[Splits], Evaluation] | None) -> Evaluation | None:
         splits = as_splits(latents)
         data = data_fingerprint(splits)
         key = evaluation_key(kind, subject, estimator, config.to_dict(), data, seed)
         hit = self.get(key)
-        if hit is not None:
+        if hit is not None or run is None:
             return hit
         result = run(splits)
         self.put(key, kind, subject, result)

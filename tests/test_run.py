@@ -111,3 +111,25 @@ def test_plot_writes_every_figure_and_refuses_a_non_run(latent_file, tmp_path, c
     assert main(["plot", str(tmp_path / "empty")]) == 2
     assert "not a run folder" in capsys.readouterr().err
     assert main(["plot", str(out), "--format", "gif"]) == 2
+
+
+def test_verify_and_compare_schedule_files(latent_file, tmp_path, capsys):
+    from ordersearch import Schedule, save_schedule
+
+    torch.set_num_threads(1)
+    a = save_schedule(Schedule.named("raster", 2), tmp_path / "a.json", name="raster")
+    b = save_schedule(Schedule.named("checkerboard", 2), tmp_path / "b.json", name="checkerboard")
+    common = ["--latents", str(latent_file), "--max-steps", "20", "--seeds", "2", "--store", str(tmp_path / "s"),
+              "--quiet"]
+    assert main(["verify", str(a), *common]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("raster: ") and "bits/latent" in line and "2 seed(s)" in line
+    assert main(["compare", str(a), str(b), *common]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("raster vs checkerboard: A - B = ") and "interval" in out
+    assert any(v in out for v in ("better", "worse", "indistinguishable"))
+    assert main(["compare", str(a), *common]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"stages": [[0, 0], [2, 3]]}')
+    assert main(["verify", str(bad), *common]) == 2
+    assert "bad.json" in capsys.readouterr().err

@@ -89,3 +89,22 @@ def test_not_a_database(tmp_path):
     (tmp_path / "evaluations.sqlite").write_bytes(b"garbage" * 100)
     with pytest.raises(OrdersearchError, match="not a usable evaluation store"):
         EvaluationStore(tmp_path)
+
+
+def test_cached_only_never_trains(tmp_path):
+    from ordersearch import Schedule
+    from ordersearch.data.gaussian import gaussian_field
+    from ordersearch.data.latents import Splits
+    from ordersearch.harness import TrainConfig
+    from ordersearch.store import EvaluationStore
+
+    f = gaussian_field("separable")
+    splits = Splits(f.sample(4, 16, 16, seed=0), f.sample(2, 16, 16, seed=1), f.sample(2, 16, 16, seed=2))
+    config = TrainConfig(max_steps=5, eval_every=5, warm_steps=0, batch=2, crop=8)
+    store = EvaluationStore(tmp_path)
+    s = Schedule.named("raster", 2)
+    assert store.evaluate(s, splits, config, progress=False, cached_only=True) is None
+    assert store.evaluate_context([(0, 1)], 2, splits, config, progress=False, cached_only=True) is None
+    assert len(store) == 0
+    done = store.evaluate(s, splits, config, progress=False)
+    assert store.evaluate(s, splits, config, progress=False, cached_only=True).bits_per_latent == done.bits_per_latent
