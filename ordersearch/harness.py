@@ -181,6 +181,12 @@ def _mean_bits(model: nn.Module, data: _Tensors, border: int) -> float:
 
 def _check_data(splits: Splits, patch: int, crop: int) -> None:
     for part, label in zip(splits, ("train", "val", "test")):
+        if len(part) == 0:
+            raise OrdersearchError(f"the {label} split is empty")
+        if (part.channels, part.prior_channels) != (splits.train.channels, splits.train.prior_channels):
+            raise OrdersearchError(f"the {label} split has {part.channels} latent and {part.prior_channels} prior "
+                                   f"channels but the train split has {splits.train.channels} and "
+                                   f"{splits.train.prior_channels}")
         small = [a.shape[1:] for a in part.y if min(a.shape[1:]) < patch]
         if small:
             raise OrdersearchError(f"{label} split has a latent of {small[0][0]}x{small[0][1]}, "

@@ -5,6 +5,7 @@ import pytest
 
 from ordersearch import Schedule
 from ordersearch.data import LatentSet, gaussian_field
+from ordersearch.data.latents import Splits
 from ordersearch.errors import OrdersearchError
 from ordersearch.harness import TrainConfig, evaluate, evaluate_context
 
@@ -92,6 +93,14 @@ def test_bad_input():
                  progress=False)
     with pytest.raises(OrdersearchError, match="cannot contain"):
         evaluate_context([(0, 0)], 2, lat, progress=False)
+    big = gaussian_field("separable").sample(6, 16, 16)
+    train, val, test = big.split()
+    with pytest.raises(OrdersearchError, match="the val split is empty"):
+        evaluate(Schedule.named("raster", 2), Splits(train, val.subset([]), test), progress=False)
+    with_prior = LatentSet.create(test.y, [np.ones((4, 16, 16), dtype=np.float32)] * len(test))
+    with pytest.raises(OrdersearchError, match="the test split has 2 latent and 4 prior channels but the train "
+                                               "split has 2 and 0"):
+        evaluate(Schedule.named("raster", 2), Splits(train, val, with_prior), progress=False)
     with pytest.raises(OrdersearchError, match="CUDA is not available|unsupported"):
         import torch
 

@@ -269,3 +269,25 @@ def test_verify_reports_the_lowest_and_compares_it_with_every_other(tmp_path):
     assert len(store) == rows and again.winner == result.winner
     with pytest.raises(OrdersearchError, match="nothing to verify"):
         verify({}, splits, store, config)
+
+
+def test_exact_search_with_dedicated_per_set_costs(tmp_path):
+    """dp and exhaustive on trained f(C) agree; every set is trained once thanks to the store."""
+    import torch
+
+    from ordersearch.data.latents import Splits
+    from ordersearch.harness import TrainConfig
+    from ordersearch.search import DedicatedSetScorer
+    from ordersearch.store import EvaluationStore
+
+    torch.set_num_threads(1)
+    f = gaussian_field("separable")
+    splits = Splits(f.sample(6, 16, 16, seed=0), f.sample(2, 16, 16, seed=1), f.sample(3, 16, 16, seed=2))
+    store = EvaluationStore(tmp_path)
+    scorer = DedicatedSetScorer(splits, 2, store, TrainConfig(max_steps=30, eval_every=10, warm_steps=0, batch=4,
+                                                              crop=8), progress=False)
+    dp = DP().search(scorer)
+    assert dp.calls == 8 and len(store) == 8
+    ex = Exhaustive().search(scorer)
+    assert ex.rate == pytest.approx(dp.rate, abs=1e-12) and len(store) == 8
+    assert dp.rate < Session(scorer).rate(Schedule.named("single", 2))
