@@ -188,6 +188,51 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codec(args: argparse.Namespace):
+    from .codec.coder import Codec
+
+    return Codec.from_schedule(args.schedule, weights=args.weights)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import time
+
+    from .data.images import read_image
+    from .files import atomic_write
+
+    codec = _codec(args)
+    image = read_image(args.image)
+    start = time.time()
+    encoded = codec.encode(image)
+    seconds = time.time() - start
+    atomic_write(args.out, encoded.data)
+    pixels = image.shape[0] * image.shape[1]
+    y_bits = sum(encoded.y_bits_per_step)
+    print(f"wrote {args.out}: {len(encoded.data)} bytes, {8 * len(encoded.data) / pixels:.4f} bpp "
+          f"(y {y_bits / pixels:.4f}, z {encoded.z_bits / pixels:.4f}, header {8 * encoded.header_bytes / pixels:.4f}); "
+          f"y within {100 * (y_bits / encoded.estimate_y_bits - 1):+.2f}% of the model's estimate; "
+          f"{codec.schedule.num_stages} decoding steps; {seconds:.2f}s")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    import time
+
+    from .codec.coder import write_png
+
+    codec = _codec(args)
+    data = args.input.read_bytes() if args.input.is_file() else None
+    if data is None:
+        raise OrdersearchError(f"{args.input}: no such file")
+    start = time.time()
+    image = codec.decompress(data)
+    seconds = time.time() - start
+    write_png(image, args.out)
+    print(f"wrote {args.out}: {image.shape[1]}x{image.shape[0]}, {8 * len(data) / (image.shape[0] * image.shape[1]):.4f} "
+          f"bpp, {codec.schedule.num_stages} decoding steps, {seconds:.2f}s")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot
 
@@ -273,6 +318,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.set_defaults(func=cmd_verify if name == "verify" else cmd_compare)
+
+    encode = sub.add_parser("encode", help="compress an image with a schedule's trained context model",
+                            description="Compress IMAGE into OUT with the bundled base codec and the multistage "
+                            "context model of a schedule (weights from the schedule's run store, or --weights).")
+    encode.add_argument("image", type=Path, metavar="IMAGE")
+    encode.add_argument("out", type=Path, metavar="OUT")
+    decode = sub.add_parser("decode", help="decompress a bitstream made by `ordersearch encode`",
+                            description="Decompress IN into the PNG OUT; needs the same schedule and weights.")
+    decode.add_argument("input", type=Path, metavar="IN")
+    decode.add_argument("out", type=Path, metavar="OUT.png")
+    for p, func in ((encode, cmd_encode), (decode, cmd_decode)):
+        p.add_argument("--schedule", type=Path, required=True, metavar="S.json", help="schedule file")
+        p.add_argument("--weights", type=Path, metavar="FILE",
+                       help="context-model weights (default: the schedule's dedicated model in its run store)")
+        p.set_defaults(func=func)
 
     plot = sub.add_parser("plot", help="figures of a run folder (or of every run folder below a path)",
                           description="Write figures/ in each run folder: order and bits-per-position heatmaps, "

@@ -186,3 +186,19 @@ class MultistageContextModel(nn.Module):
             ctx = self._context_at(y_pad, r * n + c, y.shape[2:])
             out[:, :, r::n, c::n] = self._entropy_params(None if prior is None else prior[:, :, r::n, c::n], ctx)
         return out
+
+    def gaussian_at_step(self, y: torch.Tensor, prior: torch.Tensor | None, step: int
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, scale) of the latents decoded at ``step`` from what a decoder has then (Gaussian models).
+
+        Both are (N, C, H, W), zero at positions of other steps; the scale is
+        already bounded below by the entropy model's ``SCALE_BOUND``.
+        """
+        if self.config.mixture != 1:
+            raise OrdersearchError("only single-Gaussian context models (mixture=1) can be entropy coded")
+        params = self.parameters_at_step(y, prior, step)
+        mean, raw = params.chunk(2, dim=1)
+        on = torch.from_numpy(self.schedule.stage_map(*y.shape[2:]) == step).to(y.device)
+        if self.config.prior_scale and prior is not None:
+            mean = mean * prior.clamp_min(SCALE_BOUND)
+        return mean * on, F.softplus(raw).clamp_min(SCALE_BOUND) * on
