@@ -184,15 +184,16 @@ def _integer_latent(a: np.ndarray, label: str) -> np.ndarray:
         raise LatentError(f"{label} must have shape (C, H, W), got shape {a.shape}")
     if a.size == 0:
         raise LatentError(f"{label} is empty (shape {a.shape})")
-    if a.dtype.kind in "iu":
-        return a.astype(np.int32, copy=False)
-    if a.dtype.kind != "f":
+    if a.dtype.kind not in "iuf":
         raise LatentError(f"{label} must hold integers, got dtype {a.dtype}")
-    bad = ~np.isfinite(a) | (a != np.round(a))
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise LatentError(f"{label} has non-integer values (e.g. {a[where]} at {where})")
-    return a.astype(np.int32)
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (a != np.round(a))
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise LatentError(f"{label} has non-integer values (e.g. {a[where]} at {where})")
+    if np.abs(a).max() > 2**30:  # quantized latents are small; this is a wrong array, and int32 would wrap it
+        raise LatentError(f"{label} has values out of range (largest magnitude {np.abs(a).max()})")
+    return a.astype(np.int32, copy=False)
 
 
 def _prior(p: np.ndarray, y: np.ndarray, i: int) -> np.ndarray:
@@ -266,7 +267,8 @@ def _load(path: Path, name: str) -> LatentSet:
         try:
             mapping = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for corrupt files
-            raise LatentError(f"cannot read as .pt ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+            first = (str(e).splitlines() or [""])[0][:200]  # some torch errors have an empty message
+            raise LatentError(f"cannot read as .pt ({type(e).__name__}: {first})") from None
         if not isinstance(mapping, dict):
             raise LatentError(f"a .pt latent file must hold a dict, got {type(mapping).__name__}")
     if not mapping:
