@@ -133,3 +133,43 @@ def test_verify_and_compare_schedule_files(latent_file, tmp_path, capsys):
     bad.write_text('{"stages": [[0, 0], [2, 3]]}')
     assert main(["verify", str(bad), *common]) == 2
     assert "bad.json" in capsys.readouterr().err
+
+
+def test_interrupted_run_resumes_to_the_same_result(latent_file, tmp_path):
+    """SIGINT in the middle of the Optuna search; the re-run finishes with what an uninterrupted run finds."""
+    import os
+    import signal
+    import sqlite3
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def command(out):
+        return [sys.executable, "-m", "ordersearch", "run", "--patch", "2", "--latents", str(latent_file),
+                "--out", str(out), "--max-steps", "20", "--seeds", "1", "--budget", "80", "--quiet"]
+
+    reference = subprocess.run(command(tmp_path / "a"), env=env, capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr
+    proc = subprocess.Popen(command(tmp_path / "b"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    db = tmp_path / "b" / "patch2" / "optuna.db"
+    deadline, complete = time.time() + 300, 0
+    while time.time() < deadline and complete < 10 and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(db, timeout=1) as con:
+                complete = con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+        except sqlite3.Error:
+            continue
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not (tmp_path / "b" / "patch2" / "best.json").exists()
+    resumed = subprocess.run(command(tmp_path / "b"), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = (json.loads((tmp_path / x / "patch2" / "best.json").read_text()) for x in ("a", "b"))
+    assert a["stages"] == b["stages"] and a["metrics"]["bits_per_latent"] == b["metrics"]["bits_per_latent"]
+    ea, eb = (pd.read_csv(tmp_path / x / "patch2" / "evaluations.csv").sort_values(["schedule", "seed"])
+              for x in ("a", "b"))
+    assert ea.schedule.tolist() == eb.schedule.tolist()
+    np.testing.assert_array_equal(ea.bits_per_latent.to_numpy(), eb.bits_per_latent.to_numpy())

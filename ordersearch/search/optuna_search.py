@@ -40,23 +40,25 @@ class OptunaSearch(Strategy):
         self.study_name, self.default_trials = study_name, default_trials
         self.name = f"optuna-{sampler}"
 
-    def _make_sampler(self):
+    def _make_sampler(self, seed: int):
         import optuna
 
         if self.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=self.seed)
+            return optuna.samplers.TPESampler(seed=seed)
         if self.sampler == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=self.seed)
-        return optuna.samplers.RandomSampler(seed=self.seed)
+            return optuna.samplers.CmaEsSampler(seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)
 
     def study(self, patch: int):
         """The (new or resumed) Optuna study of this strategy for a patch size."""
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # ERROR: a Ctrl-C inside a trial would otherwise print Optuna's warning with a traceback (the trial is
+        # marked failed and the study resumes without it; the command line reports the interruption)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         name = self.study_name or f"ordersearch-{patch}x{patch}-{self.name}-seed{self.seed}"
         try:
-            return optuna.create_study(study_name=name, storage=self.storage, sampler=self._make_sampler(),
+            return optuna.create_study(study_name=name, storage=self.storage, sampler=self._make_sampler(self.seed),
                                        direction="minimize", load_if_exists=True)
         except Exception as exc:  # bad URL, missing driver, unreachable server: SQLAlchemy raises many types
             raise OrdersearchError(f"cannot open Optuna storage {self.storage!r}: {exc}") from None
@@ -68,14 +70,18 @@ class OptunaSearch(Strategy):
         study = self.study(n)
         done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         wanted = session.budget.trials or self.default_trials
-        if wanted > done:
-            def objective(trial: optuna.Trial) -> float:
-                keys = np.array([trial.suggest_float(f"k{p}", 0.0, 1.0) for p in range(n * n)])
-                schedule = order_to_schedule(keys_to_order(keys), n)
-                trial.set_user_attr("stages", [list(r) for r in schedule.stages])
-                return session.rate(schedule)
+        def objective(trial: optuna.Trial) -> float:
+            keys = np.array([trial.suggest_float(f"k{p}", 0.0, 1.0) for p in range(n * n)])
+            schedule = order_to_schedule(keys_to_order(keys), n)
+            trial.set_user_attr("stages", [list(r) for r in schedule.stages])
+            return session.rate(schedule)
 
-            study.optimize(objective, n_trials=wanted - done, timeout=session.budget.seconds,
-                           show_progress_bar=False)
+        # One trial at a time, the sampler seeded by (seed, trials so far): trial k is then a function of the
+        # seed and the stored history alone, so a study interrupted and resumed proposes exactly what an
+        # uninterrupted one would have.
+        while done < wanted and not session.out_of_budget():
+            study.sampler = self._make_sampler(self.seed * 1_000_003 + done)
+            study.optimize(objective, n_trials=1, show_progress_bar=False)
+            done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         best = study.best_trial
         return session.result(self.name, Schedule.from_grid(best.user_attrs["stages"]), float(best.value))
