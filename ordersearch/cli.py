@@ -233,6 +233,23 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .store import EvaluationStore
+    from .worker import worker
+
+    for flag, value in (("--trials", args.trials), ("--seeds", args.seeds), ("--heartbeat", args.heartbeat)):
+        if value < 1:
+            raise OrdersearchError(f"{flag} must be at least 1, got {value}")
+    latents = _load_data(args)
+    store = EvaluationStore(args.store)
+    result = worker(args.study, args.storage, args.patch, latents, store, _train_config(args, args.kernel),
+                    trials=args.trials, seeds=args.seeds, seed=args.seed, device=args.device,
+                    heartbeat=args.heartbeat, progress=not args.quiet)
+    print(f"study {result['study']}: {result['trials']} finished trials; best {result['best_rate']:.4f} "
+          f"bits/latent (trial {result['best_trial']}): {result['best_stages']}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot
 
@@ -333,6 +350,28 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", type=Path, metavar="FILE",
                        help="context-model weights (default: the schedule's dedicated model in its run store)")
         p.set_defaults(func=func)
+
+    w = sub.add_parser("worker", help="join an Optuna study and evaluate its trials by dedicated training",
+                       description="Evaluate trials of a shared Optuna study (dedicated training, cached in "
+                       "--store) until it holds --trials finished ones. Start as many as you like, on one "
+                       "machine (sqlite:///FILE) or several (postgresql://...).")
+    w.add_argument("--study", required=True, help="study name (created if new)")
+    w.add_argument("--storage", required=True, metavar="URL", help="sqlite:///study.db or postgresql://...")
+    w.add_argument("--patch", type=int, required=True, metavar="N")
+    group = w.add_argument_group("data (default: the built-in latents)")
+    group.add_argument("--latents", type=Path, metavar="FILE")
+    group.add_argument("--images", type=Path, metavar="DIR")
+    w.add_argument("--trials", type=int, default=50, help="finished trials the study should reach (default 50)")
+    w.add_argument("--seeds", type=int, default=1, help="training seeds per trial (default 1)")
+    w.add_argument("--kernel", type=int, default=5, metavar="K")
+    w.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the harness's)")
+    w.add_argument("--store", type=Path, default=Path("results/store"), help="evaluation store folder")
+    w.add_argument("--seed", type=int, default=0, help="sampler seed of this worker")
+    w.add_argument("--heartbeat", type=int, default=60, metavar="S",
+                   help="heartbeat interval; a trial silent for twice this is failed and retried (default 60)")
+    w.add_argument("--device", default="cpu")
+    w.add_argument("--quiet", action="store_true")
+    w.set_defaults(func=cmd_worker)
 
     plot = sub.add_parser("plot", help="figures of a run folder (or of every run folder below a path)",
                           description="Write figures/ in each run folder: order and bits-per-position heatmaps, "

@@ -54,8 +54,9 @@ class ModelConfig:
     #: The prior holds the hyperprior's scale of each latent channel (prior channels = channels): the
     #: context convolutions read y / scale and the means come out in units of the scale, the form in
     #: which neighbours predict each other linearly (see ``linear_gaussian``). The entropy network
-    #: learns that product poorly: on the built-in latents, the full 2x2 context saved 0.4% without
-    #: it and 6.5% with it (same protocol). None: the harness decides from the data
+    #: learns that product poorly: on the built-in latents (600 training steps) the best 2x2 orders
+    #: saved 0.4% over no context without it; with it, the full 2x2 context set saves 6.5%
+    #: (1.0248 -> 0.9584 bits/latent, per-set models). None: the harness decides from the data
     #: (``prior_is_scale``); a model built directly reads None as False.
     prior_scale: bool | None = None
 

@@ -1,0 +1,77 @@
+"""Many workers on one Optuna study: dedicated training of proposed orders, shared through the storage.
+
+``ordersearch worker --study NAME --storage URL --patch N`` joins (or creates)
+a study and, until it holds ``trials`` finished trials, asks Optuna's TPE
+for an order (random-key encoding, as in ``search.optuna_search``), trains
+the dedicated model for it (through the evaluation store, so an order that
+was trained before, or a translate of it, is never trained again) and
+reports the test rate. Every worker sends a heartbeat; a trial whose worker
+died (SIGKILL, lost machine) goes stale after the grace period, is marked
+failed by the next worker that starts a trial, and is re-queued once with the
+same order (``RetryHeartbeatStaleTrialCallback``), so no proposal is lost.
+
+Storage: any URL Optuna's RDB storage takes: ``sqlite:///study.db`` for
+processes on one machine, ``postgresql://user:pass@host/db`` for several
+machines. The evaluation store is an SQLite folder: shared by the workers of
+one machine; with several machines each has its own (Optuna rarely proposes
+an order twice, so little is trained twice).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data.latents import LatentSet, Splits
+from .errors import OrdersearchError
+from .harness import TrainConfig
+from .search.base import order_to_schedule
+from .search.optuna_search import keys_to_order
+from .store import EvaluationStore
+
+
+def open_storage(url: str, heartbeat: int = 60):
+    """An Optuna RDB storage with heartbeats and one retry of every trial whose worker died."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    try:
+        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+    except Exception as exc:  # SQLAlchemy raises many types for bad URLs, missing drivers, unreachable servers
+        raise OrdersearchError(f"cannot open Optuna storage {url!r}: {exc}") from None
+
+
+def worker(study: str, storage: str, patch: int, latents: LatentSet | Splits, store: EvaluationStore,
+           config: TrainConfig = TrainConfig(), trials: int = 50, seeds: int = 1, seed: int = 0,
+           device: str = "cpu", heartbeat: int = 60, progress: bool = True) -> dict:
+    """Evaluate trials of ``study`` until it holds ``trials`` finished ones; returns the study's best."""
+    import optuna
+
+    if not 2 <= patch <= 16:
+        raise OrdersearchError(f"--patch {patch}: use 2..16")
+    study_ = optuna.create_study(study_name=study, storage=open_storage(storage, heartbeat),
+                                 sampler=optuna.samplers.TPESampler(seed=seed), direction="minimize",
+                                 load_if_exists=True)
+    known = study_.user_attrs.get("patch")
+    if known is None:
+        study_.set_user_attr("patch", patch)
+    elif known != patch:
+        raise OrdersearchError(f"study {study!r} searches {known}x{known} orders, not {patch}x{patch}")
+
+    def objective(trial: optuna.Trial) -> float:
+        keys = np.array([trial.suggest_float(f"k{p}", 0.0, 1.0) for p in range(patch * patch)])
+        schedule = order_to_schedule(keys_to_order(keys), patch)
+        trial.set_user_attr("stages", [list(r) for r in schedule.stages])
+        return float(np.mean([store.evaluate(schedule, latents, config, seed=s, device=device,
+                                             progress=progress).bits_per_latent for s in range(seeds)]))
+
+    complete, waiting = (optuna.trial.TrialState.COMPLETE,), (optuna.trial.TrialState.WAITING,)
+    # re-queued trials of dead workers are run even when the budget is reached: their orders were proposed
+    while (len(study_.get_trials(deepcopy=False, states=complete)) < trials
+           or study_.get_trials(deepcopy=False, states=waiting)):
+        study_.optimize(objective, n_trials=1, show_progress_bar=False)
+    best = study_.best_trial
+    return {"study": study, "trials": len(study_.get_trials(deepcopy=False, states=complete)),
+            "best_rate": float(best.value), "best_stages": best.user_attrs["stages"], "best_trial": best.number}

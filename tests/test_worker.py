@@ -1,0 +1,80 @@
+"""Several workers on one Optuna study in SQLite: a worker killed mid-trial loses nothing and duplicates nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ordersearch.data.gaussian import gaussian_field
+from ordersearch.data.latents import LatentSet, save_latents
+
+
+@pytest.fixture(scope="module")
+def latent_file(tmp_path_factory):
+    sample = gaussian_field("separable").sample(10, 16, 16, seed=0)
+    latents = LatentSet.create(sample.y, split_labels=np.array([0] * 6 + [1] * 2 + [2] * 2), name="grf")
+    path = tmp_path_factory.mktemp("data") / "grf.npz"
+    save_latents(latents, path)
+    return path
+
+
+def start_worker(latent_file, url, store, seed, trials=10):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ordersearch", "worker", "--study", "s", "--storage", url, "--patch", "2",
+         "--latents", str(latent_file), "--trials", str(trials), "--max-steps", "60", "--store", str(store),
+         "--seed", str(seed), "--heartbeat", "1", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_sqlite_workers_survive_a_sigkill(latent_file, tmp_path):
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    store = tmp_path / "store"
+    victim = start_worker(latent_file, url, store, seed=1, trials=12)
+    survivor = start_worker(latent_file, url, store, seed=2, trials=12)
+    deadline, killed_trial = time.time() + 300, None
+    while time.time() < deadline and killed_trial is None:  # wait for the victim to be inside a trial
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="s", storage=url)
+        except KeyError:
+            continue
+        done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        if len(done) >= 1 and len(running) == 2:  # both workers inside a trial: the victim is mid-training
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait()
+            killed_trial = True
+    assert killed_trial, "the study never ran a trial"
+    out, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err
+    study = optuna.load_study(study_name="s", storage=url)
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(complete) >= 12
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    # the victim's trial went stale, was marked failed, and its order was evaluated again
+    assert failed, [t.state for t in trials]
+    retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in complete}
+    assert {t.number for t in failed} <= retried
+    for f in failed:
+        again = [t for t in complete if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == f.number]
+        assert again[0].params == f.params
+    assert study.best_value == min(t.value for t in complete)
+    assert f"best {study.best_value:.4f}" in out
+    # the store: one row per key, each with its weights (nothing half-written)
+    with sqlite3.connect(store / "evaluations.sqlite") as con:
+        keys = [r[0] for r in con.execute("SELECT key FROM evaluations")]
+    assert len(keys) == len(set(keys)) > 0
+    assert all((store / "models" / f"{k}.pt").is_file() for k in keys)
