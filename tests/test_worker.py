@@ -16,6 +16,49 @@ from ordersearch.data.gaussian import gaussian_field
 from ordersearch.data.latents import LatentSet, save_latents
 
 
+@pytest.fixture
+def postgres_url():
+    """A throwaway PostgreSQL server on a Unix socket in tmp_path (skipped only where none can be started).
+
+    ``.ci/run`` installs the server binaries when absent and sets ORDERSEARCH_REQUIRE_POSTGRES=1, so in CI
+    a missing server is a failure, not a skip.
+    """
+    import glob
+    import shutil
+
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    initdb = shutil.which("initdb") or (binaries and os.path.join(binaries[-1], "initdb"))
+    if not initdb or not os.path.exists(initdb):
+        if os.environ.get("ORDERSEARCH_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found")
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+    pytest.importorskip("psycopg", reason="the psycopg driver is not installed")
+    import tempfile
+    from pathlib import Path
+
+    bindir = os.path.dirname(os.path.realpath(initdb))
+    root = Path(tempfile.mkdtemp(prefix="ordersearch-pg-"))  # not under pytest's root-only tmp folders
+    data, sock = root / "pgdata", root / "sock"
+    sock.mkdir()
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_user:  # PostgreSQL refuses to run as root
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+    port = 20000 + os.getpid() % 20000
+    subprocess.run([*as_user, os.path.join(bindir, "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, os.path.join(bindir, "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "pg.log"),
+                    "-o", f"-k {sock} -p {port} -c listen_addresses=''", "start"], check=True, capture_output=True)
+    try:
+        subprocess.run([*as_user, os.path.join(bindir, "createdb"), "-h", str(sock), "-p", str(port), "-U",
+                        "postgres", "ordersearch"], check=True, capture_output=True)
+        yield f"postgresql+psycopg://postgres@/ordersearch?host={sock}&port={port}"
+    finally:
+        subprocess.run([*as_user, os.path.join(bindir, "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def latent_file(tmp_path_factory):
     sample = gaussian_field("separable").sample(10, 16, 16, seed=0)
@@ -35,13 +78,19 @@ def start_worker(latent_file, url, store, seed, trials=10):
 
 
 def test_two_sqlite_workers_survive_a_sigkill(latent_file, tmp_path):
+    check_sigkill_survival(latent_file, f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "store", workers=2)
+
+
+def test_three_postgresql_workers_survive_a_sigkill(latent_file, tmp_path, postgres_url):
+    check_sigkill_survival(latent_file, postgres_url, tmp_path / "store", workers=3)
+
+
+def check_sigkill_survival(latent_file, url, store, workers):
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    store = tmp_path / "store"
     victim = start_worker(latent_file, url, store, seed=1, trials=12)
-    survivor = start_worker(latent_file, url, store, seed=2, trials=12)
+    others = [start_worker(latent_file, url, store, seed=2 + i, trials=12) for i in range(workers - 1)]
     deadline, killed_trial = time.time() + 300, None
     while time.time() < deadline and killed_trial is None:  # wait for the victim to be inside a trial
         time.sleep(0.2)
@@ -51,13 +100,14 @@ def test_two_sqlite_workers_survive_a_sigkill(latent_file, tmp_path):
             continue
         done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
         running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        if len(done) >= 1 and len(running) == 2:  # both workers inside a trial: the victim is mid-training
+        if len(done) >= 1 and len(running) == workers:  # every worker inside a trial: the victim is mid-training
             os.kill(victim.pid, signal.SIGKILL)
             victim.wait()
             killed_trial = True
     assert killed_trial, "the study never ran a trial"
-    out, err = survivor.communicate(timeout=600)
-    assert survivor.returncode == 0, err
+    outs = [w.communicate(timeout=600) for w in others]
+    assert all(w.returncode == 0 for w in others), [err for _, err in outs]
+    out = outs[0][0]
     study = optuna.load_study(study_name="s", storage=url)
     trials = study.get_trials()
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
