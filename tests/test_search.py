@@ -291,3 +291,16 @@ def test_exact_search_with_dedicated_per_set_costs(tmp_path):
     ex = Exhaustive().search(scorer)
     assert ex.rate == pytest.approx(dp.rate, abs=1e-12) and len(store) == 8
     assert dp.rate < Session(scorer).rate(Schedule.named("single", 2))
+
+
+def test_dihedral_classes_match_schedule_canonical_forms():
+    from ordersearch.search.base import order_to_schedule
+    from ordersearch.search.exhaustive import all_orders, one_per_dihedral_class
+
+    orders = all_orders(3)
+    assert len(one_per_dihedral_class(orders, 3)) == 5040  # every 3x3 order class has 8 members
+    sample = orders[np.random.default_rng(0).choice(len(orders), 400, replace=False)]
+    keep = one_per_dihedral_class(sample, 3)
+    classes = {order_to_schedule(o, 3).canonical("dihedral") for o in sample}
+    assert len(keep) == len(classes)
+    assert {order_to_schedule(o, 3).canonical("dihedral") for o in sample[keep]} == classes

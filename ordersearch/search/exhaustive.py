@@ -38,6 +38,28 @@ def order_context_codes(orders: np.ndarray, patch: int) -> np.ndarray:
     return codes
 
 
+def one_per_dihedral_class(orders: np.ndarray, patch: int) -> np.ndarray:
+    """Indices of the first order of every class under translations and the 8 rotations/reflections."""
+    count, m = orders.shape
+    grids = np.empty_like(orders)
+    grids[np.arange(count)[:, None], orders] = np.arange(m)[None, :]
+    grids = grids.reshape(count, patch, patch)
+    variants = []
+    for k in range(4):
+        for flip in (False, True):
+            g = np.rot90(grids, k, axes=(1, 2))
+            g = g[:, :, ::-1] if flip else g
+            for dr in range(patch):
+                for dc in range(patch):
+                    variants.append(np.roll(g, (dr, dc), axis=(1, 2)).reshape(count, m))
+    stacked = np.stack(variants, axis=1)  # (count, 8 n^2, m)
+    # canonical form: the lexicographically smallest variant (a row of step numbers)
+    weights = (m ** np.arange(m - 1, -1, -1)).astype(np.float64)
+    canonical = stacked[np.arange(count), np.argmin(stacked @ weights, axis=1)]
+    _, first = np.unique(canonical, axis=0, return_index=True)
+    return np.sort(first)
+
+
 class Exhaustive(Strategy):
     name = "exhaustive"
 
@@ -53,10 +75,7 @@ class Exhaustive(Strategy):
                                    f"raise the limit (Budget.max_orders) or use dp, which is exact")
         orders = all_orders(n)
         if self.dihedral:
-            keep = {}
-            for i, order in enumerate(orders):
-                keep.setdefault(order_to_schedule(order, n).canonical("dihedral"), i)
-            orders = orders[sorted(keep.values())]
+            orders = orders[one_per_dihedral_class(orders, n)]
         codes = order_context_codes(orders, n)
         rates = session.costs(codes).mean(axis=1)
         for order, rate in zip(orders, rates):
