@@ -191,7 +191,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _codec(args: argparse.Namespace):
     from .codec.coder import Codec
 
-    return Codec.from_schedule(args.schedule, weights=args.weights)
+    return Codec.from_schedule(args.schedule, weights=args.weights, train=getattr(args, "train", False))
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -341,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "context model of a schedule (weights from the schedule's run store, or --weights).")
     encode.add_argument("image", type=Path, metavar="IMAGE")
     encode.add_argument("out", type=Path, metavar="OUT")
+    encode.add_argument("--train", action="store_true",
+                        help="train the schedule's context model on the built-in latents if none is stored")
     decode = sub.add_parser("decode", help="decompress a bitstream made by `ordersearch encode`",
                             description="Decompress IN into the PNG OUT; needs the same schedule and weights.")
     decode.add_argument("input", type=Path, metavar="IN")

@@ -117,6 +117,9 @@ def test_encode_decode_cli(tmp_path, capsys):
     assert main(["decode", str(tmp_path / "bad.osc"), str(tmp_path / "o.png"), *common]) == 2
     assert "not an ordersearch bitstream" in capsys.readouterr().err
     assert main(["encode", str(tmp_path / "nope.png"), str(tmp_path / "y.osc"), *common]) == 2
+    capsys.readouterr()
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "z.osc"), "--schedule", str(spath)]) == 2
+    assert "pass --train to train one, or --weights" in capsys.readouterr().err
 
 
 @pytest.mark.slow

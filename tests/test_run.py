@@ -51,6 +51,9 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     labels = set(evals.schedule)
     assert {p.stem for p in (folder / "schedules").glob("*.json")} == labels
     assert any("checkerboard" in label for label in labels) and any("single" in label for label in labels)
+    from ordersearch.codec.coder import weights_for
+
+    assert weights_for(folder / "best.json").is_file()  # the codec finds the winner's trained model
     costs = pd.read_csv(folder / "costs.csv")
     assert len(costs) == 8 and costs.code.tolist() == list(range(0, 16, 2))
     pareto = pd.read_csv(folder / "pareto.csv")

@@ -92,12 +92,12 @@ class Codec:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_schedule(cls, schedule: str | Path | Schedule, weights: str | Path | None = None,
-                      prior_scale: bool = True) -> Codec:
+                      prior_scale: bool = True, train: bool = False) -> Codec:
         """A codec for a schedule file (or Schedule) with context-model weights from ``weights``.
 
         ``weights`` is a state dict saved by the evaluation store
-        (``<store>/models/<key>.pt``, see :func:`weights_for`); without it the
-        schedule file's run store is searched for its dedicated evaluation.
+        (``<store>/models/<key>.pt``); without it :func:`weights_for` finds the
+        schedule file's dedicated model (and trains it with ``train``).
         """
         from ..schedule_io import load_schedule
 
@@ -106,7 +106,7 @@ class Codec:
             path = Path(schedule)
             schedule, meta = load_schedule(path)
             if weights is None:
-                weights = weights_for(path)
+                weights = weights_for(path, train=train)
         if weights is None:
             raise OrdersearchError("no context-model weights given (weights=...)")
         state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -285,34 +285,51 @@ def _translated(state: dict, schedule: Schedule) -> dict:
     return state
 
 
-def weights_for(schedule_file: Path, seed: int = 0) -> Path:
-    """The stored context-model weights of a schedule file written by ``ordersearch run``.
+def weights_for(schedule_file: Path, seed: int = 0, train: bool = False, device: str = "cpu") -> Path:
+    """The trained context-model weights of a schedule file.
 
-    Looks up the dedicated evaluation (seed ``seed``) in the run's evaluation
-    store (``<run>/store``), keyed by the file's provenance (data fingerprint
-    and training config).
+    A file written by ``ordersearch run`` names its data and training config
+    in its provenance: its dedicated model (seed ``seed``) is looked up in the
+    run's evaluation store (``<run>/store``). Any other schedule file is looked
+    up as trained on the built-in latents with the default config, in
+    ``results/store`` (where ``ordersearch verify`` puts it). With ``train``,
+    a missing model is trained there (progress bar) instead of refused.
     """
     import json
 
-    from ..harness import TrainConfig
+    from ..harness import TrainConfig, data_fingerprint
     from ..models.multistage import ModelConfig as MC
     from ..schedule_io import load_schedule
-    from ..store import evaluation_key
+    from ..store import EvaluationStore, evaluation_key
 
     schedule, meta = load_schedule(schedule_file)
     prov = meta.provenance
-    train = (prov.get("config") or {}).get("train")
-    if not train or "data" not in prov:
-        raise OrdersearchError(f"{schedule_file}: no training provenance; pass the weights file explicitly")
-    config = TrainConfig(**{**train, "model": MC(**train["model"])})
+    train_config = (prov.get("config") or {}).get("train")
+    if train_config and "data" in prov:
+        config = TrainConfig(**{**train_config, "model": MC(**train_config["model"])})
+        data, folders = prov["data"], [schedule_file.parent / "store", schedule_file.parent.parent / "store"]
+    else:
+        from ..data import builtin
+
+        config = TrainConfig(model=MC(kernel=meta.kernel))
+        data, folders = data_fingerprint(builtin().split()), [Path("results") / "store"]
     subject = json.dumps([list(r) for r in schedule.canonical("translations").stages])
-    key = evaluation_key("schedule", subject, "dedicated", config.to_dict(), prov["data"], seed)
-    for folder in (schedule_file.parent, schedule_file.parent.parent):
-        path = folder / "store" / "models" / f"{key}.pt"
-        if path.is_file():
-            return path
-    raise OrdersearchError(f"{schedule_file}: its trained context model is not in the run's store "
-                           f"(store/models/{key}.pt); re-run `ordersearch verify` or pass weights")
+    key = evaluation_key("schedule", subject, "dedicated", config.to_dict(), data, seed)
+    for folder in folders:
+        if (folder / "models" / f"{key}.pt").is_file():
+            return folder / "models" / f"{key}.pt"
+    if not train:
+        raise OrdersearchError(f"{schedule_file}: no trained context model for it in "
+                               f"{' or '.join(str(f) for f in folders)}; pass --train to train one, or --weights")
+    from ..data import builtin
+
+    if data != data_fingerprint(builtin().split()):
+        raise OrdersearchError(f"{schedule_file}: it was found on other latents than the built-in ones; the codec "
+                               "can only train on latents of its own base codec (run `ordersearch verify` on them)")
+    store = EvaluationStore(folders[0])
+    store.evaluate(schedule, builtin(), config, seed=seed, device=device, progress=True)
+    store.close()
+    return folders[0] / "models" / f"{key}.pt"
 
 
 def read_png(path: str | Path) -> np.ndarray:
