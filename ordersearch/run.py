@@ -146,7 +146,7 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
             scorer, Budget(trials=config.trials, seconds=config.seconds))
         timings[f"search {name}"] = results[name].seconds
     start = time.time()
-    front = pareto_front(scorer)
+    front = pareto_front(scorer, progress=progress)
     timings["pareto front"] = time.time() - start
 
     labelled = [(name, r.schedule) for name, r in results.items()]

@@ -53,8 +53,10 @@ def _edges(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return before, after, starts
 
 
-def pareto_front(scorer: Scorer | Session, budget: Budget = Budget()) -> list[ParetoPoint]:
+def pareto_front(scorer: Scorer | Session, budget: Budget = Budget(), progress: bool = False) -> list[ParetoPoint]:
     """Exact best grouped schedule for every T = 1..n*n."""
+    from tqdm.auto import tqdm
+
     session = scorer if isinstance(scorer, Session) else Session(scorer, budget)
     n = session.patch
     m = n * n
@@ -69,7 +71,7 @@ def pareto_front(scorer: Scorer | Session, budget: Budget = Budget()) -> list[Pa
     best = [np.full(1 << m, np.inf)]
     best[0][0] = 0.0
     nonempty = starts[1:]  # segment starts of S' = 1 .. full
-    for _ in range(m):
+    for _ in tqdm(range(m), desc=f"Pareto front {n}x{n} (steps)", disable=not progress, leave=False):
         vals = best[-1][before] + weight
         layer = np.full(1 << m, np.inf)
         layer[1:] = np.minimum.reduceat(vals, nonempty)
