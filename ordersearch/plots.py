@@ -154,9 +154,13 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax.step(front.budget, front.bits_per_latent, where="post", color="tab:blue", label="best with at most T steps")
     ax.plot(front.budget, front.bits_per_latent, "o", color="tab:blue", markersize=4)
     ax.plot(named.steps, named.bits_per_latent, "s", color="tab:orange", label="named schedules")
-    for _, row in named.iterrows():
-        ax.annotate(row.label, (row.steps, row.bits_per_latent), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
+    last = pareto.budget.max()
+    for _, group in named.groupby("steps"):  # stagger labels of schedules with the same number of steps
+        for i, (_, row) in enumerate(group.sort_values("bits_per_latent").iterrows()):
+            right = row.steps == last
+            ax.annotate(f"{row.label} ({row.bits_per_latent:.4f})", (row.steps, row.bits_per_latent),
+                        textcoords="offset points", xytext=(-6 if right else 6, 6 + 11 * i), fontsize=8,
+                        ha="right" if right else "left")
     ax.set_xlabel("decoding steps T")
     ax.set_ylabel("bits per latent element (cheap estimator)")
     ax.set_title("Rate vs decoding steps (Pareto front)")

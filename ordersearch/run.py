@@ -152,6 +152,9 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
     labelled = [(name, r.schedule) for name, r in results.items()]
     if "dp" in results:
         labelled += [(f"dp#{i + 2}", s) for i, (s, _) in enumerate(results["dp"].ranked[1:config.verify_top])]
+    # the best 2- and 4-step grouped schedules: is checkerboard the best 2-step schedule, what do 4 steps buy?
+    labelled += [(f"best-{p.steps}-step", p.schedule) for p in front
+                 if p.steps in (2, 4) and p.steps < n * n and p.schedule.num_stages == p.steps]
     labelled += list(baselines(n).items())
     candidates = _unique(labelled)
     cheap = {label: scorer_rate(table, s) for label, s in candidates.items()}
