@@ -27,7 +27,8 @@ QUESTIONS = [
      [("4x4 dp", "4x4 lin2023"), ("4x4 greedy", "4x4 lin2023"), ("4x4 dp", "4x4 greedy"),
       ("4x4 raster", "4x4 lin2023")]),
     ("What does the Pareto front say about checkerboard vs 4 vs 16 steps?",
-     [("4x4 best-2-step", "4x4 checkerboard"), ("2x2 raster", "2x2 checkerboard"),
+     [("2x2 best-2-step", "2x2 checkerboard"), ("4x4 best-2-step", "4x4 checkerboard"),
+      ("2x2 raster", "2x2 best-2-step"), ("2x2 raster", "2x2 checkerboard"),
       ("4x4 best-4-step", "2x2 raster"), ("4x4 raster", "2x2 raster"), ("4x4 raster", "4x4 checkerboard"),
       ("2x2 checkerboard", "2x2 single")]),
 ]

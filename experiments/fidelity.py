@@ -118,7 +118,7 @@ def main() -> None:
     base = np.mean([r["dedicated_mean"] for r in rows])
     lines = ["# Fidelity: cheap estimators vs dedicated training (built-in latents)", "",
              f"Command: `python experiments/fidelity.py --seeds {args.seeds} --random {args.random} "
-             f"{f'--minutes {args.minutes:g} ' if args.minutes else ''}--device {args.device}`; "
+             f"{f'--minutes {args.minutes:g} ' if args.minutes is not None else ''}--device {args.device}`; "
              f"{time.time() - start:.0f} s for this run (evaluations found in the store are not re-timed)"
              f"{'; time-boxed, so not every item has every seed' if timed_out else ''}. "
              f"Dedicated: default TrainConfig ({config.max_steps} steps max, lr {config.lr}, context read in "

@@ -54,6 +54,12 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     from ordersearch.codec.coder import weights_for
 
     assert weights_for(folder / "best.json").is_file()  # the codec finds the winner's trained model
+    # the exact search found the analytic optimum of the Gaussian field (the cheap table is exact there)
+    from ordersearch.search import DP, Session, TableScorer
+
+    oracle = TableScorer(gaussian_field("separable").scorer(5).cost_table(2), 2)
+    dp_file = next(p for p in (folder / "schedules").glob("*.json") if "dp" in p.stem.split("+"))
+    assert Session(oracle).rate(load_schedule(dp_file)[0]) == pytest.approx(DP().search(oracle).rate, abs=1e-12)
     costs = pd.read_csv(folder / "costs.csv")
     assert len(costs) == 8 and costs.code.tolist() == list(range(0, 16, 2))
     pareto = pd.read_csv(folder / "pareto.csv")

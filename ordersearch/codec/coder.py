@@ -332,12 +332,6 @@ def weights_for(schedule_file: Path, seed: int = 0, train: bool = False, device:
     return folders[0] / "models" / f"{key}.pt"
 
 
-def read_png(path: str | Path) -> np.ndarray:
-    from ..data.images import read_image
-
-    return read_image(Path(path))
-
-
 def write_png(image: np.ndarray, path: str | Path) -> None:
     from PIL import Image
 
