@@ -67,11 +67,21 @@ def worker(study: str, storage: str, patch: int, latents: LatentSet | Splits, st
         return float(np.mean([store.evaluate(schedule, latents, config, seed=s, device=device,
                                              progress=progress).bits_per_latent for s in range(seeds)]))
 
-    complete, waiting = (optuna.trial.TrialState.COMPLETE,), (optuna.trial.TrialState.WAITING,)
-    # re-queued trials of dead workers are run even when the budget is reached: their orders were proposed
-    while (len(study_.get_trials(deepcopy=False, states=complete)) < trials
-           or study_.get_trials(deepcopy=False, states=waiting)):
+    import time
+
+    from optuna.storages import fail_stale_trials
+
+    states = optuna.trial.TrialState
+    while len(study_.get_trials(deepcopy=False, states=(states.COMPLETE,))) < trials:
         study_.optimize(objective, n_trials=1, show_progress_bar=False)
+    # Budget reached. Before leaving, see every other trial to its end: a live worker finishes its own, a dead
+    # worker's goes stale after the grace period, is failed and re-queued, and the re-queued order is run here.
+    while study_.get_trials(deepcopy=False, states=(states.RUNNING, states.WAITING)):
+        if study_.get_trials(deepcopy=False, states=(states.WAITING,)):
+            study_.optimize(objective, n_trials=1, show_progress_bar=False)
+        else:
+            time.sleep(heartbeat)
+            fail_stale_trials(study_)
     best = study_.best_trial
-    return {"study": study, "trials": len(study_.get_trials(deepcopy=False, states=complete)),
+    return {"study": study, "trials": len(study_.get_trials(deepcopy=False, states=(states.COMPLETE,))),
             "best_rate": float(best.value), "best_stages": best.user_attrs["stages"], "best_trial": best.number}
