@@ -179,7 +179,7 @@ def _mean_bits(model: nn.Module, data: _Tensors, border: int) -> float:
     return total / count
 
 
-def _check_data(splits: Splits, patch: int, crop: int) -> None:
+def check_data(splits: Splits, patch: int, crop: int) -> None:
     for part, label in zip(splits, ("train", "val", "test")):
         if len(part) == 0:
             raise OrdersearchError(f"the {label} split is empty")
@@ -318,7 +318,7 @@ def evaluate(schedule: Schedule, latents: LatentSet | Splits, config: TrainConfi
     """
     splits = as_splits(latents)
     dev = resolve_device(device)
-    _check_data(splits, schedule.patch, config.crop)
+    check_data(splits, schedule.patch, config.crop)
     config = _decided(config, splits)
     torch.manual_seed(seed)
     model = MultistageContextModel(schedule, splits.train.channels, splits.train.prior_channels, config.model).to(dev)
@@ -346,7 +346,7 @@ def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet
     code = context_index(context, patch)  # validates
     splits = as_splits(latents)
     dev = resolve_device(device)
-    _check_data(splits, 1, config.crop)
+    check_data(splits, 1, config.crop)
     config = _decided(config, splits)
     torch.manual_seed(seed)
     single = Schedule.named("single", 1)

@@ -29,7 +29,7 @@ from .data.latents import LatentSet, Splits
 from .errors import OrdersearchError
 from .fidelity import Agreement, agreement
 from .files import atomic_write
-from .harness import TrainConfig, as_splits, data_fingerprint
+from .harness import TrainConfig, as_splits, check_data, data_fingerprint
 from .schedule import Schedule, context_from_index, context_window_masks
 from .schedule_io import save_schedule
 from .search import Budget, SearchResult, TableScorer, make_strategy, pareto_front
@@ -126,13 +126,7 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
         raise OrdersearchError(f"--patch {n}: the search covers patches 2, 3 and 4 (the exact search of "
                                f"an n x n patch needs 2^(n*n) states)")
     splits = as_splits(latents)
-    for part, label in zip(splits, ("train", "val", "test")):
-        if len(part) == 0:
-            raise OrdersearchError(f"the {label} split is empty")
-        small = [a.shape[1:] for a in part.y if min(a.shape[1:]) < n]
-        if small:
-            raise OrdersearchError(f"{label} split has a latent of {small[0][0]}x{small[0][1]}, smaller than "
-                                   f"the {n}x{n} patch")
+    check_data(splits, n, config.train.crop)  # the harness's checks, before any search work
     folder = config.folder
     folder.mkdir(parents=True, exist_ok=True)
     storage = config.storage or f"sqlite:///{(folder / 'optuna.db').resolve()}"
