@@ -344,23 +344,43 @@ def evaluate_context(context: Iterable[Position], patch: int, latents: LatentSet
     """
     context = sorted({(r % patch, c % patch) for r, c in context})
     code = context_index(context, patch)  # validates
+
+    def model_for(channels: int, prior_channels: int, model_config: ModelConfig) -> MultistageContextModel:
+        model = MultistageContextModel(Schedule.named("single", 1), channels, prior_channels, model_config)
+        mask = torch.from_numpy(context_window_masks([code], patch, model_config.kernel)[0]).float()
+        model.masks.copy_(mask.view_as(model.masks))
+        return model
+
+    return _evaluate_one_mask(model_for, "dedicated-set", patch, [tuple(p) for p in context], latents, config,
+                              seed, device, progress, f"train f(C={code})")
+
+
+def evaluate_serial(latents: LatentSet | Splits, config: TrainConfig = TrainConfig(), seed: int = 0,
+                    device: str = "cpu", progress: bool = True) -> Evaluation:
+    """Dedicated evaluation of the serial raster autoregressive baseline (``models.serial``), same protocol."""
+    from .models.serial import SerialContextModel
+
+    return _evaluate_one_mask(SerialContextModel, "serial", 1, None, latents, config, seed, device, progress,
+                              "train serial autoregressive")
+
+
+def _evaluate_one_mask(model_for, estimator: str, patch: int, context: list[Position] | None,
+                       latents: LatentSet | Splits, config: TrainConfig, seed: int, device: str, progress: bool,
+                       label: str) -> Evaluation:
+    """Train and measure a model whose one convolution mask serves every latent."""
     splits = as_splits(latents)
     dev = resolve_device(device)
     check_data(splits, 1, config.crop)
     config = _decided(config, splits)
     torch.manual_seed(seed)
-    single = Schedule.named("single", 1)
-    model = MultistageContextModel(single, splits.train.channels, splits.train.prior_channels, config.model)
-    mask = torch.from_numpy(context_window_masks([code], patch, config.model.kernel)[0]).float()
-    model.masks.copy_(mask.view_as(model.masks))
-    model = model.to(dev)
+    model = model_for(splits.train.channels, splits.train.prior_channels, config.model).to(dev)
     start = time.time()
     _warm_start(model, splits, config, seed, dev, progress)
-    model, curve, steps, best_step = _train(model, splits, config, seed, dev, progress, f"train f(C={code})")
-    m = _measure(model, splits, single, config.score_border)
+    model, curve, steps, best_step = _train(model, splits, config, seed, dev, progress, label)
+    m = _measure(model, splits, Schedule.named("single", 1), config.score_border)
     m["per_position"] = [[m["bits_per_latent"]] * patch for _ in range(patch)]
-    return Evaluation("dedicated-set", patch, None, [tuple(p) for p in context], seed, steps=steps,
-                      best_step=best_step, seconds=time.time() - start, curve=curve, config=config.to_dict(),
+    return Evaluation(estimator, patch, None, context, seed, steps=steps, best_step=best_step,
+                      seconds=time.time() - start, curve=curve, config=config.to_dict(),
                       data=data_fingerprint(splits), device=str(dev), model=model, **m)
 
 

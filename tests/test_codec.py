@@ -139,3 +139,39 @@ def test_file_size_matches_the_harness_estimate_with_a_trained_model():
     encoded = codec.encode(img)
     assert abs(sum(encoded.y_bits_per_step) / encoded.estimate_y_bits - 1) < 0.01
     assert np.array_equal(codec.decompress(encoded.data), codec.reconstruct(img))
+
+
+def serial_model(seed: int = 0):
+    from ordersearch.models.serial import SerialContextModel
+
+    torch.manual_seed(seed)
+    model = SerialContextModel(64, 64, ModelConfig(prior_scale=True))
+    torch.nn.init.normal_(model.weight, std=0.02)
+    return model
+
+
+def test_serial_codec_round_trip_one_latent_per_step(codecs):
+    """The serial baseline: exact, its per-latent parameters equal the parallel pass, it refuses multistage streams."""
+    from ordersearch.codec.serial import SerialCodec
+    from ordersearch.models.serial import causal_mask
+
+    assert causal_mask(5).sum() == 12 and causal_mask(5)[2, :2].all() and not causal_mask(5)[2, 2:].any()
+    codec = SerialCodec(serial_model())
+    img = image(64, 128)
+    encoded = codec.encode(img)
+    decoded, y = codec._decode(encoded.data)
+    assert np.array_equal(decoded, codec.reconstruct(img))
+    assert codec.decoding_steps(*y.shape[2:]) == y.shape[2] * y.shape[3] == 4 * 8
+    # the window computation is the parallel model's: same likelihood of every latent
+    prior = codec._prior(codec.base.analyze(torch.from_numpy(img).permute(2, 0, 1)[None].double().div(255))[1])
+    from ordersearch.models.entropy import gaussian_likelihood
+
+    buf = torch.nn.functional.pad(y[0] / prior[0].clamp_min(0.11), (2, 2, 2, 2))
+    i, j = 2, 5
+    mean, scale = codec._params(buf, prior[0], i, j)
+    direct = gaussian_likelihood(y[0, :, i, j], mean, scale)
+    assert torch.allclose(direct, codec.model(y, prior)[0, :, i, j], rtol=1e-9)
+    with pytest.raises(CodecError, match="serial autoregressive"):
+        codecs["raster"].decompress(encoded.data)
+    with pytest.raises(CodecError, match="another schedule"):
+        codec.decompress(codecs["raster"].compress(img))

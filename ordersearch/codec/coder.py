@@ -79,6 +79,8 @@ class Codec:
         self.base = (base or BaseCodec.load()).double().eval()
         if model.schedule != schedule:
             raise OrdersearchError("the context model was built for another schedule")
+        if model.config.mixture != 1:
+            raise OrdersearchError("only single-Gaussian context models (mixture=1) can be entropy coded")
         if model.channels != self.base.config.M or model.prior_channels != self.base.config.M:
             raise OrdersearchError(f"the context model has {model.channels} latent / {model.prior_channels} prior "
                                    f"channels but the base codec gives {self.base.config.M} / {self.base.config.M}")
@@ -162,8 +164,22 @@ class Codec:
         coder.encode_reverse((zs.reshape(-1) + z_rng).astype(np.int32), constriction.stream.model.Categorical(
             perfect=False), probs)
         streams.append(coder.get_compressed().tobytes())
+        streams += self._encode_y(y, prior, y_rng)
+        header = self._header(image.shape[:2], y.shape[1:], z.shape[1:], y_rng, z_rng, len(streams))
+        lengths = struct.pack(f">{len(streams)}I", *(len(b) for b in streams))
+        payload = b"".join(streams)
+        data = header + lengths + struct.pack(">I", zlib.crc32(header + lengths + payload)) + payload
+        estimate = float(bits(self.model(y, prior)).sum())
+        return Encoded(data, len(header) + len(lengths) + 4, 8 * len(streams[0]),
+                       [8 * len(b) for b in streams[1:]], estimate)
+
+    def _encode_y(self, y: torch.Tensor, prior: torch.Tensor, y_rng: int) -> list[bytes]:
+        """One ANS stream per decoding step: every latent of the step, parameters from earlier steps only."""
+        import constriction
+
         stage_map = self.schedule.stage_map(*y.shape[2:])
         gauss = constriction.stream.model.QuantizedGaussian(-y_rng, y_rng)
+        streams = []
         for step in range(self.schedule.num_stages):
             mean, scale = self.model.gaussian_at_step(y, prior, step)
             on = stage_map == step
@@ -171,18 +187,45 @@ class Codec:
             coder = constriction.stream.stack.AnsCoder()
             coder.encode_reverse(y[0][:, on].numpy().ravel().astype(np.int32), gauss, m, s)
             streams.append(coder.get_compressed().tobytes())
-        header = self._header(image.shape[:2], y.shape[1:], z.shape[1:], y_rng, z_rng, len(streams))
-        lengths = struct.pack(f">{len(streams)}I", *(len(b) for b in streams))
-        payload = b"".join(streams)
-        data = header + lengths + struct.pack(">I", zlib.crc32(header + lengths + payload)) + payload
-        estimate = float(bits(self.model(y, prior)).sum()) if self.model.config.mixture == 1 else float("nan")
-        return Encoded(data, len(header) + len(lengths) + 4, 8 * len(streams[0]),
-                       [8 * len(b) for b in streams[1:]], estimate)
+        return streams
+
+    def _decode_y(self, streams: list[np.ndarray], prior: torch.Tensor, shape: tuple[int, int, int],
+                  y_rng: int) -> torch.Tensor:
+        import constriction
+
+        yc, yh, yw = shape
+        y = torch.zeros(1, yc, yh, yw, dtype=torch.float64)
+        stage_map = self.schedule.stage_map(yh, yw)
+        gauss = constriction.stream.model.QuantizedGaussian(-y_rng, y_rng)
+        for step in range(self.schedule.num_stages):
+            mean, scale = self.model.gaussian_at_step(y, prior, step)
+            on = stage_map == step
+            m, s = _quantize(mean[0][:, on].numpy().ravel(), scale[0][:, on].numpy().ravel())
+            coder = constriction.stream.stack.AnsCoder(streams[step])
+            values = coder.decode(gauss, m, s).astype(np.float64)
+            y[0][:, torch.from_numpy(on)] = torch.from_numpy(values.reshape(yc, -1))
+        return y
+
+    @property
+    def y_streams(self) -> int:
+        """Streams of y in a bitstream (one per decoding step)."""
+        return self.schedule.num_stages
+
+    def decoding_steps(self, yh: int, yw: int) -> int:
+        """Sequential steps to decode a yh x yw latent."""
+        return self.schedule.num_stages
+
+    @property
+    def _layout(self) -> tuple[int, np.ndarray]:
+        """What the header says about the decoding order: patch size and step grid."""
+        return self.schedule.patch, self.schedule.array()
+
+    def _describe(self, n: int, grid: np.ndarray) -> str:
+        return "the serial autoregressive model" if n == 0 else f"the {n}x{n} schedule {grid.tolist()}"
 
     def _header(self, size, yshape, zshape, y_rng, z_rng, count) -> bytes:
-        n = self.schedule.patch
-        return (_FIXED.pack(MAGIC, VERSION, n, self.model.config.kernel)
-                + bytes(int(v) for row in self.schedule.stages for v in row)
+        n, grid = self._layout
+        return (_FIXED.pack(MAGIC, VERSION, n, self.model.config.kernel) + bytes(int(v) for v in grid.ravel())
                 + _SIZES.pack(size[0], size[1], *yshape, *zshape, y_rng, z_rng, self.identity, count))
 
     @torch.no_grad()
@@ -206,15 +249,16 @@ class Codec:
             raise CodecError("truncated bitstream (header)")
         grid = np.frombuffer(data[pos:pos + n * n], dtype=np.uint8).reshape(n, n)
         pos += n * n
-        if n != self.schedule.patch or not np.array_equal(grid, self.schedule.array()):
-            raise CodecError(f"the bitstream was made with another schedule ({n}x{n}: "
-                             f"{grid.tolist()}), not this codec's {self.schedule.array().tolist()}")
+        mine = self._layout
+        if n != mine[0] or not np.array_equal(grid, mine[1]):
+            raise CodecError(f"the bitstream was made with another schedule ({self._describe(n, grid)}), not "
+                             f"this codec's ({self._describe(*mine)})")
         H, W, yc, yh, yw, zc, zh, zw, y_rng, z_rng, identity, count = _SIZES.unpack_from(data, pos)
         pos += _SIZES.size
         if identity != self.identity or kernel != self.model.config.kernel:
             raise CodecError("the bitstream was made with other model weights (model identity differs)")
-        if count != self.schedule.num_stages + 1:
-            raise CodecError(f"corrupted bitstream: {count} streams for a {self.schedule.num_stages}-step schedule")
+        if count != self.y_streams + 1:
+            raise CodecError(f"corrupted bitstream: {count} streams where this codec writes {self.y_streams + 1}")
         if len(data) < pos + 4 * count + 4:
             raise CodecError("truncated bitstream (stream table)")
         lengths = struct.unpack_from(f">{count}I", data, pos)
@@ -243,17 +287,7 @@ class Codec:
             probs = np.repeat(table, zh * zw, axis=0)
             z = coder.decode(constriction.stream.model.Categorical(perfect=False), probs).astype(np.int64) - z_rng
             z = torch.from_numpy(z.reshape(1, zc, zh, zw)).double()
-            prior = self._prior(z)
-            y = torch.zeros(1, yc, yh, yw, dtype=torch.float64)
-            stage_map = self.schedule.stage_map(yh, yw)
-            gauss = constriction.stream.model.QuantizedGaussian(-y_rng, y_rng)
-            for step in range(self.schedule.num_stages):
-                mean, scale = self.model.gaussian_at_step(y, prior, step)
-                on = stage_map == step
-                m, s = _quantize(mean[0][:, on].numpy().ravel(), scale[0][:, on].numpy().ravel())
-                coder = constriction.stream.stack.AnsCoder(streams[step + 1])
-                values = coder.decode(gauss, m, s).astype(np.float64)
-                y[0][:, torch.from_numpy(on)] = torch.from_numpy(values.reshape(yc, -1))
+            y = self._decode_y(streams[1:], self._prior(z), (yc, yh, yw), y_rng)
         except (ValueError, RuntimeError, AssertionError, OrdersearchError) as e:
             raise CodecError(f"corrupted bitstream: entropy decoding failed ({e})") from None
         x = self.base.synthesize(y)[0, :, :H, :W]
