@@ -241,7 +241,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if value < 1:
             raise OrdersearchError(f"{flag} must be at least 1, got {value}")
     latents = _load_data(args)
-    store = EvaluationStore(args.store)
+    store = EvaluationStore(args.store or args.storage, heartbeat=args.heartbeat)
     result = worker(args.study, args.storage, args.patch, latents, store, _train_config(args, args.kernel),
                     trials=args.trials, seeds=args.seeds, seed=args.seed, device=args.device,
                     heartbeat=args.heartbeat, progress=not args.quiet)
@@ -355,8 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="join an Optuna study and evaluate its trials by dedicated training",
                        description="Evaluate trials of a shared Optuna study (dedicated training, cached in "
-                       "--store) until it holds --trials finished ones. Start as many as you like, on one "
-                       "machine (sqlite:///FILE) or several (postgresql://...).")
+                       "the evaluation store, by default in the study's own database) until it holds --trials "
+                       "finished ones. Start as many as you like, on one machine (sqlite:///FILE) or several "
+                       "(postgresql://...); no order is trained twice.")
     w.add_argument("--study", required=True, help="study name (created if new)")
     w.add_argument("--storage", required=True, metavar="URL", help="sqlite:///study.db or postgresql://...")
     w.add_argument("--patch", type=int, required=True, metavar="N")
@@ -367,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--seeds", type=int, default=1, help="training seeds per trial (default 1)")
     w.add_argument("--kernel", type=int, default=5, metavar="K")
     w.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the harness's)")
-    w.add_argument("--store", type=Path, default=Path("results/store"), help="evaluation store folder")
+    w.add_argument("--store", metavar="FOLDER|URL",
+                   help="evaluation store: a folder or a database URL (default: the --storage database)")
     w.add_argument("--seed", type=int, default=0, help="sampler seed of this worker")
     w.add_argument("--heartbeat", type=int, default=60, metavar="S",
                    help="heartbeat interval; a trial silent for twice this is failed and retried (default 60)")

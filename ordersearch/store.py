@@ -1,12 +1,23 @@
-"""The evaluation store: finished evaluations on disk, so no evaluation is ever trained twice.
+"""The evaluation store: finished evaluations in a database, so no evaluation is ever trained twice.
 
-An SQLite file (WAL mode; several processes may read and write at once).
+Where it lives: a folder (an SQLite file ``evaluations.sqlite`` in WAL mode,
+the trained weights beside it in ``models/<key>.pt``), or any SQLAlchemy
+database URL, such as the Optuna study's own ``postgresql://...``: then the
+weights go into the database too, and every machine that reaches it shares
+the evaluations.
+
 The key of an evaluation is a hash of (what was evaluated, estimator,
 configuration, data fingerprint, seed), where a schedule is taken in its
 canonical form under translations (an exact symmetry: a translated schedule
 has the same rate, and its per-position numbers are the canonical ones moved
-back). Each evaluation is committed on its own the moment it finishes; the
-trained weights go next to the database (``models/<key>.pt``).
+back). Each evaluation is committed on its own the moment it finishes.
+
+Several processes (on several machines, with a shared database) never train
+the same key at once: before training, a process claims the key (a row in
+``claims`` whose time stamp it refreshes every ``heartbeat`` seconds while it
+trains); another process that wants the key waits for the result instead. A
+claim left by a process that died goes stale after ``3 * heartbeat`` and is
+taken over.
 """
 
 from __future__ import annotations
@@ -15,7 +26,9 @@ import hashlib
 import io
 import json
 import os
-import sqlite3
+import threading
+import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,20 +42,28 @@ from .harness import Evaluation, TrainConfig, as_splits, data_fingerprint, evalu
 from .data.latents import LatentSet, Splits
 from .schedule import Position, Schedule, context_index
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS evaluations (
-    key TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    estimator TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    config TEXT NOT NULL,
-    bits_per_latent REAL NOT NULL,
-    result TEXT NOT NULL,
-    created TEXT NOT NULL
-)
-"""
+
+def _tables():
+    import sqlalchemy as sa
+
+    meta = sa.MetaData()
+    evaluations = sa.Table(
+        "evaluations", meta,
+        sa.Column("key", sa.Text, primary_key=True), sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("subject", sa.Text, nullable=False), sa.Column("estimator", sa.Text, nullable=False),
+        sa.Column("seed", sa.Integer, nullable=False), sa.Column("data", sa.Text, nullable=False),
+        sa.Column("config", sa.Text, nullable=False), sa.Column("bits_per_latent", sa.Float, nullable=False),
+        sa.Column("result", sa.Text, nullable=False), sa.Column("created", sa.Text, nullable=False))
+    weights = sa.Table("evaluation_weights", meta, sa.Column("key", sa.Text, primary_key=True),
+                       sa.Column("state", sa.LargeBinary, nullable=False))
+    claims = sa.Table("evaluation_claims", meta, sa.Column("key", sa.Text, primary_key=True),
+                      sa.Column("owner", sa.Text, nullable=False), sa.Column("beat", sa.Float, nullable=False))
+    return meta, evaluations, weights, claims
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """A database URL (``dialect://...``) rather than a folder."""
+    return "://" in str(location)
 
 
 def evaluation_key(kind: str, subject: str, estimator: str, config: dict, data: str, seed: int) -> str:
@@ -51,48 +72,103 @@ def evaluation_key(kind: str, subject: str, estimator: str, config: dict, data: 
 
 
 class EvaluationStore:
-    """Evaluations keyed by content, in ``<folder>/evaluations.sqlite``."""
+    """Evaluations keyed by content, in ``<folder>/evaluations.sqlite`` or in the database at a URL."""
 
-    def __init__(self, folder: str | os.PathLike):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / "evaluations.sqlite"
+    def __init__(self, location: str | os.PathLike, heartbeat: float = 30.0):
+        import sqlalchemy as sa
+
+        self.url = str(location) if is_url(location) else None
+        self.folder = None if self.url else Path(location)
+        self.heartbeat = heartbeat
+        self._owner = uuid.uuid4().hex
+        self._meta, self._evaluations, self._weights, self._claims = _tables()
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{self.folder / 'evaluations.sqlite'}"
+        else:
+            url = self.url
+        what = self.url or self.folder / "evaluations.sqlite"
         try:
-            self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
-        except sqlite3.DatabaseError as e:
-            raise OrdersearchError(f"{self.path}: not a usable evaluation store ({e})") from None
+            sqlite = url.startswith("sqlite")
+            self._engine = sa.create_engine(url, connect_args={"timeout": 120} if sqlite else {})
+            if sqlite:
+                sa.event.listen(self._engine, "connect", lambda con, _: con.execute("PRAGMA journal_mode=WAL"))
+            for attempt in range(5):
+                try:
+                    self._meta.create_all(self._engine)
+                    break
+                except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                    # workers starting together race to create the tables: look again
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
+        except Exception as exc:  # SQLAlchemy raises many types: bad URL, missing driver, not a database, no server
+            raise OrdersearchError(f"{what}: not a usable evaluation store ({str(exc).splitlines()[0]})") from None
 
     def close(self) -> None:
-        self._db.close()
+        self._engine.dispose()
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        import sqlalchemy as sa
+
+        with self._engine.connect() as con:
+            return con.execute(sa.select(sa.func.count()).select_from(self._evaluations)).scalar_one()
 
     def get(self, key: str) -> Evaluation | None:
-        row = self._db.execute("SELECT result FROM evaluations WHERE key = ?", (key,)).fetchone()
+        import sqlalchemy as sa
+
+        with self._engine.connect() as con:
+            row = con.execute(sa.select(self._evaluations.c.result).where(self._evaluations.c.key == key)).first()
         return None if row is None else Evaluation.from_dict(json.loads(row[0]))
 
     def put(self, key: str, kind: str, subject: str, evaluation: Evaluation) -> None:
         """Store one finished evaluation (weights first, then the row, so a row always has its weights)."""
+        import sqlalchemy as sa
+
+        blob = None
         if evaluation.model is not None:
             buf = io.BytesIO()
             torch.save({k: v.cpu() for k, v in evaluation.model.state_dict().items()}, buf)
-            atomic_write(self.model_path(key), buf.getvalue())
-        self._db.execute(
-            "INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, kind, subject, evaluation.estimator, evaluation.seed, evaluation.data,
-             json.dumps(evaluation.config, sort_keys=True), evaluation.bits_per_latent,
-             json.dumps(evaluation.to_dict()), datetime.now(timezone.utc).isoformat(timespec="seconds")))
+            blob = buf.getvalue()
+            if self.folder is not None:
+                atomic_write(self.model_path(key), blob)
+        row = dict(key=key, kind=kind, subject=subject, estimator=evaluation.estimator, seed=evaluation.seed,
+                   data=evaluation.data, config=json.dumps(evaluation.config, sort_keys=True),
+                   bits_per_latent=evaluation.bits_per_latent, result=json.dumps(evaluation.to_dict()),
+                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        try:
+            with self._engine.begin() as con:  # one transaction: weights and row together, or neither
+                if blob is not None and self.folder is None:
+                    con.execute(sa.insert(self._weights).values(key=key, state=blob))
+                con.execute(sa.insert(self._evaluations).values(**row))
+        except sa.exc.IntegrityError:
+            pass  # stored meanwhile by another process: the same evaluation, keep the first
 
     def model_path(self, key: str) -> Path:
+        """Where a folder store keeps the weights of ``key``."""
+        if self.folder is None:
+            raise OrdersearchError("a database store keeps weights in the database: use EvaluationStore.weights")
         return self.folder / "models" / f"{key}.pt"
+
+    def weights(self, key: str) -> bytes | None:
+        """The saved state dict of ``key``'s trained model (``torch.load`` it from ``io.BytesIO``), if any."""
+        import sqlalchemy as sa
+
+        if self.folder is not None:
+            path = self.model_path(key)
+            return path.read_bytes() if path.is_file() else None
+        with self._engine.connect() as con:
+            row = con.execute(sa.select(self._weights.c.state).where(self._weights.c.key == key)).first()
+        return None if row is None else bytes(row[0])
 
     def rows(self) -> list[dict]:
         """Every stored evaluation as a flat record (for tables)."""
-        cur = self._db.execute("SELECT key, kind, subject, estimator, seed, data, bits_per_latent, result "
-                               "FROM evaluations ORDER BY created, key")
+        import sqlalchemy as sa
+
+        e = self._evaluations
+        with self._engine.connect() as con:
+            cur = con.execute(sa.select(e.c.key, e.c.kind, e.c.subject, e.c.estimator, e.c.seed, e.c.data,
+                                        e.c.bits_per_latent, e.c.result).order_by(e.c.created, e.c.key)).all()
         out = []
         for key, kind, subject, estimator, seed, data, bits, result in cur:
             r = json.loads(result)
@@ -100,6 +176,37 @@ class EvaluationStore:
                         "data": data, "bits_per_latent": bits, "bpp": r["bpp"], "seconds": r["seconds"],
                         "steps": r["steps"]})
         return out
+
+    # ---------------------------------------------------------------- claims
+    def _claim(self, key: str) -> bool:
+        """Take ``key`` for training unless a live process holds it (a stale claim is taken over)."""
+        import sqlalchemy as sa
+
+        c = self._claims.c
+        with self._engine.begin() as con:
+            con.execute(sa.delete(self._claims).where(c.key == key, c.beat < time.time() - 3 * self.heartbeat))
+        try:
+            with self._engine.begin() as con:
+                con.execute(sa.insert(self._claims).values(key=key, owner=self._owner, beat=time.time()))
+            return True
+        except sa.exc.IntegrityError:
+            return False
+
+    def _release(self, key: str) -> None:
+        import sqlalchemy as sa
+
+        c = self._claims.c
+        with self._engine.begin() as con:
+            con.execute(sa.delete(self._claims).where(c.key == key, c.owner == self._owner))
+
+    def _beating(self, key: str, stop: threading.Event) -> None:
+        import sqlalchemy as sa
+
+        c = self._claims.c
+        while not stop.wait(self.heartbeat):
+            with self._engine.begin() as con:
+                con.execute(sa.update(self._claims).where(c.key == key, c.owner == self._owner)
+                            .values(beat=time.time()))
 
     # ---------------------------------------------------------------- cached evaluation
     def evaluate(self, schedule: Schedule, latents: LatentSet | Splits, config: TrainConfig = TrainConfig(),
@@ -133,9 +240,25 @@ class EvaluationStore:
         hit = self.get(key)
         if hit is not None or run is None:
             return hit
-        result = run(splits)
-        self.put(key, kind, subject, result)
-        return result
+        while not self._claim(key):  # another process trains it: wait for its result (or for it to die)
+            time.sleep(min(self.heartbeat, 2.0))
+            hit = self.get(key)
+            if hit is not None:
+                return hit
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beating, args=(key, stop), daemon=True)
+        beat.start()
+        try:
+            hit = self.get(key)  # finished between the first look and the claim
+            if hit is not None:
+                return hit
+            result = run(splits)
+            self.put(key, kind, subject, result)
+            return result
+        finally:
+            stop.set()
+            beat.join()
+            self._release(key)
 
 
 def _moved_to(result: Evaluation, canonical: Schedule, schedule: Schedule) -> Evaluation:

@@ -12,9 +12,10 @@ same order (``RetryHeartbeatStaleTrialCallback``), so no proposal is lost.
 
 Storage: any URL Optuna's RDB storage takes: ``sqlite:///study.db`` for
 processes on one machine, ``postgresql://user:pass@host/db`` for several
-machines. The evaluation store is an SQLite folder: shared by the workers of
-one machine; with several machines each has its own (Optuna rarely proposes
-an order twice, so little is trained twice).
+machines. The evaluation store lives in the same database by default
+(``store.EvaluationStore`` at the storage URL), so every worker on every
+machine sees every finished evaluation, and a worker that wants an order
+another worker is training waits for that result instead of training it too.
 """
 
 from __future__ import annotations

@@ -108,3 +108,77 @@ def test_cached_only_never_trains(tmp_path):
     assert len(store) == 0
     done = store.evaluate(s, splits, config, progress=False)
     assert store.evaluate(s, splits, config, progress=False, cached_only=True).bits_per_latent == done.bits_per_latent
+
+
+def _same_order(location, barrier, queue):
+    import torch
+
+    torch.set_num_threads(1)
+    latents = gaussian_field("separable").sample(9, 16, 16, seed=0)
+    store = EvaluationStore(location, heartbeat=0.5)
+    barrier.wait(timeout=120)  # all ask at once
+    e = store.evaluate(Schedule.named("raster", 2), latents, TrainConfig(max_steps=60, eval_every=20, crop=8),
+                       progress=False)
+    queue.put((e.model is not None, e.bits_per_latent))
+
+
+def check_one_training_per_order(location):
+    ctx = mp.get_context("spawn")
+    queue, barrier = ctx.Queue(), ctx.Barrier(3)
+    procs = [ctx.Process(target=_same_order, args=(location, barrier, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+        assert p.exitcode == 0
+    results = [queue.get(timeout=10) for _ in procs]
+    assert sum(trained for trained, _ in results) == 1  # one trained, the others waited for its result
+    assert len({bits for _, bits in results}) == 1
+    store = EvaluationStore(location)
+    assert len(store) == 1 and store.weights(store.rows()[0]["key"])
+
+
+def test_processes_asking_for_one_order_train_it_once(tmp_path):
+    check_one_training_per_order(str(tmp_path))
+
+
+def test_a_dead_process_claim_is_taken_over(tmp_path, latents):
+    import time
+
+    s = Schedule.named("raster", 2)
+    import json
+
+    from ordersearch.harness import as_splits, data_fingerprint
+    from ordersearch.store import evaluation_key
+
+    dead = EvaluationStore(tmp_path, heartbeat=0.5)
+    subject = json.dumps([list(r) for r in s.canonical("translations").stages])
+    key = evaluation_key("schedule", subject, "dedicated", CFG.to_dict(), data_fingerprint(as_splits(latents)), 0)
+    assert dead._claim(key)  # ... and the process dies: no heartbeat, no release
+    alive = EvaluationStore(tmp_path, heartbeat=0.5)
+    start = time.time()
+    e = alive.evaluate(s, latents, CFG, progress=False)
+    assert e.model is not None and time.time() - start >= 1.0  # waited for the claim to go stale (3 beats)
+    assert alive._claim(key)  # released after training
+
+
+def test_a_database_url_store_keeps_weights_in_the_database(tmp_path, latents):
+    import io
+
+    import torch
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    store = EvaluationStore(url)
+    a = store.evaluate(Schedule.named("raster", 2), latents, CFG, progress=False)
+    store.close()
+    again = EvaluationStore(url)
+    key = again.rows()[0]["key"]
+    state = torch.load(io.BytesIO(again.weights(key)), weights_only=True)
+    assert all(torch.equal(state[k], v) for k, v in a.model.state_dict().items())
+    assert not (tmp_path / "models").exists()
+    with pytest.raises(OrdersearchError, match="not a usable evaluation store"):
+        EvaluationStore("nosuchdialect://x/y")
+
+
+def test_postgresql_store_trains_each_order_once(postgres_url):
+    check_one_training_per_order(postgres_url)
