@@ -45,10 +45,14 @@ def _schedules(folder: Path) -> list[dict]:
 
 
 def _save(fig, folder: Path, name: str, fmt: str) -> Path:
+    """Write ``figures/<name>.<fmt>`` atomically and close the figure."""
     import io
+
+    import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
+    plt.close(fig)
     path = folder / "figures" / f"{name}.{fmt}"
     atomic_write(path, buf.getvalue())
     return path
@@ -100,13 +104,11 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     grids = [np.asarray(d["stages"]) for d in items]
     fig = _grid_panels(items, grids, "Decoding step of each patch position", "step", lambda x: f"{int(x)}", "viridis")
     written.append(_save(fig, folder, "orders", fmt))
-    plt.close(fig)
 
     bits = [np.asarray(d["metrics"]["bits_per_position"]) for d in items]
     fig = _grid_panels(items, bits, "Dedicated bits per latent element at each patch position (test split)",
                        "bits per latent element", lambda x: f"{x:.3f}", "magma")
     written.append(_save(fig, folder, "bits_per_position", fmt))
-    plt.close(fig)
 
     labels = [_short(d["name"], 36) for d in items]
     means = [d["metrics"]["bits_per_latent"] for d in items]
@@ -132,7 +134,6 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax2.set_xlabel("this - best, bits/latent (95% paired interval)")
     ax2.set_title("Difference from the best (grey: indistinguishable)", fontsize=10)
     written.append(_save(fig, folder, "verified", fmt))
-    plt.close(fig)
 
     trace = pd.read_csv(folder / "trace.csv")
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -146,7 +147,6 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax.set_title("Search traces")
     ax.legend(fontsize=8)
     written.append(_save(fig, folder, "traces", fmt))
-    plt.close(fig)
 
     pareto = pd.read_csv(folder / "pareto.csv")
     front, named = pareto[pareto.kind == "front"], pareto[pareto.kind == "named"]
@@ -166,7 +166,6 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax.set_title("Rate vs decoding steps (Pareto front)")
     ax.legend(fontsize=8)
     written.append(_save(fig, folder, "pareto", fmt))
-    plt.close(fig)
 
     costs = pd.read_csv(folder / "costs.csv")
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -176,7 +175,6 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax.set_ylabel("f(C), bits per latent element (cheap estimator)")
     ax.set_title(f"Rate of every context set ({len(costs):,} sets)")
     written.append(_save(fig, folder, "rate_vs_context", fmt))
-    plt.close(fig)
     return written
 
 

@@ -216,10 +216,10 @@ def train_shared_scorer(latents: Splits, patch: int, config: SharedConfig = Shar
 
     from ..device import resolve_device
 
+    from ..harness import check_data
+
+    check_data(latents, 1, 1)  # splits not empty, channels agree
     train_set, val_set, test_set = latents
-    for part, label in zip(latents, ("train", "val", "test")):
-        if len(part) == 0:
-            raise OrdersearchError(f"the {label} split is empty")
     scale = prior_is_scale(train_set.channels, train_set.prior) if config.prior_scale is None else config.prior_scale
     k = check_kernel(config.kernel)
     dev = resolve_device(device)

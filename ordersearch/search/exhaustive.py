@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ..errors import OrdersearchError
-from .base import Session, Strategy, SearchResult, order_to_schedule, shift_tables
+from .base import Session, Strategy, SearchResult, order_steps, order_to_schedule, shift_tables
 
 
 def all_orders(patch: int) -> np.ndarray:
@@ -27,8 +27,7 @@ def all_orders(patch: int) -> np.ndarray:
 def order_context_codes(orders: np.ndarray, patch: int) -> np.ndarray:
     """(count, n*n): context-set code of each position (column = position) under each order."""
     count, m = orders.shape
-    step = np.empty_like(orders)
-    step[np.arange(count)[:, None], orders] = np.arange(m)[None, :]  # step[i, p] = when p is decoded
+    step = order_steps(orders)  # step[i, p] = when p is decoded
     shift = shift_tables(patch)
     codes = np.empty_like(orders)
     for p in range(m):
@@ -41,9 +40,7 @@ def order_context_codes(orders: np.ndarray, patch: int) -> np.ndarray:
 def one_per_dihedral_class(orders: np.ndarray, patch: int) -> np.ndarray:
     """Indices of the first order of every class under translations and the 8 rotations/reflections."""
     count, m = orders.shape
-    grids = np.empty_like(orders)
-    grids[np.arange(count)[:, None], orders] = np.arange(m)[None, :]
-    grids = grids.reshape(count, patch, patch)
+    grids = order_steps(orders).reshape(count, patch, patch)
     variants = []
     for k in range(4):
         for flip in (False, True):
