@@ -20,6 +20,8 @@ another worker is training waits for that result instead of training it too.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .data.latents import LatentSet, Splits
@@ -36,12 +38,20 @@ def open_storage(url: str, heartbeat: int = 60):
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    import sqlalchemy as sa
+
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
-    except Exception as exc:  # SQLAlchemy raises many types for bad URLs, missing drivers, unreachable servers
-        raise OrdersearchError(f"cannot open Optuna storage {url!r}: {exc}") from None
+    for attempt in range(5):
+        try:
+            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError) as exc:
+            # workers started together race to create the study tables ("table ... already exists"): look again
+            if attempt == 4:
+                raise OrdersearchError(f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as exc:  # SQLAlchemy raises many types for bad URLs, missing drivers, unreachable servers
+            raise OrdersearchError(f"cannot open Optuna storage {url!r}: {exc}") from None
 
 
 def worker(study: str, storage: str, patch: int, latents: LatentSet | Splits, store: EvaluationStore,
@@ -67,8 +77,6 @@ def worker(study: str, storage: str, patch: int, latents: LatentSet | Splits, st
         trial.set_user_attr("stages", [list(r) for r in schedule.stages])
         return float(np.mean([store.evaluate(schedule, latents, config, seed=s, device=device,
                                              progress=progress).bits_per_latent for s in range(seeds)]))
-
-    import time
 
     from optuna.storages import fail_stale_trials
 

@@ -35,7 +35,22 @@ def start_worker(latent_file, url, store, seed, trials=10):
 
 
 def test_two_sqlite_workers_survive_a_sigkill(latent_file, tmp_path):
+    """With an evaluation-store folder beside the study's SQLite file."""
     check_sigkill_survival(latent_file, f"sqlite:///{tmp_path / 'study.db'}", tmp_path / "store", workers=2)
+
+
+def test_two_workers_share_one_sqlite_file_for_study_and_store(latent_file, tmp_path):
+    """The one-machine default: the evaluation store lives in the study's SQLite file."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    workers = [start_worker(latent_file, url, None, seed=s, trials=4) for s in (1, 2)]
+    outs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [err[-1500:] for _, err in outs]
+    from ordersearch.store import EvaluationStore
+
+    store = EvaluationStore(url)
+    rows = store.rows()
+    assert rows and all(store.weights(r["key"]) for r in rows)
+    assert not (tmp_path / "store").exists()
 
 
 def test_three_postgresql_workers_survive_a_sigkill(latent_file, postgres_url):
