@@ -46,6 +46,24 @@ def test_parallel_and_stagewise_give_the_same_likelihoods(schedule, kernel, mixt
     assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+@settings(max_examples=30, deadline=None)
+@given(grouped(), st.sampled_from([3, 5]), st.integers(0, 4), st.integers(0, 10_000), st.sampled_from(list(PRIORS)))
+def test_border_pass_is_the_inner_part_of_the_full_pass(schedule, kernel, extra, seed, prior_kind):
+    """Training scores crops without computing their border: the same numbers as scoring all and cropping."""
+    torch.manual_seed(seed)
+    p, scale = PRIORS[prior_kind]
+    model = MultistageContextModel(schedule, 3, p, ModelConfig(kernel=kernel, prior_scale=scale))
+    torch.nn.init.normal_(model.weight)
+    y, prior = random_latents(seed, p=p, h=14, w=15, scale=scale)
+    border = kernel // 2 + extra
+    with torch.no_grad():
+        full = model(y, prior)[:, :, border:14 - border, border:15 - border]
+        inner = model(y, prior, border=border)
+    assert torch.allclose(full, inner, rtol=1e-5, atol=1e-7)
+    with pytest.raises(OrdersearchError, match="border"):
+        model(y, prior, border=kernel // 2 - 1 if kernel // 2 > 1 else 7)
+
+
 @settings(max_examples=25, deadline=None)
 @given(grouped(), st.integers(0, 10_000), st.sampled_from(["features", "scale"]))
 def test_changing_a_later_latent_never_changes_earlier_parameters(schedule, seed, prior_kind):
