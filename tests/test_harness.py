@@ -7,7 +7,7 @@ from ordersearch import Schedule
 from ordersearch.data import LatentSet, gaussian_field
 from ordersearch.data.latents import Splits
 from ordersearch.errors import OrdersearchError
-from ordersearch.harness import TrainConfig, evaluate, evaluate_context
+from ordersearch.harness import TrainConfig, evaluate, evaluate_context, evaluate_serial
 
 # Against the infinite-field oracle, latents within the window radius of an edge are not scored.
 FIELD_CONFIG = TrainConfig(max_steps=4000, eval_every=100, lr=3e-3, batch=16, patience=5, score_border=4)
@@ -25,6 +25,19 @@ def test_dedicated_within_2_percent_of_analytic_fast(field, name):
     s = Schedule.named(name, 2)
     e = evaluate(s, lat, FIELD_CONFIG, progress=False)
     assert e.bits_per_latent == pytest.approx(f.schedule_rate(s, 5), rel=0.02)
+
+
+def test_serial_baseline_within_2_percent_of_analytic(field):
+    """The serial raster model: every latent sees the 12 window positions before it in raster order."""
+    from ordersearch.models.serial import causal_mask
+
+    f, lat = field
+    e = evaluate_serial(lat, FIELD_CONFIG, progress=False)
+    mask = causal_mask(5)
+    offsets = [(r - 2, c - 2) for r, c in zip(*np.nonzero(mask))]
+    assert e.estimator == "serial" and len(offsets) == 12
+    assert e.bits_per_latent == pytest.approx(f.rate(offsets), rel=0.02)
+    assert f.rate(offsets) < f.schedule_rate(Schedule.named("raster", 2), 5)  # it is the bound the orders chase
 
 
 @pytest.mark.slow
