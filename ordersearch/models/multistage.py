@@ -106,9 +106,11 @@ class MultistageContextModel(nn.Module):
         """
         r, c = at or self._positions[index]
         n = self.schedule.patch
+        h, wd = -(-(shape[0] - r) // n), -(-(shape[1] - c) // n)
+        if not bool(self.masks[index].any()):  # nothing decoded around it (step 0, the prior-only warm start)
+            return self.bias[index].view(1, -1, 1, 1).expand(y_pad.shape[0], -1, h, wd)
         w = self.weight[index] * self.masks[index]
         out = F.conv2d(y_pad[:, :, r:, c:], w, self.bias[index], stride=n)
-        h, wd = -(-(shape[0] - r) // n), -(-(shape[1] - c) // n)
         return out[:, :, :h, :wd]
 
     def _entropy_params(self, prior: torch.Tensor | None, ctx: torch.Tensor) -> torch.Tensor:
