@@ -14,7 +14,7 @@ back). Each evaluation is committed on its own the moment it finishes.
 
 Several processes (on several machines, with a shared database) never train
 the same key at once: before training, a process claims the key (a row in
-``claims`` whose time stamp it refreshes every ``heartbeat`` seconds while it
+``evaluation_claims`` whose time stamp it refreshes every ``heartbeat`` seconds while it
 trains); another process that wants the key waits for the result instead. A
 claim left by a process that died goes stale after ``3 * heartbeat`` and is
 taken over.
@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 import torch
 
 from .errors import OrdersearchError
@@ -44,8 +45,6 @@ from .schedule import Position, Schedule, context_index
 
 
 def _tables():
-    import sqlalchemy as sa
-
     meta = sa.MetaData()
     evaluations = sa.Table(
         "evaluations", meta,
@@ -75,8 +74,6 @@ class EvaluationStore:
     """Evaluations keyed by content, in ``<folder>/evaluations.sqlite`` or in the database at a URL."""
 
     def __init__(self, location: str | os.PathLike, heartbeat: float = 30.0):
-        import sqlalchemy as sa
-
         self.url = str(location) if is_url(location) else None
         self.folder = None if self.url else Path(location)
         self.heartbeat = heartbeat
@@ -109,22 +106,16 @@ class EvaluationStore:
         self._engine.dispose()
 
     def __len__(self) -> int:
-        import sqlalchemy as sa
-
         with self._engine.connect() as con:
             return con.execute(sa.select(sa.func.count()).select_from(self._evaluations)).scalar_one()
 
     def get(self, key: str) -> Evaluation | None:
-        import sqlalchemy as sa
-
         with self._engine.connect() as con:
             row = con.execute(sa.select(self._evaluations.c.result).where(self._evaluations.c.key == key)).first()
         return None if row is None else Evaluation.from_dict(json.loads(row[0]))
 
     def put(self, key: str, kind: str, subject: str, evaluation: Evaluation) -> None:
         """Store one finished evaluation (weights first, then the row, so a row always has its weights)."""
-        import sqlalchemy as sa
-
         blob = None
         if evaluation.model is not None:
             buf = io.BytesIO()
@@ -152,8 +143,6 @@ class EvaluationStore:
 
     def weights(self, key: str) -> bytes | None:
         """The saved state dict of ``key``'s trained model (``torch.load`` it from ``io.BytesIO``), if any."""
-        import sqlalchemy as sa
-
         if self.folder is not None:
             path = self.model_path(key)
             return path.read_bytes() if path.is_file() else None
@@ -163,8 +152,6 @@ class EvaluationStore:
 
     def rows(self) -> list[dict]:
         """Every stored evaluation as a flat record (for tables)."""
-        import sqlalchemy as sa
-
         e = self._evaluations
         with self._engine.connect() as con:
             cur = con.execute(sa.select(e.c.key, e.c.kind, e.c.subject, e.c.estimator, e.c.seed, e.c.data,
@@ -180,8 +167,6 @@ class EvaluationStore:
     # ---------------------------------------------------------------- claims
     def _claim(self, key: str) -> bool:
         """Take ``key`` for training unless a live process holds it (a stale claim is taken over)."""
-        import sqlalchemy as sa
-
         c = self._claims.c
         with self._engine.begin() as con:
             con.execute(sa.delete(self._claims).where(c.key == key, c.beat < time.time() - 3 * self.heartbeat))
@@ -193,15 +178,11 @@ class EvaluationStore:
             return False
 
     def _release(self, key: str) -> None:
-        import sqlalchemy as sa
-
         c = self._claims.c
         with self._engine.begin() as con:
             con.execute(sa.delete(self._claims).where(c.key == key, c.owner == self._owner))
 
     def _beating(self, key: str, stop: threading.Event) -> None:
-        import sqlalchemy as sa
-
         c = self._claims.c
         while not stop.wait(self.heartbeat):
             with self._engine.begin() as con:
