@@ -330,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kernel", type=int, metavar="K", help="context window (default: each file's)")
         p.add_argument("--seeds", type=int, default=2, help="training seeds per schedule (default 2)")
         p.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the harness's)")
-        p.add_argument("--store", type=Path, default=Path("results/store"),
-                       help="evaluation store folder (default results/store)")
+        p.add_argument("--store", default="results/store", metavar="FOLDER|URL",
+                       help="evaluation store: a folder or a database URL (default results/store)")
         p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.set_defaults(func=cmd_verify if name == "verify" else cmd_compare)

@@ -37,9 +37,9 @@ def open_storage(url: str, heartbeat: int = 60):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     import sqlalchemy as sa
 
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(5):
         try:
