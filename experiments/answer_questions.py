@@ -2,7 +2,7 @@
 
     python experiments/answer_questions.py        # after experiments/reproduce_results.py
 
-Reads the dedicated evaluations of results/patch2 and results/patch4 (their
+Reads the dedicated evaluations of results/patch2, patch3 and patch4 (their
 evaluation stores; nothing is trained) and writes results/answers.md: every
 comparison as A - B in bits per latent element of y on the 12 test photos,
 with its 95% interval (paired over test images and the seeds both have) and
@@ -20,26 +20,30 @@ from ordersearch.harness import TrainConfig
 from ordersearch.schedule_io import load_schedule
 from ordersearch.store import EvaluationStore
 
+PATCHES = (2, 3, 4)
+
 QUESTIONS = [
     ("At 2x2, is the diagonal-second order better than the paper's raster release?",
      [("2x2 diagonal-second", "2x2 raster")]),
     ("How do dp, greedy and lin2023 compare at 4x4?",
      [("4x4 dp", "4x4 lin2023"), ("4x4 greedy", "4x4 lin2023"), ("4x4 dp", "4x4 greedy"),
-      ("4x4 raster", "4x4 lin2023")]),
+      ("4x4 raster", "4x4 lin2023"), ("3x3 dp", "3x3 raster"), ("3x3 greedy", "3x3 raster")]),
     ("What does the Pareto front say about checkerboard vs 4 vs 16 steps?",
      [("2x2 best-2-step", "2x2 checkerboard"), ("4x4 best-2-step", "4x4 checkerboard"),
       ("2x2 raster", "2x2 best-2-step"), ("2x2 raster", "2x2 checkerboard"),
       ("4x4 best-4-step", "2x2 raster"), ("4x4 raster", "2x2 raster"), ("4x4 raster", "4x4 checkerboard"),
-      ("2x2 checkerboard", "2x2 single")]),
+      ("2x2 checkerboard", "2x2 single"), ("3x3 best-4-step", "2x2 raster"), ("3x3 raster", "2x2 raster"),
+      ("4x4 raster", "3x3 raster")]),
 ]
 
 
 def schedules() -> dict[str, tuple[str, Schedule]]:
     """Label -> (run folder, schedule): named ones, plus the run's own results from its schedule files."""
     out = {f"{n}x{n} {name}": (f"patch{n}", Schedule.named(name, n))
-           for n in (2, 4) for name in ("raster", "lin2023", "checkerboard", "single")}
+           for n in PATCHES for name in ("raster", "lin2023", "checkerboard", "single") if n % 2 == 0 or name in
+           ("raster", "single")}  # lin2023 and checkerboard: even patches only
     out["2x2 diagonal-second"] = ("patch2", Schedule.from_order([(0, 0), (1, 1), (0, 1), (1, 0)]))
-    for n in (2, 4):
+    for n in PATCHES:
         for path in Path(f"results/patch{n}/schedules").glob("*.json"):
             for label in path.stem.split("+"):
                 out.setdefault(f"{n}x{n} {label}", (f"patch{n}", load_schedule(path)[0]))
@@ -49,7 +53,7 @@ def schedules() -> dict[str, tuple[str, Schedule]]:
 def main() -> None:
     splits = builtin().split()
     known = schedules()
-    stores = {f"patch{n}": EvaluationStore(f"results/patch{n}/store") for n in (2, 4)}
+    stores = {f"patch{n}": EvaluationStore(f"results/patch{n}/store") for n in PATCHES}
 
     def evaluations(label: str) -> list:
         if label not in known:
@@ -60,7 +64,7 @@ def main() -> None:
         return [e for e in found if e is not None]
 
     lines = ["# Answers, with intervals", "", "Made by `python experiments/answer_questions.py` from the evaluation "
-             "stores of `results/patch2` and `results/patch4` (built-in latents, default TrainConfig, test split of "
+             "stores of `results/patch2`, `patch3` and `patch4` (built-in latents, default TrainConfig, test split of "
              "12 photos, bits per latent element of y). A - B < 0 means A is cheaper; the interval is 95%, paired "
              "over test images and over the seeds both schedules have.", ""]
     for question, pairs in QUESTIONS:
