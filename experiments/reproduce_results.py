@@ -38,6 +38,8 @@ def main() -> None:
     for n in args.patches:
         folder = args.out / f"patch{n}"
         if args.fresh:
+            if (folder / "store").is_symlink():  # a store shared with other experiments: leave it, start anew
+                (folder / "store").unlink()
             shutil.rmtree(folder / "store", ignore_errors=True)
             (folder / "optuna.db").unlink(missing_ok=True)
         reused = (folder / "store").exists()
