@@ -15,6 +15,11 @@ against the budget and are never repeated.
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..errors import OrdersearchError
@@ -27,6 +32,26 @@ SAMPLERS = ("tpe", "cmaes", "random")
 def keys_to_order(keys: np.ndarray) -> np.ndarray:
     """Positions by increasing key (ties by index)."""
     return np.argsort(np.asarray(keys), kind="stable")
+
+
+@contextmanager
+def interrupts_held() -> Iterator[list[int]]:
+    """Hold Ctrl-C (SIGINT) while the block runs; the list it yields says whether one came.
+
+    Optuna (5.0) handles an interrupt that lands in the bookkeeping of a trial
+    badly: an UnboundLocalError from its own ``finally`` replaces the
+    KeyboardInterrupt (seen in CI). A trial of a cheap scorer takes
+    milliseconds, so the interrupt waits for it and is raised between trials.
+    """
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class OptunaSearch(Strategy):
@@ -53,9 +78,7 @@ class OptunaSearch(Strategy):
         """The (new or resumed) Optuna study of this strategy for a patch size."""
         import optuna
 
-        # ERROR: a Ctrl-C inside a trial would otherwise print Optuna's warning with a traceback (the trial is
-        # marked failed and the study resumes without it; the command line reports the interruption)
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # per-trial log lines are noise: results come back here
         name = self.study_name or f"ordersearch-{patch}x{patch}-{self.name}-seed{self.seed}"
         try:
             return optuna.create_study(study_name=name, storage=self.storage, sampler=self._make_sampler(self.seed),
@@ -81,7 +104,10 @@ class OptunaSearch(Strategy):
         # uninterrupted one would have.
         while done < wanted and not session.out_of_budget():
             study.sampler = self._make_sampler(self.seed * 1_000_003 + done)
-            study.optimize(objective, n_trials=1, show_progress_bar=False)
+            with interrupts_held() as caught:
+                study.optimize(objective, n_trials=1, show_progress_bar=False)
+            if caught:
+                raise KeyboardInterrupt
             done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         best = study.best_trial
         return session.result(self.name, Schedule.from_grid(best.user_attrs["stages"]), float(best.value))
