@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import TypeVar
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from .files import atomic_write
 from .harness import Evaluation, TrainConfig, as_splits, data_fingerprint, evaluate, evaluate_context
 from .data.latents import LatentSet, Splits
 from .schedule import Position, Schedule, context_index
+
+T = TypeVar("T")
 
 
 def _tables():
@@ -63,6 +66,21 @@ def _tables():
 def is_url(location: str | os.PathLike) -> bool:
     """A database URL (``dialect://...``) rather than a folder."""
     return "://" in str(location)
+
+
+def retry_table_race(create: Callable[[], T], attempts: int = 5) -> T:
+    """``create()``, tried again when it fails the way processes starting together on one new database do.
+
+    Each creates the tables it does not see yet, and all but one fail with
+    "table ... already exists" (or a lock, or a duplicate row in the
+    catalogue); a second look finds the tables made.
+    """
+    for attempt in range(attempts - 1):
+        try:
+            return create()
+        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            time.sleep(0.3 * (attempt + 1))
+    return create()
 
 
 def evaluation_key(kind: str, subject: str, estimator: str, config: dict, data: str, seed: int) -> str:
@@ -90,15 +108,7 @@ class EvaluationStore:
             self._engine = sa.create_engine(url, connect_args={"timeout": 120} if sqlite else {})
             if sqlite:
                 sa.event.listen(self._engine, "connect", lambda con, _: con.execute("PRAGMA journal_mode=WAL"))
-            for attempt in range(5):
-                try:
-                    self._meta.create_all(self._engine)
-                    break
-                except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
-                    # workers starting together race to create the tables: look again
-                    if attempt == 4:
-                        raise
-                    time.sleep(0.2 * (attempt + 1))
+            retry_table_race(lambda: self._meta.create_all(self._engine))
         except Exception as exc:  # SQLAlchemy raises many types: bad URL, missing driver, not a database, no server
             raise OrdersearchError(f"{what}: not a usable evaluation store ({str(exc).splitlines()[0]})") from None
 

@@ -29,7 +29,7 @@ from .errors import OrdersearchError
 from .harness import TrainConfig
 from .search.base import order_to_schedule
 from .search.optuna_search import keys_to_order
-from .store import EvaluationStore
+from .store import EvaluationStore, retry_table_race
 
 
 def open_storage(url: str, heartbeat: int = 60):
@@ -37,21 +37,14 @@ def open_storage(url: str, heartbeat: int = 60):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    import sqlalchemy as sa
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    for attempt in range(5):
-        try:
-            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
-        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError) as exc:
-            # workers started together race to create the study tables ("table ... already exists"): look again
-            if attempt == 4:
-                raise OrdersearchError(f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
-            time.sleep(0.5 * (attempt + 1))
-        except Exception as exc:  # SQLAlchemy raises many types for bad URLs, missing drivers, unreachable servers
-            raise OrdersearchError(f"cannot open Optuna storage {url!r}: {exc}") from None
+    try:  # workers started together race to create the study's tables: the store's retry
+        return retry_table_race(lambda: RDBStorage(
+            url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1)))
+    except Exception as exc:  # SQLAlchemy raises many types for bad URLs, missing drivers, unreachable servers
+        raise OrdersearchError(f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
 
 
 def worker(study: str, storage: str, patch: int, latents: LatentSet | Splits, store: EvaluationStore,

@@ -215,7 +215,6 @@ def train_shared_scorer(latents: Splits, patch: int, config: SharedConfig = Shar
     from tqdm.auto import tqdm
 
     from ..device import resolve_device
-
     from ..harness import check_data
 
     check_data(latents, 1, 1)  # splits not empty, channels agree
