@@ -28,11 +28,9 @@ import numpy as np
 import torch
 
 from ordersearch import Schedule
-from ordersearch.codec.base import BaseCodec
-from ordersearch.codec.coder import Codec
-from ordersearch.codec.serial import SerialCodec
-from ordersearch.data import builtin
-from ordersearch.harness import TrainConfig, evaluate, evaluate_serial
+from ordersearch.codec import MultistageCodec, SerialCodec
+from ordersearch.evaluation import Evaluator, TrainConfig
+from ordersearch.models import BaseCodec, builtin
 
 SCHEDULES = {"serial autoregressive": None, "single": Schedule.named("single", 2),
              "checkerboard": Schedule.named("checkerboard", 2), "raster 2x2": Schedule.named("raster", 2),
@@ -63,14 +61,15 @@ def main() -> None:
         images = [(base.synthesize(torch.from_numpy(y[None]).float())[0].permute(1, 2, 0).numpy() * 255)
                   .round().astype(np.uint8) for y in crops[:args.images]]
     config = TrainConfig(max_steps=args.steps, warm_steps=args.steps, eval_every=max(1, args.steps // 3))
+    evaluator = Evaluator(splits, config, "cpu", progress=False)
     rows = []
     for name, schedule in SCHEDULES.items():
         if schedule is None:
-            ev = evaluate_serial(splits, config, progress=False)
+            ev = evaluator.evaluate_serial()
             codec = SerialCodec(ev.model)
         else:
-            ev = evaluate(schedule, splits, config, progress=False)
-            codec = Codec(schedule, ev.model)
+            ev = evaluator.evaluate(schedule)
+            codec = MultistageCodec(schedule, ev.model)
         y_seconds: list[float] = []
         decode_y = codec._decode_y
 

@@ -37,10 +37,9 @@ def _run(task: str, device: str, queue) -> None:
     import torch
 
     from ordersearch import Schedule
-    from ordersearch.data import builtin
-    from ordersearch.harness import TrainConfig, evaluate, evaluate_context
-    from ordersearch.models.linear_gaussian import LinearGaussianScorer
-    from ordersearch.models.shared import train_shared_scorer
+    from ordersearch.estimators import LinearGaussianEstimator, fit_shared
+    from ordersearch.evaluation import Evaluator, TrainConfig
+    from ordersearch.models import builtin
 
     splits = builtin().split()
     torch.manual_seed(0)
@@ -51,13 +50,14 @@ def _run(task: str, device: str, queue) -> None:
         extra = fn() or {}
         rows.append({"task": label, "seconds": round(time.time() - start, 1), "target_seconds": target, **extra})
 
+    evaluator = Evaluator(splits, TrainConfig(), device, progress=False)  # keeps its warm starts, not a store
+
     def dedicated(schedule):
-        e = evaluate(schedule, splits, TrainConfig(), device=device, progress=False)
+        e = evaluator.evaluate(schedule)
         return {"bits_per_latent": e.bits_per_latent, "steps": e.steps}
 
     def per_set(position):
-        e = evaluate_context(Schedule.named("raster", 4).context_set(position), 4, splits, TrainConfig(),
-                             device=device, progress=False)
+        e = evaluator.evaluate_context(Schedule.named("raster", 4).context_set(position), 4)
         return {"bits_per_latent": e.bits_per_latent, "steps": e.steps}
 
     (first, t1), (second, t2) = TASKS[task]
@@ -72,13 +72,13 @@ def _run(task: str, device: str, queue) -> None:
 
         def fit():
             if task == "linear-gaussian":
-                est["e"] = LinearGaussianScorer.from_latents(splits.train, 5)
+                est["e"] = LinearGaussianEstimator.from_latents(splits.train, 5)
                 return {}
-            est["e"] = train_shared_scorer(splits, 4, device=device, progress=False)
+            est["e"] = fit_shared(splits, 4, device=device, progress=False)
             return {"steps": est["e"].curve[-1][0]}
 
         def table():
-            est["e"].cost_table(4) if task == "linear-gaussian" else est["e"].cost_table()
+            est["e"].cost_table(4)
 
         timed(first, t1, fit)
         timed(second, t2, table)
@@ -87,7 +87,7 @@ def _run(task: str, device: str, queue) -> None:
 
 
 def main() -> None:
-    from ordersearch.harness import TrainConfig
+    from ordersearch.evaluation import TrainConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")

@@ -14,11 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ordersearch import Schedule
-from ordersearch.compare import compare
-from ordersearch.data import builtin
-from ordersearch.harness import TrainConfig
+from ordersearch.evaluation import EvaluationStore, Evaluator, TrainConfig, compare
+from ordersearch.models import builtin
 from ordersearch.schedule_io import load_schedule
-from ordersearch.store import EvaluationStore
 
 PATCHES = (2, 3, 4)
 
@@ -55,13 +53,14 @@ def schedules() -> dict[str, tuple[str, Schedule]]:
 def main() -> None:
     splits = builtin().split()
     known = schedules()
-    stores = {f"patch{n}": EvaluationStore(f"results/patch{n}/store") for n in PATCHES}
+    stores = {f"patch{n}": Evaluator(splits, TrainConfig(), "cpu", EvaluationStore(f"results/patch{n}/store"))
+              for n in PATCHES}
 
     def evaluations(label: str) -> list:
         if label not in known:
             return []
         folder, schedule = known[label]
-        found = [stores[folder].evaluate(schedule, splits, TrainConfig(), seed=s, cached_only=True)
+        found = [stores[folder].evaluate(schedule, s, cached_only=True)
                  for s in range(3)]
         return [e for e in found if e is not None]
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-from ordersearch.data import builtin
-from ordersearch.models.linear_gaussian import LinearGaussianScorer
+from ordersearch.estimators import LinearGaussianEstimator
+from ordersearch.models import builtin
 
 SETS = {
     "no neighbours": [],
@@ -63,7 +63,7 @@ def bits_with(splits, cov: np.ndarray, offsets: list[tuple[int, int]]) -> float:
 
 def main() -> None:
     splits = builtin().split()
-    cov = LinearGaussianScorer.from_latents(splits.train, 5).cov
+    cov = LinearGaussianEstimator.from_latents(splits.train, 5).cov
     base = None
     for label, offsets in SETS.items():
         b = bits_with(splits, cov, offsets)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ordersearch.codec.base import BaseCodec
-from ordersearch.data.images import read_image
+from ordersearch.data import read_image
+from ordersearch.models import BaseCodec
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -66,7 +66,7 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    info = torch.load(Path("ordersearch/codec/weights/base_codec.pt"), weights_only=True)["info"]
+    info = torch.load(Path("ordersearch/models/weights/base_codec.pt"), weights_only=True)["info"]
     lines = ["# Base codec operating point (held-out photos)", "",
              "Command: `python experiments/evaluate_base_codec.py` (photos from `experiments/fetch_photos.py`).",
              f"Codec: bundled scale hyperprior (N=96, M=64, Nz=64), trained {info.get('steps')} steps "

@@ -31,13 +31,9 @@ import numpy as np
 
 from ordersearch import Schedule
 from ordersearch.schedule import context_from_index
-from ordersearch.compare import compare
-from ordersearch.data import builtin
-from ordersearch.harness import TrainConfig
-from ordersearch.fidelity import agreement
-from ordersearch.models.linear_gaussian import LinearGaussianScorer
-from ordersearch.models.shared import SharedConfig, train_shared_scorer
-from ordersearch.store import EvaluationStore
+from ordersearch.estimators import LinearGaussianEstimator, SharedConfig, fit_shared
+from ordersearch.evaluation import EvaluationStore, Evaluator, TrainConfig, agreement, compare
+from ordersearch.models import builtin
 
 
 def sample(random: int) -> dict[str, Schedule | tuple[int, ...]]:
@@ -67,13 +63,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("results"))
     args = ap.parse_args()
     splits = builtin().split()
-    store = EvaluationStore(args.store)
     config = TrainConfig()
+    evaluator = Evaluator(splits, config, args.device, EvaluationStore(args.store))
     start = time.time()
-    cheap = {"linear-gaussian": {n: LinearGaussianScorer.from_latents(splits.train, 5) for n in (2, 4)}}
+    cheap = {"linear-gaussian": {n: LinearGaussianEstimator.from_latents(splits.train, 5) for n in (2, 4)}}
     fit_seconds = {"linear-gaussian": time.time() - start}
     t = time.time()
-    cheap["shared"] = {n: train_shared_scorer(splits, n, SharedConfig(), device=args.device) for n in (2, 4)}
+    cheap["shared"] = {n: fit_shared(splits, n, SharedConfig(), device=args.device) for n in (2, 4)}
     fit_seconds["shared"] = time.time() - t
     items = sample(args.random)
     evals: dict[str, list] = {label: [] for label in items}
@@ -83,10 +79,9 @@ def main() -> None:
             late = args.minutes is not None and time.time() - start > 60 * args.minutes
             timed_out = timed_out or late
             if isinstance(s, Schedule):
-                e = store.evaluate(s, splits, config, seed=seed, device=args.device, cached_only=late)
+                e = evaluator.evaluate(s, seed, cached_only=late)
             else:
-                e = store.evaluate_context(sorted(context_from_index(s[0], 2)), 2, splits, config, seed=seed,
-                                           device=args.device, cached_only=late)
+                e = evaluator.evaluate_context(sorted(context_from_index(s[0], 2)), 2, seed, cached_only=late)
             if e is not None:  # past the time box only what the store already has is used
                 evals[label].append(e)
                 print(label, e, flush=True)

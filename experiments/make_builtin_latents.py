@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ordersearch.codec.base import STRIDE, BaseCodec
-from ordersearch.data.builtin import DATA, INFO
-from ordersearch.data.images import read_image
+from ordersearch.data import read_image
+from ordersearch.models.builtin import DATA, INFO
+from ordersearch.models.hyperprior import STRIDE, BaseCodec
 from ordersearch.files import atomic_write
 
 SPLITS = {"train": 0, "val": 1, "test": 2}

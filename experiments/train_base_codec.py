@@ -1,7 +1,7 @@
 """Train the bundled base codec (scale hyperprior) on the train split of the offline photos.
 
     python experiments/fetch_photos.py
-    python experiments/train_base_codec.py --device cuda --minutes 7 --out ordersearch/codec/weights/base_codec.pt
+    python experiments/train_base_codec.py --device cuda --minutes 7 --out ordersearch/models/weights/base_codec.pt
 
 Loss: bits per pixel + lambda * 255^2 * MSE (lambda 0.0067, the operating
 point CompressAI calls quality 3, about 0.3 bpp). Random 256x256 crops with
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ordersearch.codec.base import BaseCodec
+from ordersearch.models import BaseCodec
 
 
 def load_photos(folder: Path, split: str) -> list[np.ndarray]:
@@ -61,7 +61,7 @@ def plot_log(log: Path, png: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=Path, default=Path("data/photos"))
-    ap.add_argument("--out", type=Path, default=Path("ordersearch/codec/weights/base_codec.pt"))
+    ap.add_argument("--out", type=Path, default=Path("ordersearch/models/weights/base_codec.pt"))
     ap.add_argument("--log", type=Path, default=Path("results/base_codec_training.csv"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=1_000_000)

@@ -1,7 +1,6 @@
 """ordersearch: find, prove and export the best decoding order of multistage context models."""
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .errors import OrdersearchError, ScheduleError
 from .schedule import NAMED_SCHEDULES, Schedule
 from .schedule_io import ScheduleMeta, load_schedule, save_schedule

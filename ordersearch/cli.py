@@ -15,10 +15,13 @@ from typing import NoReturn
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .errors import LatentError, OrdersearchError, ScheduleError
-from .schedule import NAMED_SCHEDULES, Schedule
+from .schedule import NAMED_SCHEDULES, Schedule, check_patch
 from .schedule_io import DEFAULT_KERNEL, load_schedule
+
+
+DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default auto)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,14 +78,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_latents(args: argparse.Namespace) -> int:
-    from .data import images_to_latents, list_images, save_latents
+def _device(args: argparse.Namespace):
+    """The command's ``--device``, resolved once (auto: CUDA when available, else CPU)."""
     from .device import resolve_device
+
+    return resolve_device(getattr(args, "device", "auto"))
+
+
+def cmd_latents(args: argparse.Namespace) -> int:
+    from .data import list_images, save_latents
+    from .models import images_to_latents
 
     if args.out.suffix not in (".npz", ".pt"):
         raise LatentError(f"--out {args.out}: use a .npz or .pt file name")
-    device = resolve_device(args.device)
-    latents, skipped = images_to_latents(list_images(args.images), device=str(device), name=args.images.name)
+    device = _device(args)  # before any work
+    latents, skipped = images_to_latents(list_images(args.images), device=device, name=args.images.name)
     for message in skipped:
         print(f"ordersearch: skipped {message}", file=sys.stderr)
     save_latents(latents, args.out)
@@ -92,7 +102,7 @@ def cmd_latents(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_data(args: argparse.Namespace):
+def _load_data(args: argparse.Namespace, device):
     """The latents a command runs on: --latents FILE, --images DIR, or the built-in set."""
     if args.latents is not None and args.images is not None:
         raise LatentError("give --latents FILE or --images DIR, not both")
@@ -100,27 +110,27 @@ def _load_data(args: argparse.Namespace):
         from .data import load_latents
         return load_latents(args.latents)
     if args.images is not None:
-        from .data import images_to_latents, list_images
-        latents, skipped = images_to_latents(list_images(args.images), device=args.device, name=args.images.name)
+        from .data import list_images
+        from .models import images_to_latents
+        latents, skipped = images_to_latents(list_images(args.images), device=device, name=args.images.name)
         for message in skipped:
             print(f"ordersearch: skipped {message}", file=sys.stderr)
         return latents
-    from .data import builtin
+    from .models import builtin
     return builtin()
 
 
 def _train_config(args: argparse.Namespace, kernel: int):
     from dataclasses import replace
 
-    from .harness import TrainConfig
-    from .models.multistage import ModelConfig
+    from .evaluation import TrainConfig
+    from .models import ModelConfig
 
     config = TrainConfig(model=ModelConfig(kernel=kernel))
     return replace(config, max_steps=args.max_steps) if args.max_steps else config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .device import resolve_device
     from .run import RunConfig, run, terminal_table
     from .search import STRATEGY_NAMES
 
@@ -131,14 +141,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     for flag, value in (("--budget", args.budget), ("--seeds", args.seeds), ("--verify-top", args.verify_top)):
         if value < 1:
             raise OrdersearchError(f"{flag} must be at least 1, got {value}")
-    if not 2 <= args.patch <= 4:
-        raise OrdersearchError(f"--patch {args.patch}: the search covers patches 2, 3 and 4 (the exact search of "
-                               f"an n x n patch needs 2^(n*n) states)")
-    resolve_device(args.device)
-    latents = _load_data(args)
+    check_patch(args.patch, search=True)
+    device = _device(args)
+    latents = _load_data(args, device)
     config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=strategies, trials=args.budget,
                        seconds=args.seconds, verify_top=args.verify_top, seeds=args.seeds, estimator=args.estimator,
-                       device=args.device, out=args.out, storage=args.storage, seed=args.seed,
+                       device=str(device), out=args.out, storage=args.storage, seed=args.seed,
                        train=_train_config(args, args.kernel))
     command = "ordersearch " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ordersearch") else ""
     result = run(latents, config, progress=not args.quiet, command=command)
@@ -150,19 +158,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _evaluate_files(args: argparse.Namespace) -> tuple[list[str], list]:
     """Dedicated evaluations (``--seeds`` each, cached in ``--store``) of the schedule files given."""
-    from .store import EvaluationStore
+    from .evaluation import EvaluationStore, Evaluator, as_splits
 
     if args.seeds < 1:
         raise OrdersearchError(f"--seeds must be at least 1, got {args.seeds}")
     schedules = [load_schedule(f) for f in args.files]  # every file checked before any training
-    latents = _load_data(args)
+    device = _device(args)
+    splits = as_splits(_load_data(args, device))
     store = EvaluationStore(args.store)
     labels, evals = [], []
     for path, (schedule, meta) in zip(args.files, schedules):
         labels.append(meta.name or Path(path).stem)
-        config = _train_config(args, args.kernel or meta.kernel)
-        evals.append([store.evaluate(schedule, latents, config, seed=seed, device=args.device,
-                                     progress=not args.quiet) for seed in range(args.seeds)])
+        evaluator = Evaluator(splits, _train_config(args, args.kernel or meta.kernel), device, store,
+                              progress=not args.quiet)
+        evals.append([evaluator.evaluate(schedule, seed) for seed in range(args.seeds)])
     store.close()
     return labels, evals
 
@@ -178,7 +187,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .evaluation import compare
 
     if len(args.files) < 2:
         raise OrdersearchError("compare needs at least two schedule files")
@@ -188,16 +197,58 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _codec(args: argparse.Namespace):
-    from .codec.coder import Codec
+def _weights(args: argparse.Namespace, schedule: Schedule, meta):
+    """The schedule's context-model weights: --weights FILE, its run's store, or (--train) trained now."""
+    from .models import translated_state
+    from .run import stored_weights
 
-    return Codec.from_schedule(args.schedule, weights=args.weights, train=getattr(args, "train", False))
+    if args.weights is not None:
+        import torch
+
+        try:
+            state = torch.load(args.weights, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise OrdersearchError(f"--weights {args.weights}: no such file") from None
+        except Exception as e:  # torch raises many types for files that are not its own
+            raise OrdersearchError(f"--weights {args.weights}: not a weights file ({str(e).splitlines()[0]})") from None
+        if not isinstance(state, dict) or "masks" not in state:
+            raise OrdersearchError(f"--weights {args.weights}: not the weights of a multistage context model")
+        # the evaluation store keeps a schedule's weights for its canonical translate
+        return translated_state(state, schedule.canonical().translation_to(schedule))
+    try:
+        return stored_weights(args.schedule)
+    except OrdersearchError:
+        if not getattr(args, "train", False):
+            raise
+    from .evaluation import EvaluationStore, Evaluator, data_fingerprint
+    from .models import builtin
+    from .run.folder import weights_source
+
+    config, data, folders = weights_source(args.schedule, meta.kernel, meta.provenance)
+    latents = builtin()
+    if data != data_fingerprint(latents.split()):
+        raise OrdersearchError(f"{args.schedule}: it was found on other latents than the built-in ones; the codec "
+                               "can only train on latents of its own base codec (run `ordersearch verify` on them)")
+    store = EvaluationStore(folders[0])
+    try:
+        Evaluator(latents, config, _device(args), store).evaluate(schedule)
+    finally:
+        store.close()
+    print(f"trained the context model; saved in the evaluation store {folders[0]}", file=sys.stderr)
+    return stored_weights(args.schedule)
+
+
+def _codec(args: argparse.Namespace):
+    from .codec import MultistageCodec
+
+    schedule, meta = load_schedule(args.schedule)
+    return MultistageCodec.from_state(schedule, _weights(args, schedule, meta), kernel=meta.kernel)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
     import time
 
-    from .data.images import read_image
+    from .data import read_image
     from .files import atomic_write
 
     codec = _codec(args)
@@ -218,7 +269,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     import time
 
-    from .codec.coder import write_png
+    from .data import write_png
 
     codec = _codec(args)
     data = args.input.read_bytes() if args.input.is_file() else None
@@ -234,24 +285,26 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .store import EvaluationStore
+    from .evaluation import EvaluationStore, Evaluator
     from .worker import worker
 
     for flag, value in (("--trials", args.trials), ("--seeds", args.seeds), ("--heartbeat", args.heartbeat)):
         if value < 1:
             raise OrdersearchError(f"{flag} must be at least 1, got {value}")
-    latents = _load_data(args)
+    check_patch(args.patch, search=True)
+    device = _device(args)
+    latents = _load_data(args, device)
     store = EvaluationStore(args.store or args.storage, heartbeat=args.heartbeat)
-    result = worker(args.study, args.storage, args.patch, latents, store, _train_config(args, args.kernel),
-                    trials=args.trials, seeds=args.seeds, seed=args.seed, device=args.device,
-                    heartbeat=args.heartbeat, progress=not args.quiet)
+    evaluator = Evaluator(latents, _train_config(args, args.kernel), device, store, progress=not args.quiet)
+    result = worker(args.study, args.storage, args.patch, evaluator, trials=args.trials, seeds=args.seeds,
+                    seed=args.seed, heartbeat=args.heartbeat)
     print(f"study {result['study']}: {result['trials']} finished trials; best {result['best_rate']:.4f} "
           f"bits/latent (trial {result['best_trial']}): {result['best_stages']}")
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .plots import plot
+    from .run import plot
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     for path in plot(args.path, formats):
@@ -287,10 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "and the image sizes.")
     latents.add_argument("--images", type=Path, required=True, metavar="DIR")
     latents.add_argument("--out", type=Path, required=True, metavar="FILE", help=".npz or .pt")
-    latents.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    latents.add_argument("--device", default="auto", help=DEVICE_HELP)
     latents.set_defaults(func=cmd_latents)
 
-    from .run import DEFAULT_STRATEGIES, ESTIMATORS
+    from .estimators import ESTIMATORS
+    from .run import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES
 
     run = sub.add_parser("run", help="search, verify and export the best order for a patch size",
                          description="Cheap cost table -> search strategies -> dedicated verification of the top "
@@ -306,14 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--budget", type=int, default=200, metavar="TRIALS",
                      help="schedules each budgeted strategy may score (default 200)")
     run.add_argument("--seconds", type=float, metavar="S", help="wall-clock limit per strategy")
-    run.add_argument("--estimator", choices=ESTIMATORS, default="linear-gaussian",
-                     help="cheap estimator of the cost table (default linear-gaussian; see results/fidelity.md)")
+    run.add_argument("--estimator", choices=list(ESTIMATORS), default=DEFAULT_ESTIMATOR,
+                     help=f"estimator of the cost table (default {DEFAULT_ESTIMATOR}; see results/fidelity.md)")
     run.add_argument("--verify-top", type=int, default=2, metavar="K",
                      help="dp's K best orders verified by dedicated training (default 2)")
     run.add_argument("--seeds", type=int, default=2, help="training seeds per verified schedule (default 2)")
     run.add_argument("--max-steps", type=int, metavar="N", help="training steps per dedicated evaluation "
                      "(default: the harness's)")
-    run.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    run.add_argument("--device", default="auto", help=DEVICE_HELP)
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results/)")
     run.add_argument("--storage", metavar="URL", help="Optuna storage (default sqlite in OUT/patchN/)")
     run.add_argument("--seed", type=int, default=0, help="seed of the search strategies (default 0)")
@@ -332,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the harness's)")
         p.add_argument("--store", default="results/store", metavar="FOLDER|URL",
                        help="evaluation store: a folder or a database URL (default results/store)")
-        p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+        p.add_argument("--device", default="auto", help=DEVICE_HELP)
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.set_defaults(func=cmd_verify if name == "verify" else cmd_compare)
 
@@ -373,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--seed", type=int, default=0, help="sampler seed of this worker")
     w.add_argument("--heartbeat", type=int, default=60, metavar="S",
                    help="heartbeat interval; a trial silent for twice this is failed and retried (default 60)")
-    w.add_argument("--device", default="cpu")
+    w.add_argument("--device", default="auto", help=DEVICE_HELP)
     w.add_argument("--quiet", action="store_true")
     w.set_defaults(func=cmd_worker)
 

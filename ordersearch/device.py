@@ -1,4 +1,4 @@
-"""Choosing the torch device from a user's ``--device`` flag."""
+"""Choosing the torch device from a user's ``--device`` flag, once per command."""
 
 from __future__ import annotations
 
@@ -7,14 +7,21 @@ import torch
 from .errors import OrdersearchError
 
 
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``cuda:N``; a clear error when CUDA is asked for but absent."""
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    A clear error when CUDA is asked for but absent or the name is unknown.
+    """
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise OrdersearchError(f"unknown device {name!r} (use cpu or cuda)") from None
+        raise OrdersearchError(f"unknown device {name!r} (use auto, cpu or cuda)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise OrdersearchError(f"unsupported device {name!r} (use auto, cpu or cuda)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise OrdersearchError(f"device {name!r} asked for, but CUDA is not available on this machine")
-    if device.type not in ("cpu", "cuda"):
-        raise OrdersearchError(f"unsupported device {name!r} (use cpu or cuda)")
     return device

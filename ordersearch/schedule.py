@@ -34,8 +34,10 @@ from .errors import ScheduleError
 Position = tuple[int, int]
 Group = Literal["translations", "dihedral"]
 
-#: Largest patch side the toolkit accepts (a 16x16 permutation has 256 steps).
+#: Largest patch side a schedule may have (a 16x16 permutation has 256 steps).
 MAX_PATCH = 16
+#: Largest patch side a search covers: cost tables and the exact search hold 2^(n*n) context sets.
+MAX_SEARCH_PATCH = 4
 
 #: The 2x2 order of DCVC-DC / TinyLIC: (0,0) -> (1,1) -> (0,1) -> (1,0).
 _QUADTREE_2X2 = ((0, 2), (3, 1))
@@ -58,6 +60,32 @@ NAMED_SCHEDULES: dict[str, str] = {
     "random": "a uniformly random order (seeded)",
     "single": "everything in one step: no spatial context (hyperprior only)",
 }
+
+
+def baselines(patch: int) -> dict[str, Schedule]:
+    """The named schedules people use today that are defined for this patch size, ``single`` last."""
+    out = {}
+    for name in ("raster", "lin2023", "checkerboard", "quadtree", "single"):
+        try:
+            out[name] = Schedule.named(name, patch)
+        except ScheduleError:
+            pass
+    return out
+
+
+def check_patch(patch: Any, search: bool = False) -> int:
+    """``patch`` if it is a patch side the toolkit takes (the one place that says which), else ScheduleError.
+
+    Schedules: 1 to ``MAX_PATCH``. Searches (``search=True``: cost tables,
+    ``run``, ``search``, workers): 2 to ``MAX_SEARCH_PATCH``.
+    """
+    low, high = (2, MAX_SEARCH_PATCH) if search else (1, MAX_PATCH)
+    if not _is_int(patch) or not low <= patch <= high:
+        if search:
+            raise ScheduleError(f"patch {patch!r}: the search covers patches 2 to {MAX_SEARCH_PATCH} (a cost table "
+                                f"of an n x n patch holds 2^(n*n) context sets)")
+        raise ScheduleError(f"patch must be an integer from 1 to {MAX_PATCH}, got {patch!r}")
+    return int(patch)
 
 
 def check_kernel(kernel: Any) -> int:
@@ -85,7 +113,7 @@ def _validate_grid(stages: Any) -> tuple[tuple[int, ...], ...]:
             raise ScheduleError(f"stages[{r}] is not a row (a list), got {type(row).__name__}")
         if len(row) != n:
             raise ScheduleError(f"stages is not a square grid: row {r} has {len(row)} entries, expected {n}")
-    if n > MAX_PATCH:
+    if n > MAX_PATCH:  # check_patch's limit, said in the grid's own terms
         raise ScheduleError(f"stages is {n}x{n}; the largest supported patch is {MAX_PATCH}x{MAX_PATCH}")
     for r, row in enumerate(stages):
         for c, value in enumerate(row):
@@ -165,9 +193,7 @@ class Schedule:
 
         ``seed`` is used only by ``random``.
         """
-        if not _is_int(patch) or not 1 <= patch <= MAX_PATCH:
-            raise ScheduleError(f"patch must be an integer from 1 to {MAX_PATCH}, got {patch!r}")
-        n = int(patch)
+        n = check_patch(patch)
         r, c = np.indices((n, n))
         if name == "raster":
             grid = r * n + c
@@ -324,6 +350,21 @@ class Schedule:
     def canonical(self, group: Group = "translations") -> Schedule:
         """The representative of this schedule's orbit with the smallest grid (row-major)."""
         return min(self.orbit(group), key=lambda s: s.stages)
+
+    def translation_to(self, other: Schedule) -> tuple[int, int] | None:
+        """The shift (dr, dc) that moves this schedule onto ``other`` (``np.roll`` of the grid), or None.
+
+        Per-position numbers (weights, bits) of this schedule are those of
+        ``other`` after the same roll.
+        """
+        if other.patch != self.patch:
+            return None
+        n, grid, target = self.patch, self.array(), other.array()
+        for dr in range(n):
+            for dc in range(n):
+                if np.array_equal(np.roll(grid, (dr, dc), axis=(0, 1)), target):
+                    return dr, dc
+        return None
 
     def equivalent(self, other: Schedule, group: Group = "translations") -> bool:
         """True when ``other`` is in this schedule's orbit under ``group``."""

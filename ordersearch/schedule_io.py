@@ -53,7 +53,7 @@ def schedule_to_dict(
     provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The v1 JSON object of ``schedule``; ``created`` and ``package_version`` are filled in."""
-    from . import __version__
+    from ._version import __version__
 
     prov = {"package_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     prov.update(provenance or {})

@@ -13,7 +13,7 @@ same order (``RetryHeartbeatStaleTrialCallback``), so no proposal is lost.
 Storage: any URL Optuna's RDB storage takes: ``sqlite:///study.db`` for
 processes on one machine, ``postgresql://user:pass@host/db`` for several
 machines. The evaluation store lives in the same database by default
-(``store.EvaluationStore`` at the storage URL), so every worker on every
+(``evaluation.EvaluationStore`` at the storage URL), so every worker on every
 machine sees every finished evaluation, and a worker that wants an order
 another worker is training waits for that result instead of training it too.
 """
@@ -24,12 +24,11 @@ import time
 
 import numpy as np
 
-from .data.latents import LatentSet, Splits
 from .errors import OrdersearchError
-from .harness import TrainConfig
+from .evaluation import Evaluator, retry_table_race
+from .schedule import check_patch
 from .search.base import order_to_schedule
 from .search.optuna_search import keys_to_order
-from .store import EvaluationStore, retry_table_race
 
 
 def open_storage(url: str, heartbeat: int = 60):
@@ -47,14 +46,15 @@ def open_storage(url: str, heartbeat: int = 60):
         raise OrdersearchError(f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
 
 
-def worker(study: str, storage: str, patch: int, latents: LatentSet | Splits, store: EvaluationStore,
-           config: TrainConfig = TrainConfig(), trials: int = 50, seeds: int = 1, seed: int = 0,
-           device: str = "cpu", heartbeat: int = 60, progress: bool = True) -> dict:
-    """Evaluate trials of ``study`` until it holds ``trials`` finished ones; returns the study's best."""
+def worker(study: str, storage: str, patch: int, evaluator: Evaluator, trials: int = 50, seeds: int = 1,
+           seed: int = 0, heartbeat: int = 60) -> dict:
+    """Evaluate trials of ``study`` until it holds ``trials`` finished ones; returns the study's best.
+
+    ``evaluator`` holds the data, protocol, device and the (shared) evaluation store.
+    """
     import optuna
 
-    if not 2 <= patch <= 16:
-        raise OrdersearchError(f"--patch {patch}: use 2..16")
+    check_patch(patch, search=True)
     study_ = optuna.create_study(study_name=study, storage=open_storage(storage, heartbeat),
                                  sampler=optuna.samplers.TPESampler(seed=seed), direction="minimize",
                                  load_if_exists=True)
@@ -68,8 +68,7 @@ def worker(study: str, storage: str, patch: int, latents: LatentSet | Splits, st
         keys = np.array([trial.suggest_float(f"k{p}", 0.0, 1.0) for p in range(patch * patch)])
         schedule = order_to_schedule(keys_to_order(keys), patch)
         trial.set_user_attr("stages", [list(r) for r in schedule.stages])
-        return float(np.mean([store.evaluate(schedule, latents, config, seed=s, device=device,
-                                             progress=progress).bits_per_latent for s in range(seeds)]))
+        return float(np.mean([evaluator.evaluate(schedule, s).bits_per_latent for s in range(seeds)]))
 
     from optuna.storages import fail_stale_trials
 

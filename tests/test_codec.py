@@ -8,7 +8,7 @@ import torch
 
 from ordersearch import Schedule, save_schedule
 from ordersearch.cli import main
-from ordersearch.codec.coder import Codec, CodecError
+from ordersearch.codec import CodecError, MultistageCodec as Codec
 from ordersearch.models.multistage import ModelConfig, MultistageContextModel
 
 SCHEDULES = {
@@ -46,7 +46,7 @@ def test_round_trip_is_exact(codecs, name):
     encoded = codec.encode(img)
     decoded, y = codec._decode(encoded.data)
     x = torch.from_numpy(img).permute(2, 0, 1)[None].double().div(255)
-    from ordersearch.codec.base import pad
+    from ordersearch.models import pad
 
     y_enc, _ = codec.base.analyze(pad(x))
     assert torch.equal(y, y_enc)  # decoded latents are the encoder's quantized latents
@@ -84,8 +84,10 @@ def test_weights_from_a_file_and_for_a_translated_schedule(tmp_path):
     weights = tmp_path / "w.pt"
     torch.save(model.state_dict(), weights)
     shifted = Schedule.from_grid(np.roll(canonical.array(), (1, 2), axis=(0, 1)))
-    path = save_schedule(shifted, tmp_path / "s.json")
-    codec = Codec.from_schedule(path, weights=weights)
+    from ordersearch.models import translated_state
+
+    state = torch.load(weights, weights_only=True)
+    codec = Codec.from_state(shifted, translated_state(state, canonical.translation_to(shifted)))
     assert torch.equal(codec.model.masks, torch.from_numpy(shifted.masks(5)).double().reshape(16, 1, 1, 5, 5))
     img = image(64, 128)
     assert np.array_equal(codec.decompress(codec.compress(img)), codec.reconstruct(img))
@@ -94,7 +96,17 @@ def test_weights_from_a_file_and_for_a_translated_schedule(tmp_path):
     from ordersearch.errors import OrdersearchError
 
     with pytest.raises(OrdersearchError, match="do not fit"):
-        Codec.from_schedule(path, weights=wrong)
+        Codec.from_state(shifted, torch.load(wrong, weights_only=True))
+    # the command line takes the same file for the shifted schedule: the store keeps canonical weights
+    from PIL import Image
+
+    Image.fromarray(img).save(tmp_path / "in.png")
+    path = save_schedule(shifted, tmp_path / "s.json")
+    from ordersearch.cli import main
+
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.osc"), "--schedule", str(path),
+                 "--weights", str(weights)]) == 0
+    assert codec.decompress((tmp_path / "x.osc").read_bytes()).shape == img.shape
 
 
 def test_encode_decode_cli(tmp_path, capsys):
@@ -111,7 +123,7 @@ def test_encode_decode_cli(tmp_path, capsys):
     assert main(["decode", str(tmp_path / "x.osc"), str(tmp_path / "out.png"), *common]) == 0
     assert "2 decoding steps" in capsys.readouterr().out
     out = np.asarray(Image.open(tmp_path / "out.png"))
-    codec = Codec.from_schedule(spath, weights=weights)
+    codec = Codec.from_state(schedule, torch.load(weights, weights_only=True))
     assert np.array_equal(out, codec.reconstruct(image(96, 160)))
     (tmp_path / "bad.osc").write_bytes(b"hello")
     assert main(["decode", str(tmp_path / "bad.osc"), str(tmp_path / "o.png"), *common]) == 2
@@ -123,15 +135,15 @@ def test_encode_decode_cli(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_file_size_matches_the_harness_estimate_with_a_trained_model():
+def test_file_size_matches_the_evaluation_estimate_with_a_trained_model():
     """Within 1% for y (header and z accounted separately), on a photo-like image of the test split."""
-    from ordersearch.codec.base import BaseCodec
-    from ordersearch.data import builtin
-    from ordersearch.harness import TrainConfig, evaluate
+    from ordersearch.evaluation import Evaluator, TrainConfig
+    from ordersearch.models import BaseCodec, builtin
 
     splits = builtin().split()
     schedule = Schedule.named("lin2023", 4)
-    e = evaluate(schedule, splits, TrainConfig(max_steps=150, warm_steps=150, eval_every=50), progress=False)
+    e = Evaluator(splits, TrainConfig(max_steps=150, warm_steps=150, eval_every=50), "cpu", progress=False).evaluate(
+        schedule)
     with torch.no_grad():
         y = torch.from_numpy(splits.test.y[0][None]).float()
         img = (BaseCodec.load().synthesize(y)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -142,7 +154,7 @@ def test_file_size_matches_the_harness_estimate_with_a_trained_model():
 
 
 def serial_model(seed: int = 0):
-    from ordersearch.models.serial import SerialContextModel
+    from ordersearch.models import SerialContextModel
 
     torch.manual_seed(seed)
     model = SerialContextModel(64, 64, ModelConfig(prior_scale=True))
@@ -152,8 +164,8 @@ def serial_model(seed: int = 0):
 
 def test_serial_codec_round_trip_one_latent_per_step(codecs):
     """The serial baseline: exact, its per-latent parameters equal the parallel pass, it refuses multistage streams."""
-    from ordersearch.codec.serial import SerialCodec
-    from ordersearch.models.serial import causal_mask
+    from ordersearch.codec import SerialCodec
+    from ordersearch.models import causal_mask
 
     assert causal_mask(5).sum() == 12 and causal_mask(5)[2, :2].all() and not causal_mask(5)[2, 2:].any()
     codec = SerialCodec(serial_model())

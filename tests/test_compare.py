@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from ordersearch.compare import compare
 from ordersearch.errors import OrdersearchError
-from ordersearch.harness import Evaluation
+from ordersearch.evaluation import Evaluation, compare
 
 
 def ev(rates, seed=0, data="d", elements=None):

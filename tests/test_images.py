@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from ordersearch.cli import main
-from ordersearch.codec.base import BaseCodec
-from ordersearch.data import builtin, builtin_info, load_latents, read_image
+from ordersearch.data import load_latents, read_image
+from ordersearch.models import BaseCodec, builtin, builtin_info
 from ordersearch.errors import ImageError
 
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
@@ -67,7 +67,7 @@ def test_latents_command_errors(tmp_path, capsys):
     assert main(["latents", "--images", str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 2
     assert "use a .npz or .pt file name" in capsys.readouterr().err
     assert main(["latents", "--images", str(tmp_path), "--out", str(tmp_path / "x.npz"), "--device", "tpu"]) == 2
-    assert capsys.readouterr().err == "ordersearch: error: unknown device 'tpu' (use cpu or cuda)\n"
+    assert capsys.readouterr().err == "ordersearch: error: unknown device 'tpu' (use auto, cpu or cuda)\n"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")

@@ -183,7 +183,7 @@ def test_builtin_fingerprint_does_not_depend_on_thread_count():
     import subprocess
     import sys
 
-    code = "from ordersearch.data import builtin; print(builtin().fingerprint)"
+    code = "from ordersearch.models import builtin; print(builtin().fingerprint)"
     prints = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "OMP_NUM_THREADS": str(t), "MKL_NUM_THREADS": str(t)}).stdout
               for t in (1, 2)}

@@ -6,7 +6,7 @@ from scipy.stats import kendalltau
 
 from ordersearch import Schedule
 from ordersearch.data import gaussian_field
-from ordersearch.models.linear_gaussian import LinearGaussianScorer
+from ordersearch.estimators import GaussianOracle, LinearGaussianEstimator
 from ordersearch.schedule import context_from_index, context_index, context_window_masks
 
 
@@ -19,20 +19,21 @@ def test_window_masks_of_a_schedules_context_sets_are_its_masks(name):
     assert (masks == from_codes).all()
 
 
-def test_oracle_scorer_equals_the_plain_oracle():
-    f = gaussian_field("mixed")
-    sc = f.scorer(5)
+def test_oracle_table_equals_the_plain_oracle():
+    """The oracle's batched costs (linear-Gaussian solve on the exact covariance) = direct conditioning."""
+    oracle = GaussianOracle(gaussian_field("mixed"))
     rng = np.random.default_rng(0)
-    for code in rng.choice(np.arange(0, 2**16, 2), size=20, replace=False):
-        cset = context_from_index(int(code), 4)
-        assert sc.context_rate(cset, 4) == pytest.approx(f.context_rate(cset, 4, 5), rel=1e-9)
+    codes = rng.choice(np.arange(0, 2**16, 2), size=20, replace=False)
+    batched = oracle.costs(codes, 4)
+    for code, cost in zip(codes, batched):
+        assert cost == pytest.approx(oracle.context_rate(context_from_index(int(code), 4), 4), rel=1e-9)
     for name in ("raster", "lin2023", "checkerboard", "single"):
         s = Schedule.named(name, 4)
-        assert sc.schedule_rate(s) == pytest.approx(f.schedule_rate(s, 5), rel=1e-9)
+        assert oracle.costs(s.context_indices().ravel(), 4).mean() == pytest.approx(oracle.schedule_rate(s), rel=1e-9)
 
 
 def test_cost_table_layout():
-    sc = gaussian_field("separable").scorer(3)
+    sc = GaussianOracle(gaussian_field("separable"), 3)
     table = sc.cost_table(2)
     assert table.shape == (16,) and np.isnan(table[1::2]).all() and not np.isnan(table[0::2]).any()
     assert table[0] == pytest.approx(sc.rate([]))
@@ -46,8 +47,8 @@ def test_cost_table_layout():
 @pytest.mark.parametrize("preset", ["separable", "smooth", "anisotropic"])
 def test_empirical_estimator_recovers_the_oracle(preset):
     f = gaussian_field(preset)
-    est = LinearGaussianScorer.from_latents(f.sample(150, 32, 32, seed=5), kernel=5)
-    truth, got = f.scorer(5).cost_table(3), est.cost_table(3)
+    est = LinearGaussianEstimator.from_latents(f.sample(150, 32, 32, seed=5), kernel=5)
+    truth, got = GaussianOracle(f).cost_table(3), est.cost_table(3)
     m = ~np.isnan(truth)
     assert np.mean(np.abs(got[m] - truth[m]) / truth[m]) < 0.01
     assert kendalltau(got[m], truth[m]).statistic > 0.95
@@ -60,10 +61,10 @@ def test_estimator_on_latents_with_prior_normalizes_and_reports_bad_prior():
     rng = np.random.default_rng(0)
     y = rng.integers(-3, 4, size=(4, 2, 12, 12))
     prior = np.concatenate([np.zeros((4, 2, 12, 12)), np.full((4, 2, 12, 12), 2.0)], axis=1)
-    est = LinearGaussianScorer.from_latents(LatentSet.create(y, prior), kernel=3)
+    est = LinearGaussianEstimator.from_latents(LatentSet.create(y, prior), kernel=3)
     assert est.scales.shape == (2, 32) and np.allclose(est.scales, 2.0)
     assert 2.0 < est.rate([]) < 3.5  # white noise on 7 values: close to log2(7)
-    scale_only = LinearGaussianScorer.from_latents(LatentSet.create(y, prior[:, 2:]), kernel=3)
+    scale_only = LinearGaussianEstimator.from_latents(LatentSet.create(y, prior[:, 2:]), kernel=3)
     assert scale_only.rate([]) == pytest.approx(est.rate([]))  # zero means: the same
     with pytest.raises(OrdersearchError, match=r"\(2 channels\) or \(mean, scale\) \(4\), got 3"):
-        LinearGaussianScorer.from_latents(LatentSet.create(y, prior[:, :3]), kernel=3)
+        LinearGaussianEstimator.from_latents(LatentSet.create(y, prior[:, :3]), kernel=3)

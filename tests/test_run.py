@@ -16,6 +16,7 @@ from ordersearch import load_schedule
 from ordersearch.cli import main
 from ordersearch.data.gaussian import gaussian_field
 from ordersearch.data.latents import LatentSet, save_latents
+from ordersearch.estimators import GaussianOracle
 
 FAST = ["--max-steps", "20", "--seeds", "1", "--budget", "15", "--quiet"]
 
@@ -51,13 +52,13 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     labels = set(evals.schedule)
     assert {p.stem for p in (folder / "schedules").glob("*.json")} == labels
     assert any("checkerboard" in label for label in labels) and any("single" in label for label in labels)
-    from ordersearch.codec.coder import weights_for
+    from ordersearch.run import stored_weights
 
-    assert weights_for(folder / "best.json").is_file()  # the codec finds the winner's trained model
+    assert "masks" in stored_weights(folder / "best.json")  # the codec finds the winner's trained model
     # the exact search found the analytic optimum of the Gaussian field (the cheap table is exact there)
     from ordersearch.search import DP, Session, TableScorer
 
-    oracle = TableScorer(gaussian_field("separable").scorer(5).cost_table(2), 2)
+    oracle = TableScorer(GaussianOracle(gaussian_field("separable")).cost_table(2), 2)
     dp_file = next(p for p in (folder / "schedules").glob("*.json") if "dp" in p.stem.split("+"))
     assert Session(oracle).rate(load_schedule(dp_file)[0]) == pytest.approx(DP().search(oracle).rate, abs=1e-12)
     costs = pd.read_csv(folder / "costs.csv")
@@ -81,7 +82,7 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--patch", "5"], "the search covers patches 2, 3 and 4"),
+    (["--patch", "5"], "the search covers patches 2 to 4"),
     (["--patch", "2", "--latents", "nope.npz"], "nope.npz"),
     (["--patch", "2", "--latents", "a.npz", "--images", "b"], "not both"),
     (["--patch", "2", "--strategies", "dp,annealing"], "unknown strategy 'annealing'"),
@@ -109,7 +110,7 @@ def test_plot_writes_every_figure_and_refuses_a_non_run(latent_file, tmp_path, c
     assert main(["run", "--patch", "2", "--latents", str(latent_file), "--out", str(out), *FAST]) == 0
     assert main(["plot", str(out), "--format", "png,svg"]) == 0
     written = capsys.readouterr().out.split()
-    from ordersearch.plots import FIGURES
+    from ordersearch.run import FIGURES
 
     for name in FIGURES:
         for fmt in ("png", "svg"):

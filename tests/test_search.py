@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from ordersearch.data.gaussian import gaussian_field
+from ordersearch.estimators import GaussianOracle
 from ordersearch.errors import OrdersearchError
 from ordersearch.schedule import Schedule
 from ordersearch.search import (Beam, Budget, DP, Exhaustive, FunctionScorer, Greedy, OptunaSearch, RandomOrders,
@@ -26,7 +27,7 @@ from ordersearch.search.exhaustive import order_context_codes
 
 @lru_cache(maxsize=None)
 def oracle(preset: str, patch: int) -> TableScorer:
-    return TableScorer(gaussian_field(preset).scorer(5).cost_table(patch), patch, 5, f"oracle-{preset}")
+    return TableScorer(GaussianOracle(gaussian_field(preset)).cost_table(patch), patch, 5, f"oracle-{preset}")
 
 
 def test_shift_tables_give_the_schedules_context_sets():
@@ -47,7 +48,7 @@ def test_table_rate_equals_the_oracle_schedule_rate():
     session = Session(oracle("mixed", 4))
     for name in ("raster", "lin2023", "checkerboard", "quadtree"):
         s = Schedule.named(name, 4)
-        assert session.rate(s) == pytest.approx(field.schedule_rate(s), rel=1e-9)
+        assert session.rate(s) == pytest.approx(GaussianOracle(field).schedule_rate(s), rel=1e-9)
 
 
 @pytest.mark.parametrize("preset", ["mixed", "anisotropic"])
@@ -198,8 +199,9 @@ _WORKER = textwrap.dedent("""
     import sys, time
     import numpy as np
     from ordersearch.data.gaussian import gaussian_field
+    from ordersearch.estimators import GaussianOracle
     from ordersearch.search import Budget, FunctionScorer, OptunaSearch
-    table = gaussian_field("mixed").scorer(5).cost_table(3)
+    table = GaussianOracle(gaussian_field("mixed")).cost_table(3)
     def slow(code):
         time.sleep(0.05)
         return float(table[code])
@@ -227,7 +229,7 @@ def test_optuna_study_killed_midway_resumes_and_keeps_finished_trials(tmp_path):
     assert len(finished) >= 8, proc.stderr.read().decode()
     before = {t.number: t.params for t in optuna.load_study(study_name="resume", storage=url).get_trials(
         states=(optuna.trial.TrialState.COMPLETE,))}
-    table = gaussian_field("mixed").scorer(5).cost_table(3)
+    table = GaussianOracle(gaussian_field("mixed")).cost_table(3)
     wanted = len(before) + 5
     result = OptunaSearch("tpe", seed=1, storage=url, study_name="resume").search(
         FunctionScorer(lambda c: float(table[c]), 3), Budget(trials=wanted))
@@ -244,18 +246,17 @@ def test_verify_reports_the_lowest_and_compares_it_with_every_other(tmp_path):
     import torch
 
     from ordersearch.data.latents import Splits
-    from ordersearch.harness import TrainConfig
-    from ordersearch.search.verify import verify
-    from ordersearch.store import EvaluationStore
+    from ordersearch.evaluation import EvaluationStore, Evaluator, TrainConfig, verify
 
     torch.set_num_threads(1)
     f = gaussian_field("separable")
     splits = Splits(f.sample(6, 16, 16, seed=0), f.sample(2, 16, 16, seed=1), f.sample(3, 16, 16, seed=2))
     config = TrainConfig(max_steps=20, eval_every=10, warm_steps=0, batch=4, crop=8)
     store = EvaluationStore(tmp_path / "store")
+    evaluator = Evaluator(splits, config, "cpu", store, progress=False)
     candidates = {"raster": Schedule.named("raster", 2), "single": Schedule.named("single", 2),
                   "shifted raster": Schedule.from_grid([[1, 0], [3, 2]])}
-    result = verify(candidates, splits, store, config, seeds=2, progress=False)
+    result = verify(candidates, evaluator, seeds=2)
     assert set(result.evaluations) == set(candidates) and all(len(v) == 2 for v in result.evaluations.values())
     assert result.winner == result.ranking()[0]
     assert result.mean(result.winner) == min(result.mean(k) for k in candidates)
@@ -265,10 +266,10 @@ def test_verify_reports_the_lowest_and_compares_it_with_every_other(tmp_path):
     assert all(("interval" in line) for line in lines[1:])
     rows = len(store)
     assert rows == 4  # the shifted raster is a translation of raster: a cache hit
-    again = verify(candidates, splits, store, config, seeds=2, progress=False)
+    again = verify(candidates, evaluator, seeds=2)
     assert len(store) == rows and again.winner == result.winner
     with pytest.raises(OrdersearchError, match="nothing to verify"):
-        verify({}, splits, store, config)
+        verify({}, evaluator)
 
 
 def test_exact_search_with_dedicated_per_set_costs(tmp_path):
@@ -276,16 +277,16 @@ def test_exact_search_with_dedicated_per_set_costs(tmp_path):
     import torch
 
     from ordersearch.data.latents import Splits
-    from ordersearch.harness import TrainConfig
-    from ordersearch.search import DedicatedSetScorer
-    from ordersearch.store import EvaluationStore
+    from ordersearch.estimators import DedicatedSetEstimator
+    from ordersearch.evaluation import EvaluationStore, Evaluator, TrainConfig
+    from ordersearch.search import EstimatorScorer
 
     torch.set_num_threads(1)
     f = gaussian_field("separable")
     splits = Splits(f.sample(6, 16, 16, seed=0), f.sample(2, 16, 16, seed=1), f.sample(3, 16, 16, seed=2))
     store = EvaluationStore(tmp_path)
-    scorer = DedicatedSetScorer(splits, 2, store, TrainConfig(max_steps=30, eval_every=10, warm_steps=0, batch=4,
-                                                              crop=8), progress=False)
+    config = TrainConfig(max_steps=30, eval_every=10, warm_steps=0, batch=4, crop=8)
+    scorer = EstimatorScorer(DedicatedSetEstimator(Evaluator(splits, config, "cpu", store, progress=False)), 2)
     dp = DP().search(scorer)
     assert dp.calls == 8 and len(store) == 8
     ex = Exhaustive().search(scorer)

@@ -9,7 +9,8 @@ from ordersearch import Schedule
 from ordersearch.data.gaussian import gaussian_field
 from ordersearch.data.latents import LatentSet, Splits
 from ordersearch.errors import OrdersearchError
-from ordersearch.models.shared import SharedConfig, SharedScorer, Windows, train_shared_scorer
+from ordersearch.estimators import GaussianOracle, SharedConfig, Windows, fit_shared
+from ordersearch.models import SharedScorer
 from ordersearch.schedule import context_window_masks
 
 
@@ -41,7 +42,7 @@ def test_table_path_equals_the_per_window_forward():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     latents = LatentSet.create(rng.integers(-5, 6, (4, 3, 10, 10)), rng.uniform(0.3, 3, (4, 3, 10, 10)))
-    model = SharedScorer(3, 3, SharedConfig(hidden=16), prior_scale=True)
+    model = SharedScorer(3, 3, 5, hidden=16, prior_scale=True)
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.3)
     win = Windows(latents, 5, True)
@@ -58,19 +59,20 @@ def test_table_path_equals_the_per_window_forward():
 
 def test_cost_table_shape_and_schedule_rate():
     field, splits = field_splits(train=8)
-    est = train_shared_scorer(splits, 2, SharedConfig(max_steps=20, eval_every=10, table_windows=256), progress=False)
-    table = est.cost_table()
+    est = fit_shared(splits, 2, SharedConfig(max_steps=20, eval_every=10, table_windows=256), device="cpu",
+                     progress=False)
+    table = est.cost_table(2)
     assert table.shape == (16,) and np.isnan(table[1::2]).all() and np.isfinite(table[::2]).all()
     s = Schedule.named("raster", 2)
     assert est.schedule_rate(s) == pytest.approx(np.mean(table[s.context_indices().ravel()]), rel=1e-9)
-    assert est.context_rate([(1, 1)]) == pytest.approx(table[8], rel=1e-9)
+    assert est.context_rate([(1, 1)], 2) == pytest.approx(table[8], rel=1e-9)
 
 
 def test_empty_split_is_refused():
     field, (train, val, test) = field_splits(train=4)
     empty = LatentSet.create(np.zeros((1, 3, 8, 8), dtype=int)).subset([])
     with pytest.raises(OrdersearchError, match="the val split is empty"):
-        train_shared_scorer(Splits(train, empty, test), 2, progress=False)
+        fit_shared(Splits(train, empty, test), 2, progress=False)
 
 
 @pytest.mark.slow
@@ -78,10 +80,9 @@ def test_empty_split_is_refused():
 def test_cost_table_matches_the_gaussian_oracle(patch):
     """Within 3% mean absolute relative error over all sets; Kendall tau >= 0.9 over the 256 3x3 sets."""
     field, splits = field_splits()
-    est = train_shared_scorer(splits, patch, SharedConfig(score_border=2, table_windows=16384),
-                              progress=False)
-    table = est.cost_table()
-    truth = field.scorer(5).cost_table(patch)
+    est = fit_shared(splits, patch, SharedConfig(score_border=2, table_windows=16384), progress=False)
+    table = est.cost_table(patch)
+    truth = GaussianOracle(field).cost_table(patch)
     even = ~np.isnan(truth)
     rel = np.abs(table[even] - truth[even]) / truth[even]
     assert rel.mean() < 0.03, rel.mean()

@@ -8,10 +8,18 @@ import pytest
 from ordersearch import Schedule
 from ordersearch.data import gaussian_field
 from ordersearch.errors import OrdersearchError
-from ordersearch.harness import TrainConfig
-from ordersearch.store import EvaluationStore
+from ordersearch.evaluation import EvaluationStore, Evaluator, TrainConfig
 
 CFG = TrainConfig(max_steps=6, eval_every=3, crop=8)
+
+
+def evaluate(store, schedule, latents, config=CFG, seed=0, cached_only=False):
+    return Evaluator(latents, config, "cpu", store, progress=False).evaluate(schedule, seed, cached_only)
+
+
+def trained(store):
+    """Stored evaluations other than the prior-only warm starts (1x1 ``single``, subject [[0]])."""
+    return [r for r in store.rows() if r["subject"] != "[[0]]"]
 
 
 @pytest.fixture(scope="module")
@@ -22,39 +30,39 @@ def latents():
 def test_repeat_is_a_hit_and_survives_reopening(tmp_path, latents):
     store = EvaluationStore(tmp_path)
     s = Schedule.named("raster", 2)
-    a = store.evaluate(s, latents, CFG, progress=False)
-    assert len(store) == 1 and a.model is not None
-    b = store.evaluate(s, latents, CFG, progress=False)
+    a = evaluate(store, s, latents, CFG)
+    assert len(trained(store)) == 1 and len(store) == 2 and a.model is not None  # + the warm start
+    b = evaluate(store, s, latents, CFG)
     assert b.bits_per_latent == a.bits_per_latent and b.model is None  # served from disk, not retrained
     store.close()
     again = EvaluationStore(tmp_path)
-    assert again.evaluate(s, latents, CFG, progress=False).to_dict() == b.to_dict() and len(again) == 1
-    key = again.rows()[0]["key"]
+    assert evaluate(again, s, latents, CFG).to_dict() == b.to_dict() and len(again) == 2
+    key = trained(again)[0]["key"]
     assert again.model_path(key).exists()
     # another seed, config or data is another evaluation
-    again.evaluate(s, latents, CFG, seed=1, progress=False)
-    again.evaluate(s, latents, TrainConfig(max_steps=7, eval_every=7, crop=8), progress=False)
-    again.evaluate(s, gaussian_field("separable").sample(9, 16, 16, seed=1), CFG, progress=False)
-    assert len(again) == 4
+    evaluate(again, s, latents, CFG, 1)
+    evaluate(again, s, latents, TrainConfig(max_steps=7, eval_every=7, crop=8))
+    evaluate(again, s, gaussian_field("separable").sample(9, 16, 16, seed=1))
+    assert len(trained(again)) == 4
 
 
 def test_translated_schedule_is_the_same_evaluation(tmp_path, latents):
     store = EvaluationStore(tmp_path)
     s = Schedule.named("lin2023", 2)
     moved = Schedule.from_grid(np.roll(s.array(), (1, 0), axis=(0, 1)))
-    a = store.evaluate(s, latents, CFG, progress=False)
-    b = store.evaluate(moved, latents, CFG, progress=False)
-    assert len(store) == 1 and b.bits_per_latent == a.bits_per_latent
+    a = evaluate(store, s, latents, CFG)
+    b = evaluate(store, moved, latents, CFG)
+    assert len(trained(store)) == 1 and b.bits_per_latent == a.bits_per_latent
     assert b.schedule == moved
     assert np.allclose(np.roll(np.asarray(a.per_position), (1, 0), axis=(0, 1)), b.per_position)
 
 
 def test_context_sets_are_stored_too(tmp_path, latents):
     store = EvaluationStore(tmp_path)
-    a = store.evaluate_context([(0, 1)], 2, latents, CFG, progress=False)
-    b = store.evaluate_context([(0, 1)], 2, latents, CFG, progress=False)
-    assert len(store) == 1 and a.bits_per_latent == b.bits_per_latent
-    assert store.rows()[0]["subject"] == "2:2"
+    a = Evaluator(latents, CFG, "cpu", store, progress=False).evaluate_context([(0, 1)], 2)
+    b = Evaluator(latents, CFG, "cpu", store, progress=False).evaluate_context([(0, 1)], 2)
+    assert len(trained(store)) == 1 and a.bits_per_latent == b.bits_per_latent
+    assert trained(store)[0]["subject"] == "2:2"
 
 
 def _worker(folder, seed, queue):
@@ -64,7 +72,7 @@ def _worker(folder, seed, queue):
     latents = gaussian_field("separable").sample(9, 16, 16, seed=0)
     store = EvaluationStore(folder)
     for name in ("raster", "snake", "column"):
-        store.evaluate(Schedule.named(name, 2), latents, CFG, seed=seed, progress=False)
+        evaluate(store, Schedule.named(name, 2), latents, CFG, seed)
     queue.put(seed)
 
 
@@ -77,7 +85,7 @@ def test_several_processes_write_one_store(tmp_path):
     for p in procs:
         p.join(300)
         assert p.exitcode == 0
-    rows = EvaluationStore(tmp_path).rows()
+    rows = trained(EvaluationStore(tmp_path))
     expected = {Schedule.named(n, 2).canonical() for n in ("raster", "snake", "column")}
     assert len(rows) == 2 * len(expected)  # two seeds; the duplicate worker added nothing
     assert len({r["key"] for r in rows}) == len(rows)
@@ -93,21 +101,18 @@ def test_not_a_database(tmp_path):
 
 def test_cached_only_never_trains(tmp_path):
     from ordersearch import Schedule
-    from ordersearch.data.gaussian import gaussian_field
     from ordersearch.data.latents import Splits
-    from ordersearch.harness import TrainConfig
-    from ordersearch.store import EvaluationStore
 
     f = gaussian_field("separable")
     splits = Splits(f.sample(4, 16, 16, seed=0), f.sample(2, 16, 16, seed=1), f.sample(2, 16, 16, seed=2))
     config = TrainConfig(max_steps=5, eval_every=5, warm_steps=0, batch=2, crop=8)
     store = EvaluationStore(tmp_path)
     s = Schedule.named("raster", 2)
-    assert store.evaluate(s, splits, config, progress=False, cached_only=True) is None
-    assert store.evaluate_context([(0, 1)], 2, splits, config, progress=False, cached_only=True) is None
+    assert evaluate(store, s, splits, config, cached_only=True) is None
+    assert Evaluator(splits, config, "cpu", store, progress=False).evaluate_context([(0, 1)], 2, cached_only=True) is None
     assert len(store) == 0
-    done = store.evaluate(s, splits, config, progress=False)
-    assert store.evaluate(s, splits, config, progress=False, cached_only=True).bits_per_latent == done.bits_per_latent
+    done = evaluate(store, s, splits, config)
+    assert evaluate(store, s, splits, config, cached_only=True).bits_per_latent == done.bits_per_latent
 
 
 def _same_order(location, barrier, queue):
@@ -117,8 +122,7 @@ def _same_order(location, barrier, queue):
     latents = gaussian_field("separable").sample(9, 16, 16, seed=0)
     store = EvaluationStore(location, heartbeat=0.5)
     barrier.wait(timeout=120)  # all ask at once
-    e = store.evaluate(Schedule.named("raster", 2), latents, TrainConfig(max_steps=60, eval_every=20, crop=8),
-                       progress=False)
+    e = evaluate(store, Schedule.named("raster", 2), latents, TrainConfig(max_steps=60, eval_every=20, crop=8))
     queue.put((e.model is not None, e.bits_per_latent))
 
 
@@ -135,7 +139,7 @@ def check_one_training_per_order(location):
     assert sum(trained for trained, _ in results) == 1  # one trained, the others waited for its result
     assert len({bits for _, bits in results}) == 1
     store = EvaluationStore(location)
-    assert len(store) == 1 and store.weights(store.rows()[0]["key"])
+    assert len(trained(store)) == 1 and store.weights(trained(store)[0]["key"])
 
 
 def test_processes_asking_for_one_order_train_it_once(tmp_path):
@@ -146,18 +150,14 @@ def test_a_dead_process_claim_is_taken_over(tmp_path, latents):
     import time
 
     s = Schedule.named("raster", 2)
-    import json
-
-    from ordersearch.harness import as_splits, data_fingerprint
-    from ordersearch.store import evaluation_key
+    from ordersearch.evaluation.store import schedule_subject
 
     dead = EvaluationStore(tmp_path, heartbeat=0.5)
-    subject = json.dumps([list(r) for r in s.canonical("translations").stages])
-    key = evaluation_key("schedule", subject, "dedicated", CFG.to_dict(), data_fingerprint(as_splits(latents)), 0)
+    key = Evaluator(latents, CFG, "cpu").key(schedule_subject(s.canonical("translations")), 0)
     assert dead._claim(key)  # ... and the process dies: no heartbeat, no release
     alive = EvaluationStore(tmp_path, heartbeat=0.5)
     start = time.time()
-    e = alive.evaluate(s, latents, CFG, progress=False)
+    e = evaluate(alive, s, latents, CFG)
     assert e.model is not None and time.time() - start >= 1.0  # waited for the claim to go stale (3 beats)
     assert alive._claim(key)  # released after training
 
@@ -169,10 +169,10 @@ def test_a_database_url_store_keeps_weights_in_the_database(tmp_path, latents):
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     store = EvaluationStore(url)
-    a = store.evaluate(Schedule.named("raster", 2), latents, CFG, progress=False)
+    a = evaluate(store, Schedule.named("raster", 2), latents, CFG)
     store.close()
     again = EvaluationStore(url)
-    key = again.rows()[0]["key"]
+    key = trained(again)[0]["key"]
     state = torch.load(io.BytesIO(again.weights(key)), weights_only=True)
     assert all(torch.equal(state[k], v) for k, v in a.model.state_dict().items())
     assert not (tmp_path / "models").exists()

@@ -45,7 +45,7 @@ def test_two_workers_share_one_sqlite_file_for_study_and_store(latent_file, tmp_
     workers = [start_worker(latent_file, url, None, seed=s, trials=4) for s in (1, 2)]
     outs = [w.communicate(timeout=600) for w in workers]
     assert all(w.returncode == 0 for w in workers), [err[-1500:] for _, err in outs]
-    from ordersearch.store import EvaluationStore
+    from ordersearch.evaluation import EvaluationStore
 
     store = EvaluationStore(url)
     rows = store.rows()
@@ -97,7 +97,7 @@ def check_sigkill_survival(latent_file, url, store, workers):
     assert study.best_value == min(t.value for t in complete)
     assert f"best {study.best_value:.4f}" in out
     # the store: one row per key, each with its weights (nothing half-written)
-    from ordersearch.store import EvaluationStore
+    from ordersearch.evaluation import EvaluationStore
 
     store = EvaluationStore(store or url)
     keys = [r["key"] for r in store.rows()]

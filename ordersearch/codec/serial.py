@@ -1,6 +1,6 @@
 """The serial autoregressive codec: the baseline a multistage schedule is measured against.
 
-Same base codec, bitstream and z coding as :class:`~ordersearch.codec.coder.Codec`;
+Same base codec, bitstream and z coding as :class:`~ordersearch.codec.multistage.MultistageCodec`;
 y is one ANS stream decoded one latent position (all channels) per step in
 raster order, H x W steps::
 
@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from ..errors import OrdersearchError
 from ..models.entropy import SCALE_BOUND
 from ..models.serial import SerialContextModel
-from .base import BaseCodec
-from .coder import Codec, _quantize
+from ..models.hyperprior import BaseCodec
+from .bitstream import quantize
+from .multistage import MultistageCodec
 
 
-class SerialCodec(Codec):
+class SerialCodec(MultistageCodec):
     """Base codec + serial raster autoregressive context model."""
 
     def __init__(self, model: SerialContextModel, base: BaseCodec | None = None):
@@ -66,7 +67,7 @@ class SerialCodec(Codec):
                 mean, scale = self._params(buf, prior[0], i, j)
                 means.append(mean)
                 scales.append(scale)
-        m, s = _quantize(torch.stack(means).numpy().ravel(), torch.stack(scales).numpy().ravel())
+        m, s = quantize(torch.stack(means).numpy().ravel(), torch.stack(scales).numpy().ravel())
         symbols = y[0].permute(1, 2, 0).numpy().ravel().astype(np.int32)  # raster positions, channels within
         coder = constriction.stream.stack.AnsCoder()
         coder.encode_reverse(symbols, constriction.stream.model.QuantizedGaussian(-y_rng, y_rng), m, s)
@@ -86,7 +87,7 @@ class SerialCodec(Codec):
         for i in range(yh):
             for j in range(yw):
                 mean, scale = self._params(buf, prior[0], i, j)
-                m, s = _quantize(mean.numpy(), scale.numpy())
+                m, s = quantize(mean.numpy(), scale.numpy())
                 v = torch.from_numpy(coder.decode(gauss, m, s).astype(np.float64))
                 y[0, :, i, j] = v
                 buf[:, i + h, j + h] = v if unit is None else v / unit[0, :, i, j]

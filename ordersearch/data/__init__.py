@@ -1,22 +1,24 @@
-"""Latent data: latent sets and files, Gaussian-field ground truth, images -> latents, the built-in set."""
+"""Latent data: latent sets and files, splits, Gaussian random fields (samples), image files.
 
-from .builtin import builtin, builtin_info
+The built-in set and images -> latents need the bundled hyperprior, so they
+live in ``ordersearch.models`` (``builtin``, ``images_to_latents``).
+"""
+
 from .gaussian import PRESETS, FieldChannel, GaussianField, gaussian_field
-from .images import images_to_latents, list_images, read_image
+from .images import IMAGE_SUFFIXES, list_images, read_image, write_png
 from .latents import LatentSet, Splits, load_latents, save_latents
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "PRESETS",
     "FieldChannel",
     "GaussianField",
     "LatentSet",
     "Splits",
-    "builtin",
-    "builtin_info",
     "gaussian_field",
-    "images_to_latents",
     "list_images",
     "load_latents",
     "read_image",
     "save_latents",
+    "write_png",
 ]

@@ -1,4 +1,6 @@
-"""Gaussian random fields with an exact rate oracle: the ground truth the toolkit is tested against.
+"""Gaussian random fields: exact samples of stated covariances, the ground truth the toolkit is tested against.
+
+The exact rate of a schedule on such a field is ``estimators.oracle.GaussianOracle``.
 
 A field has independent channels; each is a stationary zero-mean Gaussian
 field ``x`` on the latent grid with a stated covariance, quantized to
@@ -14,33 +16,20 @@ Samples are exact draws from the stated covariance: the separable kind as
 ``L_r W L_c^T`` with Cholesky factors of the two 1-D covariance matrices
 (the covariance of the whole field is their Kronecker product), the smooth
 kind through the Cholesky factor of the full covariance of the H x W field.
-
-The oracle: a decoder that has the integer neighbours ``y_d`` at window
-offsets ``d`` in a set ``D`` predicts ``x_0`` by Gaussian conditioning,
-modelling each neighbour's rounding as independent noise of variance 1/12
-(the quantization-noise model, accurate when sigma is a few units):
-``var_D = K_00 - k_D^T (K_DD + I/12)^-1 k_D``. The rate of ``y_0`` is the
-entropy of that Gaussian binned to unit bins, averaged over the position of
-its mean inside a bin, in bits per latent element, averaged over channels.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
-from scipy.special import ndtr
 
 from ..errors import OrdersearchError
-from ..schedule import Position, Schedule, check_kernel
 from .latents import LatentSet
 
-#: Variance of uniform rounding noise on [-1/2, 1/2).
-QUANT_VAR = 1.0 / 12.0
 #: Largest field (H * W) the full-covariance sampler accepts.
 MAX_SMOOTH_POINTS = 4096
 
@@ -103,33 +92,8 @@ def _toeplitz(rho: float, size: int) -> np.ndarray:
     return rho ** np.abs(i[:, None] - i[None, :])
 
 
-@lru_cache(maxsize=1)
-def _binned_entropy_table() -> tuple[np.ndarray, np.ndarray]:
-    """Entropy (bits) of a unit-binned Gaussian against log-sigma, averaged over the mean's offset."""
-    log_s = np.linspace(np.log(0.01), np.log(1e3), 2000)
-    ent = np.array([_binned_entropy(math.exp(s)) for s in log_s])
-    return log_s, ent
-
-
-def _binned_entropy(sigma: float) -> float:
-    if sigma > 30:  # the differential entropy is exact to < 1e-6 bits here
-        return 0.5 * math.log2(2 * math.pi * math.e * sigma * sigma)
-    offsets = max(64, math.ceil(16 / sigma))  # resolve the bin edge when sigma is small
-    u = (np.arange(offsets) + 0.5) / offsets
-    k = np.arange(-math.ceil(10 * sigma) - 2, math.ceil(10 * sigma) + 3)
-    p = ndtr((k[None, :] + 0.5 - u[:, None]) / sigma) - ndtr((k[None, :] - 0.5 - u[:, None]) / sigma)
-    p = np.clip(p, 1e-300, 1)
-    return float(np.mean(-(p * np.log2(p)).sum(axis=1)))
-
-
-def binned_gaussian_entropy(sigma: np.ndarray | float) -> np.ndarray:
-    """Entropy in bits of ``round(X)``, X ~ N(mu, sigma^2), averaged over mu mod 1 (interpolated table)."""
-    log_s, ent = _binned_entropy_table()
-    return np.interp(np.log(np.asarray(sigma, dtype=float)), log_s, ent)
-
-
 class GaussianField:
-    """Independent Gaussian channels with exact samples and the exact rate oracle."""
+    """Independent Gaussian channels with exact samples (their rates: ``estimators.oracle``)."""
 
     def __init__(self, channels: Sequence[FieldChannel], name: str = "gaussian"):
         if not channels:
@@ -146,68 +110,6 @@ class GaussianField:
         rng = np.random.default_rng(seed)
         x = np.stack([ch.sample(n, height, width, rng) for ch in self.channels], axis=1)
         return LatentSet.create(np.round(x).astype(np.int32), name=f"{self.name}-seed{seed}")
-
-    # ---------------------------------------------------------------- oracle
-    def predictor(self, offsets: Iterable[Position]) -> tuple[list[Position], np.ndarray, np.ndarray]:
-        """Optimal linear predictor of ``x_0`` from integer neighbours at ``offsets``.
-
-        Returns (sorted offsets, weights (C, |D|), conditional std (C,)):
-        the mean is ``weights[c] @ y[c, offsets]``.
-        """
-        d = sorted(set(map(tuple, offsets)))
-        if (0, 0) in d:
-            raise OrdersearchError("offset (0, 0) is the latent itself, not a neighbour")
-        weights = np.zeros((len(self.channels), len(d)))
-        std = np.zeros(len(self.channels))
-        arr = np.array(d, dtype=float).reshape(-1, 2)
-        for i, ch in enumerate(self.channels):
-            k00 = float(ch.covariance(0, 0))
-            if not d:
-                std[i] = math.sqrt(k00)
-                continue
-            kdd = ch.covariance(arr[:, None, 0] - arr[None, :, 0], arr[:, None, 1] - arr[None, :, 1])
-            kd = ch.covariance(arr[:, 0], arr[:, 1])
-            w = np.linalg.solve(kdd + QUANT_VAR * np.eye(len(d)), kd)
-            weights[i] = w
-            std[i] = math.sqrt(max(k00 - float(kd @ w), 1e-12))
-        return d, weights, std
-
-    def channel_rates(self, offsets: Iterable[Position]) -> np.ndarray:
-        """Rate of each channel (bits per element) given neighbours at window ``offsets``."""
-        return binned_gaussian_entropy(self.predictor(offsets)[2])
-
-    def rate(self, offsets: Iterable[Position]) -> float:
-        """Rate in bits per latent element (mean over channels) given neighbours at ``offsets``."""
-        return float(self.channel_rates(offsets).mean())
-
-    def context_rate(self, context: Iterable[Position], patch: int, kernel: int = 5) -> float:
-        """f(C): rate of a latent whose relative context set is ``context`` (window offsets d with d mod n in C)."""
-        cset = {(r % patch, c % patch) for r, c in context}
-        h = check_kernel(kernel) // 2
-        offsets = [(dr, dc) for dr in range(-h, h + 1) for dc in range(-h, h + 1)
-                   if (dr, dc) != (0, 0) and (dr % patch, dc % patch) in cset]
-        return self.rate(offsets)
-
-    def schedule_rate(self, schedule: Schedule, kernel: int = 5) -> float:
-        """Exact rate of a schedule: mean over patch positions of f(C_p), in bits per latent element."""
-        masks = schedule.masks(kernel)
-        h = kernel // 2
-        n = schedule.patch
-        rates = [self.rate([(i - h, j - h) for i, j in zip(*np.nonzero(masks[r, c]))])
-                 for r in range(n) for c in range(n)]
-        return float(np.mean(rates))
-
-
-    def scorer(self, kernel: int = 5):
-        """The same oracle for many context sets at once (a LinearGaussianScorer on the exact covariance)."""
-        from ..models.linear_gaussian import LinearGaussianScorer
-
-        h = check_kernel(kernel) // 2
-        d = np.array([(a, b) for a in range(-h, h + 1) for b in range(-h, h + 1)], dtype=float)
-        lag_r, lag_c = d[:, None, 0] - d[None, :, 0], d[:, None, 1] - d[None, :, 1]
-        # covariance of the integer latents: the field's plus independent rounding noise
-        cov = np.stack([ch.covariance(lag_r, lag_c) + QUANT_VAR * np.eye(len(d)) for ch in self.channels])
-        return LinearGaussianScorer(cov, kernel, name=f"oracle({self.name})")
 
 
 #: Preset fields: name -> channels.

@@ -1,15 +1,13 @@
-"""Images -> latents through the bundled base codec (``ordersearch latents``)."""
+"""Image files: read one RGB array per file with clear errors, write PNG (``models.hyperprior`` makes latents)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageError, LatentError
-from .latents import LatentSet
+from ..errors import ImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
 #: Smallest image side accepted: smaller ones give less than one 4x4 patch of latents.
@@ -45,31 +43,14 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def images_to_latents(paths: Iterable[str | os.PathLike], codec=None, device: str = "cpu",
-                      name: str = "images", progress: bool = True) -> tuple[LatentSet, list[str]]:
-    """Run every image through the base codec.
+def write_png(image: np.ndarray, path: str | os.PathLike) -> None:
+    """Write an RGB uint8 array as a PNG file, atomically."""
+    import io
 
-    Returns the latent set (``y``, ``prior`` = the hyperprior's scales,
-    ``image_sizes``) and one message per image that was skipped (unreadable
-    or too small); the others are still processed.
-    """
-    from tqdm.auto import tqdm
+    from PIL import Image
 
-    from ..codec.base import BaseCodec
+    from ..files import atomic_write
 
-    codec = codec or BaseCodec.load(device=device)
-    ys, priors, sizes, skipped = [], [], [], []
-    paths = list(paths)
-    for path in tqdm(paths, desc="images -> latents", unit="img", disable=not progress):
-        try:
-            image = read_image(path)
-        except ImageError as e:
-            skipped.append(str(e))
-            continue
-        y, _, prior = codec.encode_array(image)
-        ys.append(y)
-        priors.append(prior)
-        sizes.append(image.shape[:2])
-    if not ys:
-        raise LatentError("no usable images: " + "; ".join(skipped))
-    return LatentSet.create(ys, priors, np.array(sizes), name=name), skipped
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write(Path(path), buf.getvalue())

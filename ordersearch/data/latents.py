@@ -158,9 +158,27 @@ class LatentSet:
 
 
 class Splits(NamedTuple):
+    """Train (fitting), val (early stopping and every choice) and test (reported once) latent sets."""
+
     train: LatentSet
     val: LatentSet
     test: LatentSet
+
+    def check(self, patch: int = 1, crop: int = 1) -> None:
+        """One clear error if the splits cannot train and measure an n x n patch model on crops of ``crop``."""
+        for part, label in zip(self, ("train", "val", "test")):
+            if len(part) == 0:
+                raise LatentError(f"the {label} split is empty")
+            if (part.channels, part.prior_channels) != (self.train.channels, self.train.prior_channels):
+                raise LatentError(f"the {label} split has {part.channels} latent and {part.prior_channels} prior "
+                                  f"channels but the train split has {self.train.channels} and "
+                                  f"{self.train.prior_channels}")
+            small = [a.shape[1:] for a in part.y if min(a.shape[1:]) < patch]
+            if small:
+                raise LatentError(f"{label} split has a latent of {small[0][0]}x{small[0][1]}, "
+                                  f"smaller than the {patch}x{patch} patch")
+        if not any(min(a.shape[1:]) >= crop for a in self.train.y):
+            raise LatentError(f"no training latent is at least {crop}x{crop}; lower TrainConfig.crop")
 
 
 def _opt(a: np.ndarray | None) -> tuple[np.ndarray, ...]:

@@ -1,0 +1,39 @@
+"""The networks: context models (multistage, serial, shared), the bundled hyperprior, entropy likelihoods.
+
+=========================  ==================================================
+``MultistageContextModel``  the paper's model: a masked conv per patch position
+``SerialContextModel``      the serial raster autoregressive baseline
+``SharedScorer``            one order-agnostic model for any context set
+``BaseCodec``               the bundled scale hyperprior (images <-> latents)
+``builtin``                 the built-in latent set (photos through BaseCodec)
+=========================  ==================================================
+"""
+
+from .builtin import builtin, builtin_info
+from .entropy import SCALE_BOUND, FactorizedPrior, bits, gaussian_likelihood, gaussian_mixture_likelihood
+from .hyperprior import STRIDE, BaseCodec, BaseCodecConfig, images_to_latents, pad
+from .multistage import ModelConfig, MultistageContextModel, prior_is_scale, translated_state
+from .serial import SerialContextModel, causal_mask
+from .shared import SharedScorer
+
+__all__ = [
+    "BaseCodec",
+    "BaseCodecConfig",
+    "FactorizedPrior",
+    "ModelConfig",
+    "MultistageContextModel",
+    "SCALE_BOUND",
+    "STRIDE",
+    "SerialContextModel",
+    "SharedScorer",
+    "bits",
+    "builtin",
+    "builtin_info",
+    "causal_mask",
+    "gaussian_likelihood",
+    "gaussian_mixture_likelihood",
+    "images_to_latents",
+    "pad",
+    "prior_is_scale",
+    "translated_state",
+]

@@ -67,6 +67,23 @@ def prior_is_scale(channels: int, prior: list | tuple | None) -> bool:
         float(p.min()) > 0 for p in prior)
 
 
+def translated_state(state: dict[str, torch.Tensor], shift: tuple[int, int] | None) -> dict[str, torch.Tensor]:
+    """A multistage model's state dict with its per-position tensors rolled by ``shift`` over the patch.
+
+    The weights of a schedule serve any translate of it (``Schedule.translation_to``).
+    """
+    if shift is None:
+        raise OrdersearchError("the weights belong to a schedule that is not a translate of this one")
+    if shift == (0, 0):
+        return state
+    n = round(state["masks"].shape[0] ** 0.5)
+    moved = dict(state)
+    for k in ("weight", "bias", "masks"):
+        t = state[k].reshape(n, n, *state[k].shape[1:])
+        moved[k] = torch.roll(t, shift, dims=(0, 1)).reshape(state[k].shape)
+    return moved
+
+
 class MultistageContextModel(nn.Module):
     """Per-position masked convolutions + a shared entropy-parameters network."""
 

@@ -10,18 +10,17 @@
 =============  =====================================================
 
 ``pareto_front`` gives the best grouped schedule for every step budget.
-Scorers: ``TableScorer`` (any cost table: the Gaussian-field oracle's
-``field.scorer(k).cost_table(n)``, the linear-Gaussian or the shared
-scorer's), ``FunctionScorer`` and ``DedicatedSetScorer`` (trained per set,
-cached in the evaluation store).
+Scorers: ``TableScorer`` (any estimator's ``cost_table(n)``),
+``EstimatorScorer`` (asks a lazy estimator, e.g. dedicated per-set training,
+as the search goes) and ``FunctionScorer``.
 """
 
 from __future__ import annotations
 
 from ..errors import OrdersearchError
-from .base import Budget, FunctionScorer, Scorer, SearchResult, Session, Strategy, TableScorer, TraceRow
+from .base import (Budget, EstimatorScorer, FunctionScorer, Scorer, SearchResult, Session, Strategy, TableScorer,
+                   TraceRow)
 from .beam import Beam
-from .dedicated import DedicatedSetScorer
 from .dp import DP
 from .exhaustive import Exhaustive
 from .greedy import Greedy
@@ -52,6 +51,6 @@ def make_strategy(name: str, seed: int = 0, storage: str | None = None) -> Strat
     raise OrdersearchError(f"unknown strategy {name!r}; known: {', '.join(STRATEGY_NAMES)}")
 
 
-__all__ = ["Budget", "Beam", "DedicatedSetScorer", "DP", "Exhaustive", "FunctionScorer", "Greedy", "OptunaSearch", "ParetoPoint",
-           "RandomOrders", "Scorer", "SearchResult", "Session", "Strategy", "STRATEGY_NAMES", "TableScorer",
-           "TraceRow", "make_strategy", "pareto_front"]
+__all__ = ["Beam", "Budget", "DP", "EstimatorScorer", "Exhaustive", "FunctionScorer", "Greedy", "OptunaSearch",
+           "ParetoPoint", "RandomOrders", "STRATEGY_NAMES", "Scorer", "SearchResult", "Session", "Strategy",
+           "TableScorer", "TraceRow", "make_strategy", "pareto_front"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import OrdersearchError
+from ..estimators.base import CostEstimator
 from ..schedule import Schedule, check_kernel
 
 
@@ -35,7 +36,7 @@ class Scorer(ABC):
 
 
 class TableScorer(Scorer):
-    """Look-up in a full cost table (analytic oracle, linear-Gaussian or shared-scorer table)."""
+    """Look-up in a full cost table (any estimator's ``cost_table``)."""
 
     def __init__(self, table: np.ndarray, patch: int, kernel: int = 5, name: str = "table"):
         table = np.asarray(table, dtype=np.float64)
@@ -48,6 +49,16 @@ class TableScorer(Scorer):
 
     def costs(self, codes: np.ndarray) -> np.ndarray:
         return self.table[np.asarray(codes, dtype=np.int64)]
+
+
+class EstimatorScorer(Scorer):
+    """f(C) asked of a cost estimator as the search goes (for lazy ones, e.g. dedicated per-set training)."""
+
+    def __init__(self, estimator: CostEstimator, patch: int):
+        self.estimator, self.patch, self.kernel, self.name = estimator, patch, estimator.kernel, estimator.name
+
+    def costs(self, codes: np.ndarray) -> np.ndarray:
+        return self.estimator.costs(np.asarray(codes, dtype=np.int64), self.patch)
 
 
 class FunctionScorer(Scorer):

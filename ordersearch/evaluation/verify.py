@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..compare import Comparison, compare
-from ..data.latents import LatentSet, Splits
 from ..errors import OrdersearchError
-from ..harness import Evaluation, TrainConfig
 from ..schedule import Schedule
-from ..store import EvaluationStore
+from .evaluator import Evaluator
+from .record import Evaluation
+from .statistics import Comparison, compare
 
 
 @dataclass
@@ -56,9 +55,7 @@ class Verified:
         return lines
 
 
-def verify(schedules: dict[str, Schedule], latents: LatentSet | Splits, store: EvaluationStore,
-           config: TrainConfig = TrainConfig(), seeds: int = 2, device: str = "cpu",
-           progress: bool = True) -> Verified:
+def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 2) -> Verified:
     """Dedicated evaluation of every labelled schedule with ``seeds`` seeds (seed-major, cached)."""
     if not schedules:
         raise OrdersearchError("nothing to verify: no schedules given")
@@ -67,8 +64,7 @@ def verify(schedules: dict[str, Schedule], latents: LatentSet | Splits, store: E
     evaluations: dict[str, list[Evaluation]] = {label: [] for label in schedules}
     for seed in range(seeds):  # seed-major: an interrupted run has every schedule at least once
         for label, schedule in schedules.items():
-            evaluations[label].append(store.evaluate(schedule, latents, config, seed=seed, device=device,
-                                                     progress=progress))
+            evaluations[label].append(evaluator.evaluate(schedule, seed))
     winner = min(evaluations, key=lambda k: np.mean([e.bits_per_latent for e in evaluations[k]]))
     comparisons = {label: compare(evaluations[winner], ev) for label, ev in evaluations.items() if label != winner}
     return Verified(dict(schedules), evaluations, winner, comparisons)

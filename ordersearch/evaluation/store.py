@@ -1,5 +1,8 @@
 """The evaluation store: finished evaluations in a database, so no evaluation is ever trained twice.
 
+It stores and finds; it never trains (``evaluation.evaluator`` decides what to
+train and asks the store first).
+
 Where it lives: a folder (an SQLite file ``evaluations.sqlite`` in WAL mode,
 the trained weights beside it in ``models/<key>.pt``), or any SQLAlchemy
 database URL, such as the Optuna study's own ``postgresql://...``: then the
@@ -34,15 +37,14 @@ from typing import TypeVar
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import sqlalchemy as sa
 import torch
 
-from .errors import OrdersearchError
-from .files import atomic_write
-from .harness import Evaluation, TrainConfig, as_splits, data_fingerprint, evaluate, evaluate_context
-from .data.latents import LatentSet, Splits
-from .schedule import Position, Schedule, context_index
+from ..errors import OrdersearchError
+from ..files import atomic_write
+from ..models.multistage import translated_state
+from ..schedule import Position, Schedule, context_index
+from .record import Evaluation
 
 T = TypeVar("T")
 
@@ -200,34 +202,13 @@ class EvaluationStore:
                             .values(beat=time.time()))
 
     # ---------------------------------------------------------------- cached evaluation
-    def evaluate(self, schedule: Schedule, latents: LatentSet | Splits, config: TrainConfig = TrainConfig(),
-                 seed: int = 0, device: str = "cpu", progress: bool = True,
-                 cached_only: bool = False) -> Evaluation | None:
-        """``harness.evaluate`` through the store: a repeated request (or a translated schedule) is a hit.
+    def cached(self, key: str, kind: str, subject: str, run: Callable[[], Evaluation] | None) -> Evaluation | None:
+        """The stored evaluation of ``key``; else ``run()``'s, stored (None without ``run``).
 
-        ``cached_only``: return None instead of training when the store does not have it.
+        While ``run`` trains, this process holds the key's claim; a process
+        that finds the key claimed waits for the result (or for the claim to
+        go stale) instead of training it too.
         """
-        canonical = schedule.canonical("translations")
-        subject = json.dumps([list(r) for r in canonical.stages])
-        result = self._cached("schedule", subject, "dedicated", config, latents, seed,
-                              None if cached_only else
-                              lambda splits: evaluate(canonical, splits, config, seed, device, progress))
-        return None if result is None else _moved_to(result, canonical, schedule)
-
-    def evaluate_context(self, context: list[Position], patch: int, latents: LatentSet | Splits,
-                         config: TrainConfig = TrainConfig(), seed: int = 0, device: str = "cpu",
-                         progress: bool = True, cached_only: bool = False) -> Evaluation | None:
-        """``harness.evaluate_context`` through the store (``cached_only`` as in :meth:`evaluate`)."""
-        subject = f"{patch}:{context_index(context, patch)}"
-        return self._cached("context", subject, "dedicated-set", config, latents, seed,
-                            None if cached_only else
-                            lambda splits: evaluate_context(context, patch, splits, config, seed, device, progress))
-
-    def _cached(self, kind: str, subject: str, estimator: str, config: TrainConfig, latents: LatentSet | Splits,
-                seed: int, run: Callable[[Splits], Evaluation] | None) -> Evaluation | None:
-        splits = as_splits(latents)
-        data = data_fingerprint(splits)
-        key = evaluation_key(kind, subject, estimator, config.to_dict(), data, seed)
         hit = self.get(key)
         if hit is not None or run is None:
             return hit
@@ -243,7 +224,7 @@ class EvaluationStore:
             hit = self.get(key)  # finished between the first look and the claim
             if hit is not None:
                 return hit
-            result = run(splits)
+            result = run()
             self.put(key, kind, subject, result)
             return result
         finally:
@@ -251,17 +232,24 @@ class EvaluationStore:
             beat.join()
             self._release(key)
 
+    def state(self, key: str) -> dict[str, torch.Tensor] | None:
+        """The trained model's state dict of ``key`` (loaded safely), if stored."""
+        blob = self.weights(key)
+        return None if blob is None else torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
 
-def _moved_to(result: Evaluation, canonical: Schedule, schedule: Schedule) -> Evaluation:
-    """The canonical schedule's evaluation expressed for a translation of it."""
-    if schedule == canonical:
-        return result
-    n = schedule.patch
-    grid = canonical.array()
-    for dr in range(n):
-        for dc in range(n):
-            if (np.roll(grid, (dr, dc), axis=(0, 1)) == schedule.array()).all():
-                per_position = np.roll(np.asarray(result.per_position), (dr, dc), axis=(0, 1)).tolist()
-                return Evaluation(**{**result.__dict__, "stages": [list(r) for r in schedule.stages],
-                                     "per_position": per_position})
-    raise AssertionError("schedule is not a translation of its canonical form")
+    def schedule_state(self, schedule: Schedule, config: dict, data: str, seed: int = 0
+                       ) -> dict[str, torch.Tensor] | None:
+        """Weights of ``schedule``'s dedicated model on ``data`` (moved to its positions), if stored."""
+        canonical = schedule.canonical("translations")
+        state = self.state(evaluation_key(*schedule_subject(canonical), config, data, seed))
+        return None if state is None else translated_state(state, canonical.translation_to(schedule))
+
+
+def schedule_subject(schedule: Schedule) -> tuple[str, str, str]:
+    """(kind, subject, estimator) of a dedicated schedule evaluation's key; pass the canonical translate."""
+    return "schedule", json.dumps([list(r) for r in schedule.stages]), "dedicated"
+
+
+def context_subject(context: list[Position], patch: int) -> tuple[str, str, str]:
+    """(kind, subject, estimator) of a dedicated per-set evaluation's key."""
+    return "context", f"{patch}:{context_index(context, patch)}", "dedicated-set"

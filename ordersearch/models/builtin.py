@@ -1,5 +1,8 @@
 """The built-in latent set: real photographs through the bundled base codec.
 
+The data lie in ``ordersearch/data/builtin/``; this loader sits with the
+models because it recomputes the prior with the bundled hyperprior.
+
 Made by ``experiments/make_builtin_latents.py`` from the photos that
 ``experiments/fetch_photos.py`` gathers (Debian wallpaper and sample-image
 packages, scikit-image and matplotlib sample photos; list and licences in
@@ -27,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .latents import LatentSet
+from ..data.latents import LatentSet
 
-FOLDER = Path(__file__).parent / "builtin"
+FOLDER = Path(__file__).parent.parent / "data" / "builtin"
 DATA = FOLDER / "latents.npz"
 INFO = FOLDER / "builtin.json"
 
@@ -37,7 +40,7 @@ INFO = FOLDER / "builtin.json"
 @lru_cache(maxsize=1)
 def builtin() -> LatentSet:
     """The built-in latent set (loaded once per process), with its fixed train/val/test split."""
-    from ..codec.base import BaseCodec
+    from .hyperprior import BaseCodec
 
     codec = BaseCodec.load().double()
     with np.load(DATA) as f:

@@ -1,13 +1,16 @@
-"""How sure is a rate difference? Paired comparison of two schedules' dedicated evaluations.
+"""How sure is a number? Weighted means over images, paired comparisons, agreement of estimators.
 
-Both schedules are measured on the same test images. The difference
-``A - B`` in bits per latent element is averaged over seeds per image and
-weighted by image size; its uncertainty has two parts: how much the
-difference varies from image to image, and how much it varies from training
-seed to training seed (pairing the i-th seed of A with the i-th of B). Their
-variances add (a conservative combination); the interval uses the
+``compare``: both schedules are measured on the same test images. The
+difference ``A - B`` in bits per latent element is averaged over seeds per
+image and weighted by image size; its uncertainty has two parts: how much
+the difference varies from image to image, and how much it varies from
+training seed to training seed (pairing the i-th seed of A with the i-th of
+B). Their variances add (a conservative combination); the interval uses the
 t distribution. A verdict of ``better`` or ``worse`` needs the whole interval
 on one side of zero, otherwise the two are ``indistinguishable``.
+
+``agreement``: how far a cheap estimator agrees with dedicated training
+(rank correlations and error over the same items).
 """
 
 from __future__ import annotations
@@ -15,12 +18,26 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.stats import kendalltau, spearmanr
 from scipy.stats import t as student_t
 
-from .errors import OrdersearchError
-from .harness import Evaluation, weighted_mean_se
+from ..errors import OrdersearchError
+
+if TYPE_CHECKING:
+    from .record import Evaluation
+
+
+def weighted_mean_se(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """Weighted mean and its standard error (unbiased weighted variance; NaN for one value)."""
+    w = weights / weights.sum()
+    mean = float((w * values).sum())
+    if len(values) < 2:
+        return mean, math.nan
+    var = float((w * (values - mean) ** 2).sum()) / (1 - float((w**2).sum()))
+    return mean, math.sqrt(var * float((w**2).sum()))
 
 
 @dataclass(frozen=True)
@@ -67,3 +84,29 @@ def compare(a: Sequence[Evaluation], b: Sequence[Evaluation], level: float = 0.9
     verdict = "better" if high < 0 else "worse" if low > 0 else "indistinguishable"
     base = float(np.mean([e.bits_per_latent for e in b]))
     return Comparison(diff, low, high, diff / base, level, len(elements), (len(a), len(b)), verdict)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Kendall tau, Spearman rho, mean absolute error (bits/latent) and its relative size, over ``count`` items."""
+
+    tau: float
+    rho: float
+    mae: float
+    relative_mae: float
+    count: int
+
+    def __str__(self) -> str:
+        return (f"Kendall tau {self.tau:.3f}, Spearman rho {self.rho:.3f}, mean absolute error "
+                f"{self.mae:.4f} bits/latent ({100 * self.relative_mae:.1f}%) over {self.count} items")
+
+
+def agreement(dedicated: Sequence[float], cheap: Sequence[float]) -> Agreement:
+    """Agreement of cheap estimates with dedicated rates of the same items (NaN correlations below 3 items)."""
+    d, c = np.asarray(dedicated, dtype=float), np.asarray(cheap, dtype=float)
+    if d.shape != c.shape:
+        raise ValueError(f"{len(d)} dedicated rates but {len(c)} cheap estimates")
+    tau = kendalltau(d, c).statistic if len(d) > 2 else float("nan")
+    rho = spearmanr(d, c).statistic if len(d) > 2 else float("nan")
+    mae = float(np.mean(np.abs(d - c))) if len(d) else float("nan")
+    return Agreement(float(tau), float(rho), mae, mae / float(np.mean(d)) if len(d) else float("nan"), len(d))

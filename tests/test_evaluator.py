@@ -1,4 +1,4 @@
-"""Dedicated evaluation: agreement with the exact Gaussian-field rate, outputs, reproducibility, errors."""
+"""Dedicated evaluation (Evaluator): agreement with the exact Gaussian-field rate, outputs, reproducibility, errors."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,16 @@ from ordersearch import Schedule
 from ordersearch.data import LatentSet, gaussian_field
 from ordersearch.data.latents import Splits
 from ordersearch.errors import OrdersearchError
-from ordersearch.harness import TrainConfig, evaluate, evaluate_context, evaluate_serial
+from ordersearch.estimators import GaussianOracle
+from ordersearch.evaluation import Evaluator, TrainConfig
+
+
+def evaluate(schedule, latents, config=TrainConfig(), seed=0, device="cpu"):
+    return Evaluator(latents, config, device).evaluate(schedule, seed)
+
+
+def evaluate_context(context, patch, latents, config=TrainConfig(), seed=0):
+    return Evaluator(latents, config, "cpu").evaluate_context(context, patch, seed)
 
 # Against the infinite-field oracle, latents within the window radius of an edge are not scored.
 FIELD_CONFIG = TrainConfig(max_steps=4000, eval_every=100, lr=3e-3, batch=16, patience=5, score_border=4)
@@ -23,21 +32,22 @@ def field():
 def test_dedicated_within_2_percent_of_analytic_fast(field, name):
     f, lat = field
     s = Schedule.named(name, 2)
-    e = evaluate(s, lat, FIELD_CONFIG, progress=False)
-    assert e.bits_per_latent == pytest.approx(f.schedule_rate(s, 5), rel=0.02)
+    e = evaluate(s, lat, FIELD_CONFIG)
+    assert e.bits_per_latent == pytest.approx(GaussianOracle(f).schedule_rate(s), rel=0.02)
 
 
 def test_serial_baseline_within_2_percent_of_analytic(field):
     """The serial raster model: every latent sees the 12 window positions before it in raster order."""
-    from ordersearch.models.serial import causal_mask
+    from ordersearch.models import causal_mask
 
     f, lat = field
-    e = evaluate_serial(lat, FIELD_CONFIG, progress=False)
+    e = Evaluator(lat, FIELD_CONFIG, "cpu", progress=False).evaluate_serial()
     mask = causal_mask(5)
     offsets = [(r - 2, c - 2) for r, c in zip(*np.nonzero(mask))]
     assert e.estimator == "serial" and len(offsets) == 12
-    assert e.bits_per_latent == pytest.approx(f.rate(offsets), rel=0.02)
-    assert f.rate(offsets) < f.schedule_rate(Schedule.named("raster", 2), 5)  # it is the bound the orders chase
+    oracle = GaussianOracle(f)
+    assert e.bits_per_latent == pytest.approx(oracle.rate(offsets), rel=0.02)
+    assert oracle.rate(offsets) < oracle.schedule_rate(Schedule.named("raster", 2))  # it is the bound the orders chase
 
 
 @pytest.mark.slow
@@ -47,26 +57,26 @@ def test_dedicated_within_2_percent_of_analytic(preset, name, patch):
     f = gaussian_field(preset)
     lat = f.sample(60, 48, 48, seed=0)
     s = Schedule.named(name, patch)
-    e = evaluate(s, lat, FIELD_CONFIG, progress=False)
-    assert e.bits_per_latent == pytest.approx(f.schedule_rate(s, 5), rel=0.02)
+    e = evaluate(s, lat, FIELD_CONFIG)
+    assert e.bits_per_latent == pytest.approx(GaussianOracle(f).schedule_rate(s), rel=0.02)
 
 
 @pytest.mark.slow
 def test_per_set_evaluation_within_2_percent(field):
     f, lat = field
     for cset in ([(0, 1)], [(0, 1), (1, 0)], [(1, 1), (0, 1), (1, 0)]):
-        e = evaluate_context(cset, 2, lat, FIELD_CONFIG, progress=False)
-        assert e.bits_per_latent == pytest.approx(f.context_rate(cset, 2, 5), rel=0.02)
+        e = evaluate_context(cset, 2, lat, FIELD_CONFIG)
+        assert e.bits_per_latent == pytest.approx(GaussianOracle(f).context_rate(cset, 2), rel=0.02)
 
 
 def test_evaluation_outputs_and_reproducibility(field):
     f, lat = field
     cfg = TrainConfig(max_steps=40, eval_every=20, lr=3e-3)
     s = Schedule.named("lin2023", 2)
-    a = evaluate(s, lat, cfg, seed=3, progress=False)
-    b = evaluate(s, lat, cfg, seed=3, progress=False)
+    a = evaluate(s, lat, cfg, seed=3)
+    b = evaluate(s, lat, cfg, seed=3)
     assert a.bits_per_latent == b.bits_per_latent  # CPU runs are reproducible
-    assert evaluate(s, lat, cfg, seed=4, progress=False).bits_per_latent != a.bits_per_latent
+    assert evaluate(s, lat, cfg, seed=4).bits_per_latent != a.bits_per_latent
     assert np.asarray(a.per_position).shape == (2, 2) and len(a.per_stage) == 4
     # the total is the element-weighted mean of the per-position numbers (all positions equally common here)
     assert np.mean(a.per_position) == pytest.approx(a.bits_per_latent, rel=1e-6)
@@ -80,7 +90,7 @@ def test_evaluation_outputs_and_reproducibility(field):
 
 def test_context_evaluation_fields(field):
     f, lat = field
-    e = evaluate_context([(1, 0)], 2, lat, TrainConfig(max_steps=20, eval_every=10), progress=False)
+    e = evaluate_context([(1, 0)], 2, lat, TrainConfig(max_steps=20, eval_every=10))
     assert e.context == [(1, 0)] and e.stages is None and e.estimator == "dedicated-set"
     assert np.allclose(e.per_position, e.bits_per_latent)
 
@@ -90,7 +100,7 @@ def test_with_prior_reports_bpp():
     y = rng.integers(-2, 3, size=(6, 3, 24, 24))
     prior = rng.normal(size=(6, 4, 24, 24))
     lat = LatentSet.create(y, prior, image_sizes=[(384, 384)] * 6)
-    e = evaluate(Schedule.named("checkerboard", 2), lat, TrainConfig(max_steps=10, eval_every=5), progress=False)
+    e = evaluate(Schedule.named("checkerboard", 2), lat, TrainConfig(max_steps=10, eval_every=5))
     test_images = len(lat.split().test)
     assert e.bpp == pytest.approx(sum(e.image_bits) / (test_images * 384 * 384))
 
@@ -98,25 +108,43 @@ def test_with_prior_reports_bpp():
 def test_bad_input():
     lat = gaussian_field("separable").sample(6, 8, 8)
     with pytest.raises(OrdersearchError, match="train split has a latent of 8x8, smaller than the 16x16 patch"):
-        evaluate(Schedule.named("raster", 16), lat, progress=False)
+        evaluate(Schedule.named("raster", 16), lat)
     with pytest.raises(OrdersearchError, match="no training latent is at least 16x16"):
-        evaluate(Schedule.named("raster", 2), lat, progress=False)
+        evaluate(Schedule.named("raster", 2), lat)
     with pytest.raises(OrdersearchError, match="score_border 3 must be a multiple of the patch size 2"):
-        evaluate(Schedule.named("raster", 2), lat, TrainConfig(crop=2, max_steps=1, eval_every=1, score_border=3),
-                 progress=False)
+        evaluate(Schedule.named("raster", 2), lat, TrainConfig(crop=2, max_steps=1, eval_every=1, score_border=3))
     with pytest.raises(OrdersearchError, match="cannot contain"):
-        evaluate_context([(0, 0)], 2, lat, progress=False)
+        evaluate_context([(0, 0)], 2, lat)
     big = gaussian_field("separable").sample(6, 16, 16)
     train, val, test = big.split()
     with pytest.raises(OrdersearchError, match="the val split is empty"):
-        evaluate(Schedule.named("raster", 2), Splits(train, val.subset([]), test), progress=False)
+        evaluate(Schedule.named("raster", 2), Splits(train, val.subset([]), test))
     with_prior = LatentSet.create(test.y, [np.ones((4, 16, 16), dtype=np.float32)] * len(test))
     with pytest.raises(OrdersearchError, match="the test split has 2 latent and 4 prior channels but the train "
                                                "split has 2 and 0"):
-        evaluate(Schedule.named("raster", 2), Splits(train, val, with_prior), progress=False)
+        evaluate(Schedule.named("raster", 2), Splits(train, val, with_prior))
     with pytest.raises(OrdersearchError, match="CUDA is not available|unsupported"):
         import torch
 
         if torch.cuda.is_available():
             raise OrdersearchError("unsupported: skip on CUDA machines")
-        evaluate(Schedule.named("raster", 2), lat, device="cuda", progress=False)
+        evaluate(Schedule.named("raster", 2), lat, device="cuda")
+
+
+def test_warm_start_is_an_evaluation_in_the_store(tmp_path, field):
+    """No hidden per-process cache: a second evaluator (a new process) finds the warm start in the store."""
+    from ordersearch.evaluation import EvaluationStore
+
+    _, lat = field
+    cfg = TrainConfig(max_steps=10, eval_every=5, warm_steps=10, crop=8)
+    store = EvaluationStore(tmp_path)
+    a = Evaluator(lat, cfg, "cpu", store, progress=False).evaluate(Schedule.named("raster", 2))
+    subjects = sorted(r["subject"] for r in store.rows())
+    assert subjects == ["[[0, 1], [2, 3]]", "[[0]]"]  # the schedule and the prior-only warm start
+    fresh = Evaluator(lat, cfg, "cpu", store, progress=False)
+    b = fresh.evaluate(Schedule.named("snake", 2))
+    assert len(store) == 3  # the warm start was not trained again
+    assert fresh.warm_start(0)["bias"].shape == (1, a.model.bias.shape[1])  # one position: patch 1
+    # the same result as an evaluator without a store, which trains its own warm start
+    alone = Evaluator(lat, cfg, "cpu", progress=False).evaluate(Schedule.named("snake", 2))
+    assert alone.bits_per_latent == b.bits_per_latent

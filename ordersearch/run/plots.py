@@ -1,4 +1,4 @@
-"""Figures of a run folder (``<out>/patch<N>/``): what ``ordersearch plot`` draws.
+"""Figures of a run folder (``run.folder``): what ``ordersearch plot`` draws.
 
 - ``orders``: the decoding step of every patch position, one panel per schedule;
 - ``bits_per_position``: dedicated bits of every patch position, same layout;
@@ -11,37 +11,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from .errors import OrdersearchError
-from .files import atomic_write
+from ..errors import OrdersearchError
+from ..files import atomic_write
+from . import folder as files
 
 FIGURES = ("orders", "bits_per_position", "verified", "traces", "pareto", "rate_vs_context")
-
-
-def run_folders(path: str | Path) -> list[Path]:
-    """The run folders at ``path``: itself if it holds a run, else its subfolders that do."""
-    path = Path(path)
-    if not path.is_dir():
-        raise OrdersearchError(f"{path}: no such folder")
-    if (path / "summary.md").is_file():
-        return [path]
-    found = sorted(p.parent for p in path.glob("*/summary.md"))
-    if not found:
-        raise OrdersearchError(f"{path}: not a run folder (no summary.md in it or in a subfolder); "
-                               "run `ordersearch run` first")
-    return found
-
-
-def _schedules(folder: Path) -> list[dict]:
-    """Verified schedule files, best first."""
-    items = [json.loads(p.read_text()) for p in sorted((folder / "schedules").glob("*.json"))]
-    return sorted(items, key=lambda d: d["metrics"].get("bits_per_latent", math.inf))
 
 
 def _save(fig, folder: Path, name: str, fmt: str) -> Path:
@@ -53,7 +32,7 @@ def _save(fig, folder: Path, name: str, fmt: str) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
     plt.close(fig)
-    path = folder / "figures" / f"{name}.{fmt}"
+    path = folder / files.FIGURES / f"{name}.{fmt}"
     atomic_write(path, buf.getvalue())
     return path
 
@@ -97,7 +76,7 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
-    items = _schedules(folder)
+    items = files.verified_schedules(folder)
     if not items:
         raise OrdersearchError(f"{folder}: no verified schedules in schedules/")
     written = []
@@ -135,7 +114,7 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax2.set_title("Difference from the best (grey: indistinguishable)", fontsize=10)
     written.append(_save(fig, folder, "verified", fmt))
 
-    trace = pd.read_csv(folder / "trace.csv")
+    trace = files.read_table(folder, "trace.csv")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, part in trace.groupby("strategy", sort=False):
         calls = (part.kind == "set").cumsum()
@@ -148,7 +127,7 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax.legend(fontsize=8)
     written.append(_save(fig, folder, "traces", fmt))
 
-    pareto = pd.read_csv(folder / "pareto.csv")
+    pareto = files.read_table(folder, "pareto.csv")
     front, named = pareto[pareto.kind == "front"], pareto[pareto.kind == "named"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.step(front.budget, front.bits_per_latent, where="post", color="tab:blue", label="best with at most T steps")
@@ -167,7 +146,7 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax.legend(fontsize=8)
     written.append(_save(fig, folder, "pareto", fmt))
 
-    costs = pd.read_csv(folder / "costs.csv")
+    costs = files.read_table(folder, "costs.csv")
     fig, ax = plt.subplots(figsize=(7, 4.2))
     jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(costs))
     ax.scatter(costs.decoded_neighbours + jitter, costs.bits_per_latent, s=4, alpha=0.4)
@@ -183,4 +162,4 @@ def plot(path: str | Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
     for fmt in formats:
         if fmt not in ("png", "svg", "pdf"):
             raise OrdersearchError(f"unknown figure format {fmt!r}; choose png, svg or pdf")
-    return [p for folder in run_folders(path) for fmt in formats for p in plot_run(folder, fmt)]
+    return [p for folder in files.run_folders(path) for fmt in formats for p in plot_run(folder, fmt)]

@@ -1,5 +1,8 @@
 """The bundled base codec: a small scale hyperprior (Ballé et al. 2018), no context model.
 
+``images_to_latents`` runs images through it (``ordersearch latents``,
+``--images``); ``codec/`` adds a schedule's context model and entropy coding.
+
 It turns images into the learned latents whose decoding order ordersearch
 optimizes, and gives each latent a hyperprior scale::
 
@@ -23,6 +26,8 @@ to the spatial context, as in the setting the context models were made for.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.entropy import FactorizedPrior, bits, gaussian_likelihood
+from ..data.latents import LatentSet
+from ..errors import ImageError, LatentError
+from .entropy import FactorizedPrior, bits, gaussian_likelihood
 
 #: Spatial factor the image size must be a multiple of (g_a: 16, h_a: 4 more).
 STRIDE = 64
@@ -171,3 +178,33 @@ def pad(x: torch.Tensor, multiple: int = STRIDE) -> torch.Tensor:
     h, w = x.shape[-2:]
     ph, pw = -h % multiple, -w % multiple
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+def images_to_latents(paths: Iterable[str | os.PathLike], codec: BaseCodec | None = None, device: str | torch.device = "cpu",
+                      name: str = "images", progress: bool = True) -> tuple[LatentSet, list[str]]:
+    """Run every image through the base codec.
+
+    Returns the latent set (``y``, ``prior`` = the hyperprior's scales,
+    ``image_sizes``) and one message per image that was skipped (unreadable
+    or too small); the others are still processed.
+    """
+    from tqdm.auto import tqdm
+
+    from ..data.images import read_image
+
+    codec = codec or BaseCodec.load(device=device)
+    ys, priors, sizes, skipped = [], [], [], []
+    paths = list(paths)
+    for path in tqdm(paths, desc="images -> latents", unit="img", disable=not progress):
+        try:
+            image = read_image(path)
+        except ImageError as e:
+            skipped.append(str(e))
+            continue
+        y, _, prior = codec.encode_array(image)
+        ys.append(y)
+        priors.append(prior)
+        sizes.append(image.shape[:2])
+    if not ys:
+        raise LatentError("no usable images: " + "; ".join(skipped))
+    return LatentSet.create(ys, priors, np.array(sizes), name=name), skipped

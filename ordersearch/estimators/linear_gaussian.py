@@ -11,29 +11,64 @@ a latent, its residual standard deviation in latent units is
 value, which is binned to integers for the rate. Averaged over quantiles of s
 per channel and over channels: bits per latent element.
 
-On a Gaussian random field (no prior, s = 1) this is the exact oracle of
-``ordersearch.data.gaussian``; on real latents it is an approximation whose
+On a Gaussian random field (no prior, s = 1) this is the exact oracle
+(``estimators.oracle``); on real latents it is an approximation whose
 agreement with dedicated training must be measured.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from functools import lru_cache
 
 import numpy as np
 import torch
+from scipy.special import ndtr
 
-from ..data.gaussian import QUANT_VAR, binned_gaussian_entropy
 from ..data.latents import LatentSet
 from ..errors import OrdersearchError
-from ..schedule import Position, Schedule, check_kernel, context_index, context_window_masks
-from .entropy import SCALE_BOUND
+from ..models.entropy import SCALE_BOUND
+from ..schedule import Position, check_kernel, context_window_masks
+from .base import CostEstimator
+
+#: Variance of uniform rounding noise on [-1/2, 1/2).
+QUANT_VAR = 1.0 / 12.0
 
 
-class LinearGaussianScorer:
+@lru_cache(maxsize=1)
+def _binned_entropy_table() -> tuple[np.ndarray, np.ndarray]:
+    """Entropy (bits) of a unit-binned Gaussian against log-sigma, averaged over the mean's offset."""
+    log_s = np.linspace(np.log(0.01), np.log(1e3), 2000)
+    ent = np.array([_binned_entropy(math.exp(s)) for s in log_s])
+    return log_s, ent
+
+
+def _binned_entropy(sigma: float) -> float:
+    if sigma > 30:  # the differential entropy is exact to < 1e-6 bits here
+        return 0.5 * math.log2(2 * math.pi * math.e * sigma * sigma)
+    offsets = max(64, math.ceil(16 / sigma))  # resolve the bin edge when sigma is small
+    u = (np.arange(offsets) + 0.5) / offsets
+    k = np.arange(-math.ceil(10 * sigma) - 2, math.ceil(10 * sigma) + 3)
+    p = ndtr((k[None, :] + 0.5 - u[:, None]) / sigma) - ndtr((k[None, :] - 0.5 - u[:, None]) / sigma)
+    p = np.clip(p, 1e-300, 1)
+    return float(np.mean(-(p * np.log2(p)).sum(axis=1)))
+
+
+def binned_gaussian_entropy(sigma: np.ndarray | float) -> np.ndarray:
+    """Entropy in bits of ``round(X)``, X ~ N(mu, sigma^2), averaged over mu mod 1 (interpolated table)."""
+    log_s, ent = _binned_entropy_table()
+    return np.interp(np.log(np.asarray(sigma, dtype=float)), log_s, ent)
+
+
+
+class LinearGaussianEstimator(CostEstimator):
     """Rates of context sets from a window covariance (per channel) and scale quantiles."""
 
-    def __init__(self, cov: np.ndarray, kernel: int, scales: np.ndarray | None = None, name: str = "linear-gaussian"):
+    split = "train"
+
+    def __init__(self, cov: np.ndarray, kernel: int, scales: np.ndarray | None = None, name: str = "linear-gaussian",
+                 source: str = ""):
         k = check_kernel(kernel)
         if cov.ndim != 3 or cov.shape[1:] != (k * k, k * k):
             raise OrdersearchError(f"window covariance must have shape (C, {k * k}, {k * k}), got {cov.shape}")
@@ -41,9 +76,10 @@ class LinearGaussianScorer:
         self.kernel = k
         self.scales = np.ones((cov.shape[0], 1)) if scales is None else np.asarray(scales, dtype=np.float64)
         self.name = name
+        self.source = source
 
     @classmethod
-    def from_latents(cls, latents: LatentSet, kernel: int = 5, quantiles: int = 32) -> LinearGaussianScorer:
+    def from_latents(cls, latents: LatentSet, kernel: int = 5, quantiles: int = 32) -> LinearGaussianEstimator:
         """Empirical window covariance of the latents, normalized by the prior (scale, or mean and scale) if present."""
         k = check_kernel(kernel)
         h = k // 2
@@ -86,7 +122,7 @@ class LinearGaussianScorer:
         if scale_samples:
             allscale = np.concatenate(scale_samples, axis=1)
             scales = np.quantile(allscale, (np.arange(quantiles) + 0.5) / quantiles, axis=1).T  # (C, Q)
-        return cls(cov, k, scales, name=f"linear-gaussian({latents.name})")
+        return cls(cov, k, scales, source=latents.name)
 
     # ---------------------------------------------------------------- rates
     def residual_variance(self, masks: np.ndarray) -> np.ndarray:
@@ -127,19 +163,5 @@ class LinearGaussianScorer:
             mask[0, dr + h, dc + h] = True
         return float(self.rates(mask)[0])
 
-    def context_rate(self, context: Iterable[Position], patch: int) -> float:
-        """f(C) for one relative context set."""
-        code = context_index(context, patch)
-        return float(self.rates(context_window_masks(np.array([code]), patch, self.kernel))[0])
-
-    def cost_table(self, patch: int) -> np.ndarray:
-        """f(C) of every context set, indexed by its code (NaN at odd codes, which contain the position itself)."""
-        codes = np.arange(0, 2 ** (patch * patch), 2)
-        table = np.full(2 ** (patch * patch), np.nan)
-        table[codes] = self.rates(context_window_masks(codes, patch, self.kernel))
-        return table
-
-    def schedule_rate(self, schedule: Schedule) -> float:
-        """Mean over patch positions of f(C_p)."""
-        codes = schedule.context_indices().ravel()
-        return float(self.rates(context_window_masks(codes, schedule.patch, self.kernel)).mean())
+    def costs(self, codes: np.ndarray, patch: int) -> np.ndarray:
+        return self.rates(context_window_masks(np.asarray(codes), patch, self.kernel))

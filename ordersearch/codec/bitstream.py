@@ -1,0 +1,118 @@
+"""The bitstream format of ``ordersearch encode``: header, stream table, checksum, and the parameter grid.
+
+All integers big-endian::
+
+    magic "OSMC" | version u8 | patch u8 | kernel u8 | step grid (patch^2 x u8; patch 0: serial)
+    image H, W (u32) | y C, h, w (u16) | z C, h, w (u16) | y range u16 | z range u16
+    model identity (8 bytes: hash of the context model and base codec weights)
+    streams count u16 | stream lengths (u32 each) | CRC-32 of everything else u32 | streams
+
+Stream 0 codes z, then one stream per decoding step (one for the serial
+codec). Gaussian parameters are rounded to a fixed grid (means to 1/256,
+scales to 256 log-spaced values) before coding, so that tiny float
+differences between machines cannot desynchronize a decoder.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import OrdersearchError
+from ..models.entropy import SCALE_BOUND
+
+MAGIC = b"OSMC"
+VERSION = 1
+_FIXED = struct.Struct(">4sBBB")
+_SIZES = struct.Struct(">IIHHHHHHHH8sH")
+#: the scale grid: 256 log-spaced values from the scale bound to 256
+SCALES = np.exp(np.linspace(np.log(SCALE_BOUND), np.log(256.0), 256))
+MEAN_STEP = 1 / 256
+
+
+class CodecError(OrdersearchError):
+    """A bitstream that cannot be decoded (not ours, truncated, corrupted, other schedule or model)."""
+
+
+def quantize(mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian parameters rounded to the grid both encoder and decoder use."""
+    idx = np.clip(np.rint((np.log(scale) - np.log(SCALE_BOUND)) / (np.log(256.0) - np.log(SCALE_BOUND)) * 255),
+                  0, 255).astype(int)
+    return np.rint(mean / MEAN_STEP) * MEAN_STEP, SCALES[idx]
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything before the stream table."""
+
+    patch: int  # 0: the serial codec
+    kernel: int
+    grid: np.ndarray  # (patch, patch) decoding steps
+    image: tuple[int, int]  # H, W
+    y_shape: tuple[int, int, int]
+    z_shape: tuple[int, int, int]
+    y_range: int
+    z_range: int
+    identity: bytes
+    count: int  # streams
+
+
+def pack(header: Header, streams: list[bytes]) -> bytes:
+    """The whole bitstream of a header and its streams."""
+    head = (_FIXED.pack(MAGIC, VERSION, header.patch, header.kernel) + bytes(int(v) for v in header.grid.ravel())
+            + _SIZES.pack(*header.image, *header.y_shape, *header.z_shape, header.y_range, header.z_range,
+                          header.identity, len(streams)))
+    lengths = struct.pack(f">{len(streams)}I", *(len(b) for b in streams))
+    payload = b"".join(streams)
+    return head + lengths + struct.pack(">I", zlib.crc32(head + lengths + payload)) + payload
+
+
+def header_size(data: bytes) -> int:
+    """Bytes of header, stream table and checksum of a packed bitstream."""
+    n = data[_FIXED.size - 2]
+    count = _SIZES.unpack_from(data, _FIXED.size + n * n)[-1]
+    return _FIXED.size + n * n + _SIZES.size + 4 * count + 4
+
+
+def read_header(data: bytes) -> tuple[Header, int]:
+    """The header and where the stream table starts; CodecError for anything not ours or cut short."""
+    if len(data) < _FIXED.size:
+        raise CodecError("not an ordersearch bitstream: empty or too short")
+    magic, version, n, kernel = _FIXED.unpack_from(data)
+    if magic != MAGIC:
+        raise CodecError("not an ordersearch bitstream (bad magic bytes)")
+    if version != VERSION:
+        raise CodecError(f"bitstream version {version} is not supported (this reader knows {VERSION})")
+    pos = _FIXED.size
+    if len(data) < pos + n * n + _SIZES.size:
+        raise CodecError("truncated bitstream (header)")
+    grid = np.frombuffer(data[pos:pos + n * n], dtype=np.uint8).reshape(n, n)
+    pos += n * n
+    H, W, yc, yh, yw, zc, zh, zw, y_rng, z_rng, identity, count = _SIZES.unpack_from(data, pos)
+    header = Header(n, kernel, grid, (H, W), (yc, yh, yw), (zc, zh, zw), y_rng, z_rng, identity, count)
+    return header, pos + _SIZES.size
+
+
+def read_streams(data: bytes, pos: int, count: int) -> list[np.ndarray]:
+    """The ``count`` streams (32-bit words) after the header, checked against the table and the CRC."""
+    if len(data) < pos + 4 * count + 4:
+        raise CodecError("truncated bitstream (stream table)")
+    lengths = struct.unpack_from(f">{count}I", data, pos)
+    pos += 4 * count
+    (crc,) = struct.unpack_from(">I", data, pos)
+    pos += 4
+    payload = data[pos:]
+    if len(payload) != sum(lengths):
+        raise CodecError(f"truncated or padded bitstream: {len(payload)} payload bytes, header says {sum(lengths)}")
+    if zlib.crc32(data[:pos - 4] + payload) != crc:
+        raise CodecError("corrupted bitstream (checksum mismatch)")
+    streams, start = [], 0
+    for length in lengths:
+        if length % 4:
+            raise CodecError("corrupted bitstream: a stream is not a whole number of 32-bit words")
+        streams.append(np.frombuffer(payload[start:start + length], dtype=np.uint32).copy())
+        start += length
+    return streams

@@ -1,0 +1,231 @@
+"""Real compression with a schedule: the base codec's transforms + a multistage context model + ANS coding.
+
+Encoding an image (decoding mirrors it, step by step)::
+
+    image -> g_a -> y_int ------------------------------------------+
+               \\-> h_a -> z_int --(factorized prior, ANS)--> stream 0 |
+                           z_int -> h_s -> prior scale               |
+    for step s = 0 .. S-1 (every patch at once):                     v
+        (mean, scale) of the step-s latents from the latents of steps < s and the prior
+        -> quantized to a fixed grid -> ANS with a quantized Gaussian -> stream s + 1
+
+The parameters of step s come from ``MultistageContextModel.gaussian_at_step``,
+the decoder-side computation, in the encoder too (never the parallel
+training pass, whose last float bits may differ); means are rounded to
+1/256 and scales to a fixed log-spaced table so that tiny float differences
+between machines cannot desynchronize the decoder.
+
+The bitstream format is ``codec.bitstream``'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import OrdersearchError
+from ..models.entropy import bits
+from ..models.multistage import ModelConfig, MultistageContextModel
+from ..models.hyperprior import STRIDE, BaseCodec, pad
+from ..schedule import Schedule
+from .bitstream import CodecError, Header, header_size, pack, quantize, read_header, read_streams
+
+
+@dataclass
+class Encoded:
+    """A compressed image and its accounting."""
+
+    data: bytes
+    header_bytes: int
+    z_bits: int
+    y_bits_per_step: list[int]
+    estimate_y_bits: float  # -log2 likelihood of y under the context model (the evaluation's number)
+
+
+class MultistageCodec:
+    """Base codec + multistage context model for one schedule; ``compress`` / ``decompress`` real bytes."""
+
+    def __init__(self, schedule: Schedule, model: MultistageContextModel, base: BaseCodec | None = None):
+        self.schedule, self.model = schedule, model.eval().double()
+        self.base = (base or BaseCodec.load()).double().eval()
+        if model.schedule != schedule:
+            raise OrdersearchError("the context model was built for another schedule")
+        if model.config.mixture != 1:
+            raise OrdersearchError("only single-Gaussian context models (mixture=1) can be entropy coded")
+        if model.channels != self.base.config.M or model.prior_channels != self.base.config.M:
+            raise OrdersearchError(f"the context model has {model.channels} latent / {model.prior_channels} prior "
+                                   f"channels but the base codec gives {self.base.config.M} / {self.base.config.M}")
+        h = hashlib.sha256()
+        for module in (self.model, self.base):
+            for k, v in sorted(module.state_dict().items()):
+                h.update(k.encode())
+                h.update(v.detach().cpu().double().numpy().tobytes())
+        self.identity = h.digest()[:8]
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_state(cls, schedule: Schedule, state: dict[str, torch.Tensor], kernel: int | None = None,
+                   prior_scale: bool = True) -> MultistageCodec:
+        """A codec for ``schedule`` from its context model's state dict (weights for these very positions).
+
+        ``kernel``: the window the schedule file names, checked against the weights'.
+        """
+        if "masks" not in state:
+            raise OrdersearchError("the weights are not a multistage context model's (no 'masks')")
+        k = int(state["masks"].shape[-1])
+        if kernel is not None and kernel != k:
+            raise OrdersearchError(f"the weights are for a {k}x{k} window but the schedule file says {kernel}")
+        base = BaseCodec.load()
+        m = base.config.M
+        model = MultistageContextModel(schedule, m, m, ModelConfig(kernel=k, prior_scale=prior_scale))
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise OrdersearchError(f"weights do not fit this schedule's context model ({e})") from None
+        return cls(schedule, model, base)
+
+    # ------------------------------------------------------------------ pieces
+    def _prior(self, z: torch.Tensor) -> torch.Tensor:
+        # rounded to float16 precision, as the built-in latents are: machine-independent
+        return self.base.hyper(z).to(torch.float16).double()
+
+    def _z_tables(self, channels: int, rng: int) -> np.ndarray:
+        values = torch.arange(-rng, rng + 1, dtype=torch.float64).view(1, 1, 1, -1).expand(1, channels, 1, -1)
+        with torch.no_grad():
+            pmf = self.base.z_prior.likelihood(values.contiguous())[0, :, 0].numpy()  # (C, 2R+1)
+        return pmf
+
+    # ------------------------------------------------------------------ encode / decode
+    def compress(self, image: np.ndarray) -> bytes:
+        """Bytes of one RGB uint8 image (H, W, 3)."""
+        return self.encode(image).data
+
+    @torch.no_grad()
+    def encode(self, image: np.ndarray) -> Encoded:
+        import constriction
+
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise OrdersearchError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+        x = pad(torch.from_numpy(np.ascontiguousarray(image).copy()).permute(2, 0, 1)[None].double().div(255))
+        y, z = self.base.analyze(x)
+        if min(y.shape[2:]) < self.schedule.patch:
+            raise OrdersearchError(f"the image's latent ({y.shape[2]}x{y.shape[3]}) is smaller than the "
+                                   f"{self.schedule.patch}x{self.schedule.patch} patch")
+        prior = self._prior(z)
+        y_rng, z_rng = int(y.abs().max()) + 1, int(z.abs().max()) + 1
+        streams = []
+        # z: one categorical per channel
+        table = self._z_tables(z.shape[1], z_rng)
+        zs = z[0].numpy().astype(np.int64)
+        coder = constriction.stream.stack.AnsCoder()
+        probs = np.repeat(table, zs.shape[1] * zs.shape[2], axis=0)
+        coder.encode_reverse((zs.reshape(-1) + z_rng).astype(np.int32), constriction.stream.model.Categorical(
+            perfect=False), probs)
+        streams.append(coder.get_compressed().tobytes())
+        streams += self._encode_y(y, prior, y_rng)
+        data = pack(self._header(image.shape[:2], y.shape[1:], z.shape[1:], y_rng, z_rng, len(streams)), streams)
+        estimate = float(bits(self.model(y, prior)).sum())
+        return Encoded(data, header_size(data), 8 * len(streams[0]),
+                       [8 * len(b) for b in streams[1:]], estimate)
+
+    def _encode_y(self, y: torch.Tensor, prior: torch.Tensor, y_rng: int) -> list[bytes]:
+        """One ANS stream per decoding step: every latent of the step, parameters from earlier steps only."""
+        import constriction
+
+        stage_map = self.schedule.stage_map(*y.shape[2:])
+        gauss = constriction.stream.model.QuantizedGaussian(-y_rng, y_rng)
+        streams = []
+        for step in range(self.schedule.num_stages):
+            mean, scale = self.model.gaussian_at_step(y, prior, step)
+            on = stage_map == step
+            m, s = quantize(mean[0][:, on].numpy().ravel(), scale[0][:, on].numpy().ravel())
+            coder = constriction.stream.stack.AnsCoder()
+            coder.encode_reverse(y[0][:, on].numpy().ravel().astype(np.int32), gauss, m, s)
+            streams.append(coder.get_compressed().tobytes())
+        return streams
+
+    def _decode_y(self, streams: list[np.ndarray], prior: torch.Tensor, shape: tuple[int, int, int],
+                  y_rng: int) -> torch.Tensor:
+        import constriction
+
+        yc, yh, yw = shape
+        y = torch.zeros(1, yc, yh, yw, dtype=torch.float64)
+        stage_map = self.schedule.stage_map(yh, yw)
+        gauss = constriction.stream.model.QuantizedGaussian(-y_rng, y_rng)
+        for step in range(self.schedule.num_stages):
+            mean, scale = self.model.gaussian_at_step(y, prior, step)
+            on = stage_map == step
+            m, s = quantize(mean[0][:, on].numpy().ravel(), scale[0][:, on].numpy().ravel())
+            coder = constriction.stream.stack.AnsCoder(streams[step])
+            values = coder.decode(gauss, m, s).astype(np.float64)
+            y[0][:, torch.from_numpy(on)] = torch.from_numpy(values.reshape(yc, -1))
+        return y
+
+    @property
+    def y_streams(self) -> int:
+        """Streams of y in a bitstream (one per decoding step)."""
+        return self.schedule.num_stages
+
+    def decoding_steps(self, yh: int, yw: int) -> int:
+        """Sequential steps to decode a yh x yw latent."""
+        return self.schedule.num_stages
+
+    @property
+    def _layout(self) -> tuple[int, np.ndarray]:
+        """What the header says about the decoding order: patch size and step grid."""
+        return self.schedule.patch, self.schedule.array()
+
+    def _describe(self, n: int, grid: np.ndarray) -> str:
+        return "the serial autoregressive model" if n == 0 else f"the {n}x{n} schedule {grid.tolist()}"
+
+    def _header(self, size, yshape, zshape, y_rng, z_rng, count) -> Header:
+        n, grid = self._layout
+        return Header(n, self.model.config.kernel, grid, tuple(size), tuple(yshape), tuple(zshape), y_rng, z_rng,
+                      self.identity, count)
+
+    @torch.no_grad()
+    def decompress(self, data: bytes) -> np.ndarray:
+        """The RGB uint8 image of a bitstream made by this codec (same schedule and weights)."""
+        return self._decode(data)[0]
+
+    @torch.no_grad()
+    def _decode(self, data: bytes) -> tuple[np.ndarray, torch.Tensor]:
+        import constriction
+
+        header, pos = read_header(data)
+        mine = self._layout
+        if header.patch != mine[0] or not np.array_equal(header.grid, mine[1]):
+            raise CodecError(f"the bitstream was made with another schedule "
+                             f"({self._describe(header.patch, header.grid)}), not this codec's ({self._describe(*mine)})")
+        if header.identity != self.identity or header.kernel != self.model.config.kernel:
+            raise CodecError("the bitstream was made with other model weights (model identity differs)")
+        if header.count != self.y_streams + 1:
+            raise CodecError(f"corrupted bitstream: {header.count} streams where this codec writes "
+                             f"{self.y_streams + 1}")
+        streams = read_streams(data, pos, header.count)
+        (H, W), (yc, yh, yw), (zc, zh, zw) = header.image, header.y_shape, header.z_shape
+        if ((yh, yw) != ((H + STRIDE - 1) // STRIDE * 4, (W + STRIDE - 1) // STRIDE * 4) or yc != self.model.channels
+                or (zc, zh, zw) != (self.base.config.Nz, yh // 4, yw // 4) or not 0 < header.y_range < 4096
+                or not 0 < header.z_range < 4096):
+            raise CodecError("corrupted bitstream: latent shapes or ranges do not match the image size")
+        try:
+            coder = constriction.stream.stack.AnsCoder(streams[0])
+            probs = np.repeat(self._z_tables(zc, header.z_range), zh * zw, axis=0)
+            z = coder.decode(constriction.stream.model.Categorical(perfect=False), probs).astype(np.int64)
+            z = torch.from_numpy((z - header.z_range).reshape(1, zc, zh, zw)).double()
+            y = self._decode_y(streams[1:], self._prior(z), (yc, yh, yw), header.y_range)
+        except (ValueError, RuntimeError, AssertionError, OrdersearchError) as e:
+            raise CodecError(f"corrupted bitstream: entropy decoding failed ({e})") from None
+        x = self.base.synthesize(y)[0, :, :H, :W]
+        return np.round(x.permute(1, 2, 0).numpy() * 255).astype(np.uint8), y
+
+    def reconstruct(self, image: np.ndarray) -> np.ndarray:
+        """What decoding must give: the base codec's own reconstruction of ``image``."""
+        x = pad(torch.from_numpy(np.asarray(image)).permute(2, 0, 1)[None].double().div(255))
+        y, _ = self.base.analyze(x)
+        h, w = image.shape[:2]
+        return np.round(self.base.synthesize(y)[0, :, :h, :w].permute(1, 2, 0).numpy() * 255).astype(np.uint8)

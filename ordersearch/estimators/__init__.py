@@ -1,0 +1,56 @@
+"""Estimators of f(C), the rate of a latent given its relative context set, behind one protocol.
+
+===================  =======================================================
+``oracle``           exact, for Gaussian random fields (``GaussianOracle``)
+``linear-gaussian``  moments of the train latents, Gaussian conditioning
+``shared``           one order-agnostic network trained over random sets
+``dedicated-set``    one trained model per context set (lazy, expensive)
+===================  =======================================================
+
+``fit_estimator(name, evaluator, patch)`` fits one by name on the
+evaluator's data (the registry ``ESTIMATORS``); each answers
+``costs(codes, patch)`` and ``cost_table(patch)`` and says which split it
+scored on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import OrdersearchError
+from ..evaluation.evaluator import Evaluator
+from .base import CostEstimator
+from .dedicated import DedicatedSetEstimator
+from .linear_gaussian import LinearGaussianEstimator, binned_gaussian_entropy
+from .oracle import GaussianOracle
+from .shared import SharedConfig, SharedEstimator, Windows, fit_shared
+
+#: name -> fit(evaluator, patch, seed): the estimators ``run`` and ``search`` can fill a cost table with
+ESTIMATORS: dict[str, Callable[[Evaluator, int, int], CostEstimator]] = {
+    "linear-gaussian": lambda ev, patch, seed: LinearGaussianEstimator.from_latents(ev.splits.train, ev.kernel),
+    "shared": lambda ev, patch, seed: fit_shared(ev.splits, patch, SharedConfig(kernel=ev.kernel), seed, ev.device,
+                                                 ev.progress),
+    "dedicated-set": lambda ev, patch, seed: DedicatedSetEstimator(ev),
+}
+
+
+def fit_estimator(name: str, evaluator: Evaluator, patch: int, seed: int = 0) -> CostEstimator:
+    """The estimator ``name`` fitted on the evaluator's data for ``patch`` (window: the evaluator's kernel)."""
+    if name not in ESTIMATORS:
+        raise OrdersearchError(f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[name](evaluator, patch, seed)
+
+
+__all__ = [
+    "CostEstimator",
+    "DedicatedSetEstimator",
+    "ESTIMATORS",
+    "GaussianOracle",
+    "LinearGaussianEstimator",
+    "SharedConfig",
+    "SharedEstimator",
+    "Windows",
+    "binned_gaussian_entropy",
+    "fit_estimator",
+    "fit_shared",
+]

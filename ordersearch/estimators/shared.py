@@ -1,0 +1,170 @@
+"""The shared order-agnostic scorer as an estimator: one model trained over random context sets.
+
+``fit_shared`` trains ``models.shared.SharedScorer`` on random train windows,
+each with a context set drawn uniformly from all sets of the patch, through
+the one training loop (``evaluation.training``), early-stopped on fixed
+validation windows x fixed sets. The estimator then scores every context
+set on one fixed sample of windows (the same windows for every set, so
+differences between sets are paired): a whole 4x4 table (32,768 sets) is a
+batched evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ..data.latents import LatentSet, Splits
+from ..device import resolve_device
+from ..errors import OrdersearchError
+from ..evaluation.training import LoopConfig, train_loop
+from ..models.entropy import SCALE_BOUND, bits
+from ..models.multistage import prior_is_scale
+from ..models.shared import SharedScorer
+from ..schedule import check_kernel, context_window_masks
+from .base import CostEstimator
+
+
+@dataclass(frozen=True)
+class SharedConfig:
+    """Shape and training protocol of the shared scorer.
+
+    ``windows`` windows of ``batch`` per step for at most ``max_steps`` steps,
+    each with a context set drawn uniformly from all sets of the patch;
+    validation every ``eval_every`` steps on ``val_windows`` fixed validation
+    windows x ``val_sets`` fixed sets; the best validation state is kept;
+    ``table_windows`` windows score the cost table.
+    """
+
+    kernel: int = 5
+    hidden: int | None = None  # context features, default max(64, 2 C)
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    batch: int = 1024
+    max_steps: int = 3000
+    eval_every: int = 250
+    patience: int = 4
+    val_windows: int = 4096
+    val_sets: int = 32
+    table_windows: int = 4096
+    prior_scale: bool | None = None
+    #: validation and test windows come from latents this far from an edge (kernel // 2 to compare with
+    #: the infinite-field Gaussian oracle; 0 for real images)
+    score_border: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Windows:
+    """KxK windows of a latent set (zeros outside images), gathered by flat index without copying images."""
+
+    def __init__(self, latents: LatentSet, kernel: int, prior_scale: bool):
+        h = kernel // 2
+        self.kernel, self.channels = kernel, latents.channels
+        flats, self.bases, self.widths, self.shapes = [], [], [], []
+        offset = 0
+        for i, y in enumerate(latents.y):
+            u = y.astype(np.float32)
+            if prior_scale:
+                u = u / np.maximum(latents.prior[i], SCALE_BOUND)
+            padded = np.pad(u, ((0, 0), (h, h), (h, h)))
+            flats.append(padded.reshape(len(u), -1))
+            self.bases.append(offset)
+            self.widths.append(padded.shape[2])
+            self.shapes.append(y.shape[1:])
+            offset += padded.shape[1] * padded.shape[2]
+        self.u = torch.from_numpy(np.concatenate(flats, axis=1))  # (C, total)
+        self.y = [torch.from_numpy(y.astype(np.float32)) for y in latents.y]
+        self.prior = None if latents.prior is None else [torch.from_numpy(p) for p in latents.prior]
+        d = np.arange(kernel)
+        self._dr, self._dc = np.repeat(d, kernel), np.tile(d, kernel)
+
+    def sample(self, count: int, rng: np.random.Generator, border: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``count`` random latent positions (image, row, col) at least ``border`` from an edge."""
+        inner = np.array([(h - 2 * border) * (w - 2 * border) for h, w in self.shapes], dtype=float).clip(0)
+        if inner.sum() == 0:
+            raise OrdersearchError(f"no latent is more than {border} from an edge")
+        img = rng.choice(len(self.shapes), size=count, p=inner / inner.sum())
+        shapes = np.array(self.shapes)[img]
+        return (img, rng.integers(border, shapes[:, 0] - border), rng.integers(border, shapes[:, 1] - border))
+
+    def gather(self, img: np.ndarray, r: np.ndarray, c: np.ndarray
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Windows (B, C, K*K), centre latents (B, C) and centre priors (B, P) at the given positions."""
+        width = np.array(self.widths)[img]
+        base = np.array(self.bases)[img] + r * width + c
+        idx = base[:, None] + self._dr[None, :] * width[:, None] + self._dc[None, :]
+        windows = self.u[:, torch.from_numpy(idx)].permute(1, 0, 2)
+        centre = torch.stack([self.y[i][:, a, b] for i, a, b in zip(img, r, c)])
+        prior = None if self.prior is None else torch.stack([self.prior[i][:, a, b] for i, a, b in zip(img, r, c)])
+        return windows, centre, prior
+
+
+class SharedEstimator(CostEstimator):
+    """A trained shared scorer plus fixed windows of one split: f(C) for any set of its patch."""
+
+    name = "shared"
+
+    def __init__(self, model: SharedScorer, windows: Windows, positions: tuple[np.ndarray, ...], patch: int,
+                 curve: list[tuple[int, float, float]], seconds: float, split: str, source: str = ""):
+        self.model, self.windows, self.positions, self.patch = model.eval(), windows, positions, patch
+        self.kernel, self.split, self.source = model.kernel, split, source
+        self.curve, self.seconds = curve, seconds
+        with torch.no_grad():
+            w, self._centre, self._prior = windows.gather(*positions)
+            self._terms = model.first_layer_terms(w)
+
+    @torch.no_grad()
+    def costs(self, codes: np.ndarray, patch: int, chunk: int = 16) -> np.ndarray:
+        """Mean bits per latent element on the fixed windows for each context-set code."""
+        if patch != self.patch:
+            raise OrdersearchError(f"the shared scorer was trained for {self.patch}x{self.patch} context sets, "
+                                   f"not {patch}x{patch}")
+        masks = torch.from_numpy(context_window_masks(np.asarray(codes), patch, self.kernel)).float()
+        masks = masks.reshape(len(masks), -1)
+        out = []
+        for start in range(0, len(masks), chunk):
+            like = self.model._likelihood(self._terms, masks[start:start + chunk], self._centre, self._prior)
+            out.append(bits(like).mean(dim=(1, 2)))
+        return torch.cat(out).double().numpy() if out else np.zeros(0)
+
+
+def fit_shared(splits: Splits, patch: int, config: SharedConfig = SharedConfig(), seed: int = 0,
+               device: str | torch.device = "auto", progress: bool = True) -> SharedEstimator:
+    """Train the shared scorer on the train split over random context sets of ``patch``, early-stop on val."""
+    splits.check(1, 1)  # splits not empty, channels agree
+    train_set, val_set, test_set = splits
+    scale = prior_is_scale(train_set.channels, train_set.prior) if config.prior_scale is None else config.prior_scale
+    k = check_kernel(config.kernel)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    train, val, test = (Windows(s, k, scale) for s in (train_set, val_set, test_set))
+    model = SharedScorer(train_set.channels, train_set.prior_channels, k, config.hidden, scale).to(dev)
+    sets = 2 ** (patch * patch - 1)
+    all_masks = torch.from_numpy(context_window_masks(np.arange(0, 2 ** (patch * patch), 2), patch, k)).float()
+    all_masks = all_masks.reshape(sets, -1)
+    val_sets = all_masks[np.unique(np.concatenate([[0, sets - 1], rng.integers(0, sets, config.val_sets)]))].to(dev)
+    with torch.no_grad():
+        vw, vc, vp = (None if t is None else t.to(dev) for t in val.gather(*val.sample(config.val_windows, rng,
+                                                                                      config.score_border)))
+
+    def batch_loss() -> torch.Tensor:
+        w, c, p = train.gather(*train.sample(config.batch, rng))
+        m = all_masks[torch.from_numpy(rng.integers(0, sets, config.batch))]
+        return bits(model(w.to(dev), m.to(dev), c.to(dev), None if p is None else p.to(dev))).mean()
+
+    def validate() -> float:
+        return float(bits(model._likelihood(model.first_layer_terms(vw), val_sets, vc, vp)).mean())
+
+    start = time.time()
+    loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience)
+    trained = train_loop(model, batch_loss, validate, loop, progress, f"train shared scorer {patch}x{patch}")
+    positions = test.sample(config.table_windows, np.random.default_rng(seed + 1), config.score_border)
+    return SharedEstimator(trained.model.cpu(), test, positions, patch, trained.curve, time.time() - start,
+                           split="test", source=f"{train_set.name}, seed {seed}")

@@ -1,0 +1,44 @@
+"""Dedicated evaluation: the training loop, measurement, statistics, verification and the evaluation store.
+
+=====================  ====================================================
+``TrainConfig``        the training protocol of a dedicated evaluation
+``Evaluator``          data + protocol + device + store: ``evaluate(schedule, seed)``
+``Evaluation``         one measurement (per image, per position, per step)
+``EvaluationStore``    finished evaluations and weights, in a folder or a database
+``compare``            paired comparison of two schedules with an interval
+``agreement``          rank agreement of a cheap estimator with dedicated rates
+``verify``             dedicated training of labelled candidates, winner vs each
+``train_loop``         the one training loop every trainer uses
+=====================  ====================================================
+"""
+
+from .config import TrainConfig
+from .evaluator import Evaluator, as_splits, data_fingerprint
+from .record import Evaluation
+from .statistics import Agreement, Comparison, agreement, compare, weighted_mean_se
+from .store import EvaluationStore, evaluation_key, is_url, retry_table_race
+from .training import LoopConfig, Trained, train_dedicated, train_loop
+from .verify import Verified, verify
+
+__all__ = [
+    "Agreement",
+    "Comparison",
+    "Evaluation",
+    "EvaluationStore",
+    "Evaluator",
+    "LoopConfig",
+    "TrainConfig",
+    "Trained",
+    "Verified",
+    "agreement",
+    "as_splits",
+    "compare",
+    "data_fingerprint",
+    "evaluation_key",
+    "is_url",
+    "retry_table_race",
+    "train_dedicated",
+    "train_loop",
+    "verify",
+    "weighted_mean_se",
+]

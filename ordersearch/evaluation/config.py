@@ -1,0 +1,63 @@
+"""The training protocol of a dedicated evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from ..data.latents import Splits
+from ..models.multistage import ModelConfig, prior_is_scale
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training protocol of a dedicated evaluation.
+
+    Crops of ``crop`` x ``crop`` latents (plus a border of kernel // 2 that
+    supplies their neighbours, zeros at image edges, and is not scored),
+    AdamW with weight decay and a cosine learning rate from ``lr`` down to
+    ``lr / 20`` over ``max_steps``,
+    validation every ``eval_every`` steps, stop after ``patience`` validations
+    without improvement or at ``max_steps`` / ``max_seconds``; the best
+    validation state is measured on the test split.
+    """
+
+    model: ModelConfig = ModelConfig()
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch: int = 16
+    crop: int = 16
+    max_steps: int = 1200
+    eval_every: int = 100
+    patience: int = 5
+    max_seconds: float | None = None
+    #: Steps of the shared warm start: a prior-only model (no context) trained once per data set, config
+    #: and seed, from which every schedule's model starts (its context convolutions at zero). Every
+    #: schedule then starts from the same model and sees the same batches, so differences between
+    #: schedules come from their context, not from training noise. 0: train from scratch.
+    warm_steps: int = 1000
+    #: Latents this close to an edge are not scored on the val/test splits: 0 for real images (their
+    #: borders are real), kernel // 2 to compare with the infinite-field Gaussian oracle.
+    score_border: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """The inverse of :meth:`to_dict` (as stored in evaluations and schedule provenance)."""
+        return cls(**{**d, "model": ModelConfig(**d["model"])})
+
+    @property
+    def kernel(self) -> int:
+        return self.model.kernel
+
+    def warm(self) -> TrainConfig:
+        """The protocol of the warm start itself: ``warm_steps`` steps, from scratch."""
+        return replace(self, max_steps=self.warm_steps, warm_steps=0)
+
+    def decided(self, splits: Splits) -> TrainConfig:
+        """This config with ``model.prior_scale`` decided from the data where it was left to the data."""
+        if self.model.prior_scale is not None:
+            return self
+        scale = prior_is_scale(splits.train.channels, splits.train.prior)
+        return replace(self, model=replace(self.model, prior_scale=scale))

@@ -1,0 +1,89 @@
+"""Measuring a trained context model: bits of every latent, per image, per patch position, per step."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.latents import LatentSet, Splits
+from ..errors import OrdersearchError
+from ..models.entropy import bits
+from ..schedule import Schedule
+
+
+class OnDevice:
+    """One split's latents on the device; training crops come from the zero-padded latents."""
+
+    def __init__(self, latents: LatentSet, device: torch.device):
+        self.y = [torch.from_numpy(a).float().to(device) for a in latents.y]
+        self.prior = None if latents.prior is None else [torch.from_numpy(p).to(device) for p in latents.prior]
+
+    def crops(self, size: int, border: int, count: int,
+              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``count`` crops of (size + 2 border)^2 whose inner size^2 lies inside a latent.
+
+        The border around the inner part is the latent's real neighbourhood
+        or, at an image edge, zeros: exactly what the model sees at the edges
+        of a whole test image, so edge latents are trained for too.
+        """
+        shapes = np.array([a.shape[1:] for a in self.y])
+        ok = np.flatnonzero((shapes >= size).all(axis=1))
+        area = (shapes[ok, 0] - size + 1) * (shapes[ok, 1] - size + 1)
+        picks = rng.choice(ok, size=count, p=area / area.sum())
+        pad = (border, border, border, border)
+        ys, ps = [], []
+        for i in picks:
+            r, c = rng.integers(shapes[i, 0] - size + 1), rng.integers(shapes[i, 1] - size + 1)
+            window = (slice(None), slice(r, r + size + 2 * border), slice(c, c + size + 2 * border))
+            ys.append(F.pad(self.y[i], pad)[window])
+            if self.prior is not None:
+                ps.append(F.pad(self.prior[i], pad)[window])
+        return torch.stack(ys), (torch.stack(ps) if ps else None)
+
+    def bits_map(self, model: nn.Module, i: int, border: int) -> torch.Tensor:
+        """Bits of every element of entry i, (C, H, W), or (C, H - 2 border, W - 2 border)."""
+        prior = None if self.prior is None else self.prior[i][None]
+        b = bits(model(self.y[i][None], prior))[0]
+        return b[:, border:b.shape[1] - border, border:b.shape[2] - border] if border else b
+
+    def mean_bits(self, model: nn.Module, border: int) -> float:
+        """Bits per latent element over the whole split."""
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for i in range(len(self.y)):
+                b = self.bits_map(model, i, border)
+                total += float(b.sum())
+                count += b.numel()
+        return total / count
+
+
+def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -> dict:
+    """Test-split bits: total, per image, per patch position, per step, bpp (whole images only)."""
+    test = OnDevice(splits.test, next(model.parameters()).device)
+    n = schedule.patch
+    if border % n:
+        raise OrdersearchError(f"score_border {border} must be a multiple of the patch size {n}")
+    pos_bits, pos_count = np.zeros((n, n)), np.zeros((n, n))
+    image_bits, image_elements = [], []
+    with torch.no_grad():
+        for i in range(len(test.y)):
+            b = test.bits_map(model, i, border).sum(dim=0).cpu().numpy()  # (H, W), summed over channels
+            image_bits.append(float(b.sum()))
+            image_elements.append(int(b.size * test.y[i].shape[0]))
+            for r in range(n):
+                for c in range(n):
+                    pos_bits[r, c] += b[r::n, c::n].sum()
+                    pos_count[r, c] += b[r::n, c::n].size * test.y[i].shape[0]
+    per_position = pos_bits / pos_count
+    grid = schedule.array()
+    per_stage = [float(pos_bits[grid == s].sum() / pos_count[grid == s].sum()) for s in range(schedule.num_stages)]
+    total = sum(image_bits)
+    sizes = splits.test.image_sizes
+    return {
+        "bits_per_latent": total / sum(image_elements),
+        "bpp": None if sizes is None or border else total / float(np.prod(sizes, axis=1).sum()),
+        "image_bits": image_bits, "image_elements": image_elements,
+        "per_position": per_position.tolist(), "per_stage": per_stage,
+    }

@@ -1,0 +1,80 @@
+"""The evaluation record: one dedicated measurement, as stored and as reported."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from torch import nn
+
+from ..schedule import Position, Schedule
+from .statistics import weighted_mean_se
+
+
+@dataclass
+class Evaluation:
+    """One dedicated measurement of a schedule (or of one context set) on the test split."""
+
+    estimator: str
+    patch: int
+    stages: list[list[int]] | None
+    context: list[Position] | None
+    seed: int
+    bits_per_latent: float
+    bpp: float | None
+    image_bits: list[float]
+    image_elements: list[int]
+    per_position: list[list[float]]
+    per_stage: list[float]
+    curve: list[tuple[int, float, float]]
+    steps: int
+    best_step: int
+    seconds: float
+    config: dict
+    data: str
+    device: str = "cpu"
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def schedule(self) -> Schedule | None:
+        return None if self.stages is None else Schedule.from_grid(self.stages)
+
+    @property
+    def image_rates(self) -> np.ndarray:
+        """Bits per latent element of each test image."""
+        return np.asarray(self.image_bits) / np.asarray(self.image_elements)
+
+    def ci95(self) -> float:
+        """Half-width of a 95% interval of ``bits_per_latent`` over test images (this seed only)."""
+        from scipy.stats import t
+
+        _, se = weighted_mean_se(self.image_rates, np.asarray(self.image_elements, dtype=float))
+        return float(t.ppf(0.975, len(self.image_bits) - 1)) * se if len(self.image_bits) > 1 else math.nan
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("model")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Evaluation:
+        context = None if d["context"] is None else [tuple(p) for p in d["context"]]
+        return cls(**{**d, "curve": [tuple(c) for c in d["curve"]], "context": context})
+
+    def translated(self, schedule: Schedule) -> Evaluation:
+        """This evaluation of a schedule expressed for a translate of it (per-position numbers moved)."""
+        own = self.schedule
+        shift = None if own is None else own.translation_to(schedule)
+        if shift is None:
+            raise ValueError("the schedule is not a translate of the evaluated one")
+        if shift == (0, 0):
+            return self
+        per_position = np.roll(np.asarray(self.per_position), shift, axis=(0, 1)).tolist()
+        return Evaluation(**{**self.__dict__, "stages": [list(r) for r in schedule.stages],
+                             "per_position": per_position})
+
+    def __str__(self) -> str:
+        what = "context " + str(sorted(self.context)) if self.context is not None else f"{self.patch}x{self.patch} schedule"
+        return (f"{what}: {self.bits_per_latent:.4f} +- {self.ci95():.4f} bits/latent (test, 95% over images, "
+                f"seed {self.seed}, {self.steps} steps, {self.seconds:.0f}s)")

@@ -1,0 +1,24 @@
+"""The ``ordersearch run`` job: configuration, pipeline, the run folder it writes, its report and figures."""
+
+from .config import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES, RunConfig
+from .folder import COLUMNS, run_folders, stored_weights
+from .pipeline import RunResult, run, scorer_rate
+from .plots import FIGURES, plot, plot_run
+from .summary import summary, terminal_table
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_ESTIMATOR",
+    "DEFAULT_STRATEGIES",
+    "FIGURES",
+    "RunConfig",
+    "RunResult",
+    "plot",
+    "plot_run",
+    "run",
+    "run_folders",
+    "scorer_rate",
+    "stored_weights",
+    "summary",
+    "terminal_table",
+]

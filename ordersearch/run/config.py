@@ -1,0 +1,34 @@
+"""Everything ``ordersearch run`` takes besides the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..evaluation.config import TrainConfig
+
+DEFAULT_STRATEGIES = ("dp", "greedy", "optuna-tpe")
+DEFAULT_ESTIMATOR = "linear-gaussian"
+
+
+@dataclass
+class RunConfig:
+    """Patch, search, verification and output settings of one run."""
+
+    patch: int
+    kernel: int = 5
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    trials: int = 200
+    seconds: float | None = None
+    verify_top: int = 2
+    seeds: int = 2
+    estimator: str = DEFAULT_ESTIMATOR
+    device: str = "auto"
+    out: Path = Path("results")
+    storage: str | None = None
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.out) / f"patch{self.patch}"

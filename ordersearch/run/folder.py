@@ -1,0 +1,140 @@
+"""The run folder ``<out>/patch<N>/``: every file ``run`` writes and ``plot`` reads, defined once.
+
+::
+
+    best.json            the winner as a v1 schedule (metrics: dedicated rate, seeds, vs runner-up)
+    schedules/<l>.json   every verified candidate (metrics: per-position bits, vs best)
+    evaluations.csv      one row per (candidate, seed): dedicated test rate
+    costs.csv            the cheap estimator's f(C) of every context set
+    pareto.csv           best grouped schedule for every step budget, and the named schedules
+    trace.csv            every scorer call and scored schedule of every strategy
+    summary.md           the report
+    figures/             what ``ordersearch plot`` draws
+    store/               the evaluation store (trained models), optuna.db: the Optuna studies
+
+Writers and readers go through :data:`COLUMNS`, so a renamed column fails
+loudly on both sides. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..errors import OrdersearchError
+from ..files import atomic_write
+from ..schedule import Schedule
+from ..schedule_io import load_schedule
+
+BEST = "best.json"
+SCHEDULES = "schedules"
+SUMMARY = "summary.md"
+FIGURES = "figures"
+STORE = "store"
+OPTUNA = "optuna.db"
+
+#: the columns of every table in a run folder
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "evaluations.csv": ("schedule", "grid", "seed", "estimator", "bits_per_latent", "bpp_y", "seconds", "steps",
+                        "device", "cheap"),
+    "costs.csv": ("code", "context", "decoded_neighbours", "bits_per_latent"),
+    "pareto.csv": ("kind", "label", "steps", "budget", "bits_per_latent", "grid"),
+    "trace.csv": ("strategy", "index", "kind", "subject", "rate", "seconds", "best"),
+}
+
+
+def grid_text(schedule: Schedule) -> str:
+    """A schedule's grid on one line: ``0 1 / 2 3``."""
+    return " / ".join(" ".join(str(v) for v in row) for row in schedule.stages)
+
+
+def write_table(folder: Path, name: str, rows: list[dict]) -> Path:
+    """Write ``rows`` (dicts with exactly the columns of ``name``) as CSV, atomically."""
+    frame = pd.DataFrame(rows, columns=list(COLUMNS[name]))
+    if rows and set(rows[0]) != set(COLUMNS[name]):
+        raise ValueError(f"{name}: rows have columns {sorted(rows[0])}, the schema says {COLUMNS[name]}")
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    return atomic_write(Path(folder) / name, buf.getvalue().encode())
+
+
+def read_table(folder: Path, name: str) -> pd.DataFrame:
+    """A table of a run folder, with a clear error when it is missing or from another version."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise OrdersearchError(f"{path}: missing; run `ordersearch run` again to complete the folder")
+    frame = pd.read_csv(path)
+    missing = [c for c in COLUMNS[name] if c not in frame.columns]
+    if missing:
+        raise OrdersearchError(f"{path}: no column {', '.join(missing)} (written by another version?)")
+    return frame
+
+
+def verified_schedules(folder: Path) -> list[dict]:
+    """The verified schedule files of a run folder (JSON objects), best first."""
+    items = [json.loads(p.read_text()) for p in sorted((Path(folder) / SCHEDULES).glob("*.json"))]
+    return sorted(items, key=lambda d: d["metrics"].get("bits_per_latent", math.inf))
+
+
+def run_folders(path: str | Path) -> list[Path]:
+    """The run folders at ``path``: itself if it holds a run, else its subfolders that do."""
+    path = Path(path)
+    if not path.is_dir():
+        raise OrdersearchError(f"{path}: no such folder")
+    if (path / SUMMARY).is_file():
+        return [path]
+    found = sorted(p.parent for p in path.glob(f"*/{SUMMARY}"))
+    if not found:
+        raise OrdersearchError(f"{path}: not a run folder (no {SUMMARY} in it or in a subfolder); "
+                               "run `ordersearch run` first")
+    return found
+
+
+def stored_weights(schedule_file: Path, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The trained context-model weights of a schedule file, from the evaluation store they were kept in.
+
+    A file written by ``ordersearch run`` names its data and training
+    protocol in its provenance: its dedicated model (seed ``seed``) is looked
+    up in the run's store (``<run>/store``, or the one above for files in
+    ``schedules/``). Any other file is looked up as trained on the built-in
+    latents with the default protocol, in ``results/store`` (where
+    ``ordersearch verify`` puts it). A missing model is a clear error that
+    says how to get one.
+    """
+    schedule, meta = load_schedule(schedule_file)
+    config, data, folders = weights_source(Path(schedule_file), meta.kernel, meta.provenance)
+    from ..evaluation.store import EvaluationStore
+
+    for folder in folders:
+        if not (folder / "evaluations.sqlite").is_file():
+            continue
+        store = EvaluationStore(folder)
+        try:
+            state = store.schedule_state(schedule, config.to_dict(), data, seed)
+        finally:
+            store.close()
+        if state is not None:
+            return state
+    raise OrdersearchError(f"{schedule_file}: no trained context model for it in "
+                           f"{' or '.join(sorted({str(f) for f in folders}))}; pass --train to train one, "
+                           "or --weights FILE")
+
+
+def weights_source(schedule_file: Path, kernel: int, provenance: dict):
+    """(training protocol, data fingerprint, store folders) a schedule file's weights are keyed by."""
+    from ..evaluation.config import TrainConfig
+    from ..evaluation.evaluator import data_fingerprint
+    from ..models.multistage import ModelConfig
+
+    train = (provenance.get("config") or {}).get("train")
+    if train and "data" in provenance:
+        folders = [schedule_file.parent / STORE, schedule_file.parent.parent / STORE]
+        return TrainConfig.from_dict(train), provenance["data"], folders
+    from ..models.builtin import builtin
+
+    return TrainConfig(model=ModelConfig(kernel=kernel)), data_fingerprint(builtin().split()), [Path("results") / STORE]

@@ -1,0 +1,159 @@
+"""The end-to-end job behind ``ordersearch run``: latents -> cost table -> search -> verification -> files.
+
+::
+
+    latents (built-in / --latents / --images)
+      -> cheap cost table f(C) for every context set (an estimator from ``estimators.ESTIMATORS``)
+      -> strategies (dp, greedy, optuna-tpe, ...) on that table, and the Pareto front
+      -> dedicated training of the top candidates and the named baselines, several seeds
+      -> <out>/patch<N>/: the files of ``run.folder``
+
+Everything expensive is cached: dedicated evaluations in the evaluation store
+(``<out>/patch<N>/store``), Optuna studies in their storage (default
+``<out>/patch<N>/optuna.db``), so an interrupted run resumes and a repeated
+one finishes fast.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..data.latents import LatentSet, Splits
+from ..estimators import fit_estimator
+from ..files import atomic_write
+from ..evaluation import Agreement, EvaluationStore, Evaluator, Verified, agreement, verify
+from ..schedule import Schedule, baselines, check_patch, context_from_index, context_window_masks
+from ..schedule_io import save_schedule
+from ..search import Budget, SearchResult, TableScorer, make_strategy, pareto_front
+from ..search.pareto import ParetoPoint
+from . import folder as files
+from .config import RunConfig
+from .summary import summary
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    results: dict[str, SearchResult]
+    front: list[ParetoPoint]
+    verified: Verified
+    candidates: dict[str, Schedule]
+    cheap: dict[str, float]
+    fidelity: Agreement
+    timings: dict[str, float]
+    data: str
+
+
+def _unique(labelled: list[tuple[str, Schedule]]) -> dict[str, Schedule]:
+    """Merge labels of schedules equal up to translation: {'dp+greedy': s, ...}, first occurrence kept."""
+    groups: dict[Schedule, tuple[list[str], Schedule]] = {}
+    for label, s in labelled:
+        groups.setdefault(s.canonical(), ([], s))[0].append(label)
+    return {"+".join(labels): s for labels, s in groups.values()}
+
+
+def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, command: str = "") -> RunResult:
+    """The whole job; writes its files under ``config.folder`` and returns what it found."""
+    from tqdm.auto import tqdm
+
+    n = check_patch(config.patch, search=True)
+    folder = config.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    store = EvaluationStore(folder / files.STORE)
+    evaluator = Evaluator(latents, config.train, config.device, store, progress)
+    splits = evaluator.splits
+    splits.check(n, config.train.crop)  # before any search work
+    storage = config.storage or f"sqlite:///{(folder / files.OPTUNA).resolve()}"
+    timings: dict[str, float] = {}
+
+    start = time.time()
+    table = fit_estimator(config.estimator, evaluator, n, config.seed).cost_table(n, config.kernel, progress)
+    timings["cost table"] = time.time() - start
+    scorer = TableScorer(table, n, config.kernel, config.estimator)
+    results: dict[str, SearchResult] = {}
+    for name in tqdm(config.strategies, desc="search strategies", disable=not progress, leave=False):
+        results[name] = make_strategy(name, config.seed, storage).search(
+            scorer, Budget(trials=config.trials, seconds=config.seconds))
+        timings[f"search {name}"] = results[name].seconds
+    start = time.time()
+    front = pareto_front(scorer, progress=progress)
+    timings["pareto front"] = time.time() - start
+
+    labelled = [(name, r.schedule) for name, r in results.items()]
+    if "dp" in results:
+        labelled += [(f"dp#{i + 2}", s) for i, (s, _) in enumerate(results["dp"].ranked[1:config.verify_top])]
+    # the best 2- and 4-step grouped schedules: is checkerboard the best 2-step schedule, what do 4 steps buy?
+    labelled += [(f"best-{p.steps}-step", p.schedule) for p in front
+                 if p.steps in (2, 4) and p.steps < n * n and p.schedule.num_stages == p.steps]
+    labelled += list(baselines(n).items())
+    candidates = _unique(labelled)
+    cheap = {label: scorer_rate(table, s) for label, s in candidates.items()}
+    start = time.time()
+    verified = verify(candidates, evaluator, config.seeds)
+    timings["verification"] = time.time() - start
+    fidelity = agreement([verified.mean(k) for k in candidates], [cheap[k] for k in candidates])
+    result = RunResult(config, results, front, verified, candidates, cheap, fidelity, timings, evaluator.data)
+    write_outputs(result, table, splits, command)
+    store.close()
+    return result
+
+
+def scorer_rate(table: np.ndarray, schedule: Schedule) -> float:
+    return float(table[schedule.context_indices().ravel()].mean())
+
+
+# ------------------------------------------------------------------------------------ outputs
+def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str) -> None:
+    """Every file of the run folder (``run.folder``)."""
+    c, folder, v = r.config, r.config.folder, r.verified
+    n = c.patch
+    provenance = {"data": r.data, "config": {**asdict(c), "out": str(c.out), "train": c.train.to_dict()},
+                  "command": command}
+    winner = v.schedules[v.winner]
+    ev = v.evaluations[v.winner]
+    runner_up = v.ranking()[1] if len(v.ranking()) > 1 else None
+    metrics = {"bits_per_latent": v.mean(v.winner), "estimator": "dedicated", "split": "test",
+               "seeds": len(ev), "bits_per_latent_per_seed": [e.bits_per_latent for e in ev],
+               "ci95_images": ev[0].ci95(), c.estimator: r.cheap[v.winner]}
+    if ev[0].bpp is not None:
+        metrics["bpp_y"] = float(np.mean([e.bpp for e in ev]))
+    if runner_up:
+        cmp = v.comparisons[runner_up]
+        metrics["vs_runner_up"] = {"runner_up": runner_up, "difference": cmp.difference, "low": cmp.low,
+                                   "high": cmp.high, "verdict": cmp.verdict}
+    save_schedule(winner, folder / files.BEST, kernel=c.kernel, name=f"best-{n}x{n} ({v.winner})",
+                  metrics=metrics, provenance={**provenance, "strategy": v.winner})
+    schedules_dir = folder / files.SCHEDULES
+    schedules_dir.mkdir(exist_ok=True)
+    for label, s in r.candidates.items():
+        evs = v.evaluations[label]
+        m = {c.estimator: r.cheap[label], "bits_per_latent": v.mean(label), "estimator": "dedicated",
+             "seeds": len(evs), "bits_per_latent_per_seed": [e.bits_per_latent for e in evs],
+             "bits_per_position": np.mean([e.per_position for e in evs], axis=0).tolist()}
+        if label != v.winner:
+            cmp = v.comparisons[label]  # best - this
+            m["vs_best"] = {"difference": -cmp.difference, "low": -cmp.high, "high": -cmp.low,
+                            "verdict": {"better": "worse", "worse": "better"}.get(cmp.verdict, cmp.verdict)}
+        save_schedule(s, schedules_dir / f"{label}.json", kernel=c.kernel, name=label, metrics=m,
+                      provenance={**provenance, "strategy": label})
+    files.write_table(folder, "evaluations.csv", [
+        {"schedule": label, "grid": files.grid_text(r.candidates[label]), "seed": e.seed, "estimator": e.estimator,
+         "bits_per_latent": e.bits_per_latent, "bpp_y": e.bpp, "seconds": e.seconds, "steps": e.steps,
+         "device": e.device, "cheap": r.cheap[label]}
+        for label, evs in v.evaluations.items() for e in evs])
+    codes = np.arange(0, 2 ** (n * n), 2)
+    sizes = context_window_masks(codes, n, c.kernel).sum(axis=(1, 2))
+    files.write_table(folder, "costs.csv", [
+        {"code": int(k), "context": " ".join(f"{a},{b}" for a, b in sorted(context_from_index(k, n))),
+         "decoded_neighbours": int(size), "bits_per_latent": float(table[k])} for k, size in zip(codes, sizes)])
+    rows = [{"kind": "front", "label": f"best {p.steps} steps", "steps": p.schedule.num_stages, "budget": p.steps,
+             "bits_per_latent": p.rate, "grid": files.grid_text(p.schedule)} for p in r.front]
+    rows += [{"kind": "named", "label": name, "steps": s.num_stages, "budget": s.num_stages,
+              "bits_per_latent": scorer_rate(table, s), "grid": files.grid_text(s)} for name, s in baselines(n).items()]
+    files.write_table(folder, "pareto.csv", rows)
+    files.write_table(folder, "trace.csv", [{"strategy": name, **asdict(t)} for name, res in r.results.items()
+                                            for t in res.trace])
+    atomic_write(folder / files.SUMMARY, summary(r, splits, command).encode())
