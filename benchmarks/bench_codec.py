@@ -90,8 +90,8 @@ def main() -> None:
             dec_y_s.append(float(np.median(y_seconds)))
             assert np.array_equal(out, codec.reconstruct(img))
             bpp.append(8 * len(encoded.data) / (img.shape[0] * img.shape[1]))
-            gaps.append(sum(encoded.y_bits_per_step) / encoded.estimate_y_bits - 1)
-        rows.append({"schedule": name, "steps": codec.decoding_steps(*LATENT), "test_bits_per_latent":
+            gaps.append(sum(encoded.y_bits_per_stage) / encoded.estimate_y_bits - 1)
+        rows.append({"schedule": name, "steps": codec.decoding_stages(*LATENT), "test_bits_per_latent":
                      ev.bits_per_latent, "bpp": float(np.mean(bpp)), "y_size_vs_estimate_pct": 100 * float(np.mean(gaps)),
                      "encode_s": float(np.mean(enc_s)), "decode_s": float(np.mean(dec_s)),
                      "decode_y_s": float(np.mean(dec_y_s))})
@@ -114,7 +114,7 @@ def main() -> None:
              "the whole test split. Decoding is exact for every image (checked). Seconds: mean over images of the "
              "median of 3; \"y decode\" is the context model + ANS part of decoding (the rest, z and the synthesis "
              "transform, is the same for every schedule).", "",
-             "| schedule | decoding steps | test bits/latent | bpp (file) | y size vs estimate | encode s | "
+             "| schedule | decoding stages | test bits/latent | bpp (file) | y size vs estimate | encode s | "
              "decode s | y decode s | decode / checkerboard | y decode / checkerboard |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['schedule']} | {r['steps']} | {r['test_bits_per_latent']:.4f} | {r['bpp']:.4f} | "

@@ -39,7 +39,7 @@ def _grid_text(grid: np.ndarray, indent: str = "  ") -> str:
 def _describe(schedule: Schedule) -> str:
     n = schedule.patch
     kind = "permutation order" if schedule.is_permutation else "grouped schedule"
-    return f"{n}x{n}, {schedule.num_stages} steps, {kind}"
+    return f"{n}x{n}, {schedule.num_stages} stages, {kind}"
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -55,7 +55,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         title, kernel = meta.name or args.file, args.kernel or meta.kernel
     sizes = schedule.context_sizes(kernel)
     print(f"{title} ({_describe(schedule)})")
-    print("decoding step of each patch position:")
+    print("decoding stage of each patch position:")
     print(_grid_text(schedule.array()))
     print(f"decoded neighbours in the {kernel}x{kernel} window, per position (total {sizes.sum()}):")
     print(_grid_text(sizes))
@@ -258,11 +258,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     seconds = time.time() - start
     atomic_write(args.out, encoded.data)
     pixels = image.shape[0] * image.shape[1]
-    y_bits = sum(encoded.y_bits_per_step)
+    y_bits = sum(encoded.y_bits_per_stage)
     print(f"wrote {args.out}: {len(encoded.data)} bytes, {8 * len(encoded.data) / pixels:.4f} bpp "
           f"(y {y_bits / pixels:.4f}, z {encoded.z_bits / pixels:.4f}, header {8 * encoded.header_bytes / pixels:.4f}); "
           f"y within {100 * (y_bits / encoded.estimate_y_bits - 1):+.2f}% of the model's estimate; "
-          f"{codec.schedule.num_stages} decoding steps; {seconds:.2f}s")
+          f"{codec.schedule.num_stages} decoding stages; {seconds:.2f}s")
     return 0
 
 
@@ -280,7 +280,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     seconds = time.time() - start
     write_png(image, args.out)
     print(f"wrote {args.out}: {image.shape[1]}x{image.shape[0]}, {8 * len(data) / (image.shape[0] * image.shape[1]):.4f} "
-          f"bpp, {codec.schedule.num_stages} decoding steps, {seconds:.2f}s")
+          f"bpp, {codec.schedule.num_stages} decoding stages, {seconds:.2f}s")
     return 0
 
 
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="dp's K best orders verified by dedicated training (default 2)")
     run.add_argument("--seeds", type=int, default=2, help="training seeds per verified schedule (default 2)")
     run.add_argument("--max-steps", type=int, metavar="N", help="training steps per dedicated evaluation "
-                     "(default: the harness's)")
+                     "(default: the training protocol's, 1200)")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results/)")
     run.add_argument("--storage", metavar="URL", help="Optuna storage (default sqlite in OUT/patchN/)")
@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument("--images", type=Path, metavar="DIR")
         p.add_argument("--kernel", type=int, metavar="K", help="context window (default: each file's)")
         p.add_argument("--seeds", type=int, default=2, help="training seeds per schedule (default 2)")
-        p.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the harness's)")
+        p.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the training protocol's, 1200)")
         p.add_argument("--store", default="results/store", metavar="FOLDER|URL",
                        help="evaluation store: a folder or a database URL (default results/store)")
         p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -421,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--trials", type=int, default=50, help="finished trials the study should reach (default 50)")
     w.add_argument("--seeds", type=int, default=1, help="training seeds per trial (default 1)")
     w.add_argument("--kernel", type=int, default=5, metavar="K")
-    w.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the harness's)")
+    w.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the training protocol's, 1200)")
     w.add_argument("--store", metavar="FOLDER|URL",
                    help="evaluation store: a folder or a database URL (default: the --storage database)")
     w.add_argument("--seed", type=int, default=0, help="sampler seed of this worker")

@@ -1,18 +1,18 @@
 """Decoding schedules of multistage spatial context models.
 
-A schedule assigns every position of an n x n patch the step at which it is
+A schedule assigns every position of an n x n patch the stage at which it is
 decoded; the patch tiles the latent grid periodically and all patches decode
-in parallel. ``stages[r][c]`` is the step of patch position (r, c), exactly the
+in parallel. ``stages[r][c]`` is the stage of patch position (r, c), exactly the
 ``pattern`` convention of the official code of Lin et al. (ICASSP 2023)::
 
-    lin2023 4x4               decoding step 0    step 1     ...   step 15
+    lin2023 4x4               decoding stage 0    stage 1     ...   stage 15
     [[ 0,  2,  5,  4],        X . . . X . . .    X . . .          X X X X
      [ 1,  7, 11,  8],        . . . . . . . .    X . . .          X X X X
      [ 6, 12, 13, 10],        . . . . . . . .    . . . .          X X X X
      [ 3, 14, 15,  9]]        . . . . . . . .    . . . .          X X X X
 
-A schedule may have fewer steps than positions (a *grouped* schedule): the
-checkerboard is the 2x2 grid ``[[0, 1], [1, 0]]``. Positions that share a step
+A schedule may have fewer stages than positions (a *grouped* schedule): the
+checkerboard is the 2x2 grid ``[[0, 1], [1, 0]]``. Positions that share a stage
 are decoded together and do not see each other.
 
 The quantity everything else is built on is the *relative context set* of a
@@ -34,7 +34,7 @@ from .errors import ScheduleError
 Position = tuple[int, int]
 Group = Literal["translations", "dihedral"]
 
-#: Largest patch side a schedule may have (a 16x16 permutation has 256 steps).
+#: Largest patch side a schedule may have (a 16x16 permutation has 256 stages).
 MAX_PATCH = 16
 #: Largest patch side a search covers: cost tables and the exact search hold 2^(n*n) context sets.
 MAX_SEARCH_PATCH = 4
@@ -53,12 +53,12 @@ NAMED_SCHEDULES: dict[str, str] = {
     "snake": "row by row, alternating direction (boustrophedon)",
     "column": "column by column, top to bottom",
     "diagonal": "anti-diagonal zigzag, as the JPEG zigzag scan",
-    "checkerboard": "2 steps: (r + c) even, then odd (He et al. 2021); even patch only",
+    "checkerboard": "2 stages: (r + c) even, then odd (He et al. 2021); even patch only",
     "quadtree": "DCVC-DC/TinyLIC 2x2 order (0,0),(1,1),(0,1),(1,0), applied recursively "
     "coarse-to-fine for patch 4, 8, 16",
     "lin2023": "the orders released with Lin et al. 2023 (patch 2 and 4)",
     "random": "a uniformly random order (seeded)",
-    "single": "everything in one step: no spatial context (hyperprior only)",
+    "single": "everything in one stage: no spatial context (hyperprior only)",
 }
 
 
@@ -126,7 +126,7 @@ def _validate_grid(stages: Any) -> tuple[tuple[int, ...], ...]:
     missing = sorted(set(range(num)) - used)
     if missing:
         shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
-        raise ScheduleError(f"stages must use every step 0..{num - 1}, but step {shown} is missing")
+        raise ScheduleError(f"stages must use every stage 0..{num - 1}, but stage {shown} is missing")
     return tuple(tuple(int(v) for v in row) for row in stages)
 
 
@@ -134,8 +134,8 @@ def _validate_grid(stages: Any) -> tuple[tuple[int, ...], ...]:
 class Schedule:
     """An immutable decoding schedule of an n x n patch.
 
-    ``stages[r][c]`` is the step (0-based) at which patch position (r, c) is
-    decoded. Steps must be exactly 0..S-1 (every step used); S = n*n makes a
+    ``stages[r][c]`` is the stage (0-based) at which patch position (r, c) is
+    decoded. Stages must be exactly 0..S-1 (every stage used); S = n*n makes a
     permutation order, fewer makes a grouped schedule.
     """
 
@@ -147,12 +147,12 @@ class Schedule:
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_grid(cls, stages: Any) -> Schedule:
-        """Build from a grid (nested lists, numpy array or torch tensor) of steps."""
+        """Build from a grid (nested lists, numpy array or torch tensor) of stages."""
         return cls(stages)
 
     @classmethod
     def from_order(cls, order: Iterable[Position | Iterable[Position]]) -> Schedule:
-        """Build from the decoding order: one entry per step.
+        """Build from the decoding order: one entry per stage.
 
         Each entry is a position ``(r, c)`` or, for a grouped schedule, a
         collection of positions decoded together. The patch size is inferred
@@ -171,20 +171,20 @@ class Schedule:
                         raise ScheduleError(f"order entry {p!r} is not a position (r, c)")
                     group.append((int(p[0]), int(p[1])))
                 if not group:
-                    raise ScheduleError(f"order step {len(groups)} is empty")
+                    raise ScheduleError(f"order stage {len(groups)} is empty")
                 groups.append(group)
         count = sum(len(g) for g in groups)
         n = math.isqrt(count)
         if count == 0 or n * n != count:
             raise ScheduleError(f"order has {count} positions; an n x n patch needs a square number of them")
         grid = [[-1] * n for _ in range(n)]
-        for step, group in enumerate(groups):
+        for stage, group in enumerate(groups):
             for r, c in group:
                 if not (0 <= r < n and 0 <= c < n):
                     raise ScheduleError(f"position ({r}, {c}) is outside the {n}x{n} patch")
                 if grid[r][c] >= 0:
                     raise ScheduleError(f"position ({r}, {c}) appears twice in the order")
-                grid[r][c] = step
+                grid[r][c] = stage
         return cls(grid)
 
     @classmethod
@@ -235,12 +235,12 @@ class Schedule:
 
     @property
     def num_stages(self) -> int:
-        """Number S of sequential decoding steps."""
+        """Number S of sequential decoding stages."""
         return max(max(row) for row in self.stages) + 1
 
     @property
     def is_permutation(self) -> bool:
-        """True when every position has its own step (S = n*n)."""
+        """True when every position has its own stage (S = n*n)."""
         return self.num_stages == self.patch**2
 
     def array(self) -> np.ndarray:
@@ -248,7 +248,7 @@ class Schedule:
         return np.array(self.stages, dtype=np.int64)
 
     def stage(self, p: Position) -> int:
-        """Step at which position ``p`` (taken modulo n) is decoded."""
+        """Stage at which position ``p`` (taken modulo n) is decoded."""
         n = self.patch
         return self.stages[p[0] % n][p[1] % n]
 
@@ -258,7 +258,7 @@ class Schedule:
         return sorted(((r, c) for r in range(n) for c in range(n)), key=lambda p: (self.stage(p), p))
 
     def groups(self) -> list[list[Position]]:
-        """For each step, the positions decoded at it (raster order)."""
+        """For each stage, the positions decoded at it (raster order)."""
         out: list[list[Position]] = [[] for _ in range(self.num_stages)]
         for p in self.order():
             out[self.stage(p)].append(p)
@@ -314,7 +314,7 @@ class Schedule:
         return self.masks(kernel).sum(axis=(2, 3))
 
     def stage_map(self, height: int, width: int) -> np.ndarray:
-        """(height, width) int array: the step of every latent position (tiled from (0, 0))."""
+        """(height, width) int array: the stage of every latent position (tiled from (0, 0))."""
         for label, v in (("height", height), ("width", width)):
             if not _is_int(v) or v < 0:
                 raise ScheduleError(f"{label} must be a non-negative integer, got {v!r}")
@@ -415,8 +415,8 @@ def context_window_masks(codes: Iterable[int] | np.ndarray, patch: int, kernel: 
 def _quadtree(n: int) -> np.ndarray:
     """Coarse-to-fine recursive 2x2 order for a power-of-two patch.
 
-    The residue class (r mod 2, c mod 2) picks the outer step group in the 2x2
-    quadtree order, and the coarse coordinate (r // 2, c // 2) the step inside
+    The residue class (r mod 2, c mod 2) picks the outer stage group in the 2x2
+    quadtree order, and the coarse coordinate (r // 2, c // 2) the stage inside
     it, recursively: for n = 4 the stride-4 lattice point (0, 0) comes first,
     then (2, 2), (0, 2), (2, 0), then the (1, 1) offsets, and so on.
     """

@@ -18,7 +18,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_show_named_lin2023(capsys):
     assert main(["show", "--named", "lin2023", "--patch", "4"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "lin2023 (4x4, 16 steps, permutation order)"
+    assert out[0] == "lin2023 (4x4, 16 stages, permutation order)"
     assert out[2:6] == ["   0  2  5  4", "   1  7 11  8", "   6 12 13 10", "   3 14 15  9"]
     assert out[6] == "decoded neighbours in the 5x5 window, per position (total 192):"
     assert out[7] == "   0  2  8  5"  # (0,0) sees nothing, (0,2) sees 8 window offsets
@@ -30,7 +30,7 @@ def test_show_file_uses_its_kernel_and_name(tmp_path, capsys):
     path = save_schedule(Schedule.named("checkerboard", 2), tmp_path / "cb.json", kernel=3, name="cb")
     assert main(["show", str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "cb (2x2, 2 steps, grouped schedule)"
+    assert out[0] == "cb (2x2, 2 stages, grouped schedule)"
     assert out[4] == "decoded neighbours in the 3x3 window, per position (total 8):"
     assert out[5:7] == ["  0 4", "  4 0"]
 
@@ -39,7 +39,7 @@ def test_show_bare_pattern_file(tmp_path, capsys):
     path = tmp_path / "p.json"
     path.write_text("[[0, 1], [2, 3]]")
     assert main(["show", str(path), "--kernel", "3"]) == 0
-    assert capsys.readouterr().out.startswith(f"{path} (2x2, 4 steps, permutation order)")
+    assert capsys.readouterr().out.startswith(f"{path} (2x2, 4 stages, permutation order)")
 
 
 @pytest.mark.parametrize(
@@ -65,12 +65,12 @@ def test_validate_reports_each_file(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "ordersearch.schedule", "version": 1, "stages": [[0, 1], [3, 3]]}))
     assert main(["validate", str(good)]) == 0
-    assert capsys.readouterr().out == f"OK {good}: 4x4, 16 steps, permutation order, kernel 5\n"
+    assert capsys.readouterr().out == f"OK {good}: 4x4, 16 stages, permutation order, kernel 5\n"
     assert main(["validate", str(good), str(bad), str(tmp_path / "none.json")]) == 1
     captured = capsys.readouterr()
-    assert captured.out.splitlines() == [f"OK {good}: 4x4, 16 steps, permutation order, kernel 5"]
+    assert captured.out.splitlines() == [f"OK {good}: 4x4, 16 stages, permutation order, kernel 5"]
     assert captured.err.splitlines() == [
-        f"INVALID {bad}: stages must use every step 0..3, but step 2 is missing",
+        f"INVALID {bad}: stages must use every stage 0..3, but stage 2 is missing",
         f"INVALID {tmp_path / 'none.json'}: no such file",
     ]
 

@@ -51,8 +51,8 @@ def test_round_trip_is_exact(codecs, name):
     y_enc, _ = codec.base.analyze(pad(x))
     assert torch.equal(y, y_enc)  # decoded latents are the encoder's quantized latents
     assert np.array_equal(decoded, codec.reconstruct(img))  # and the image is the codec's own reconstruction
-    assert len(encoded.y_bits_per_step) == SCHEDULES[name].num_stages
-    assert len(encoded.data) * 8 == encoded.header_bytes * 8 + encoded.z_bits + sum(encoded.y_bits_per_step)
+    assert len(encoded.y_bits_per_stage) == SCHEDULES[name].num_stages
+    assert len(encoded.data) * 8 == encoded.header_bytes * 8 + encoded.z_bits + sum(encoded.y_bits_per_stage)
 
 
 def test_foreign_and_damaged_streams_are_refused(codecs):
@@ -121,7 +121,7 @@ def test_encode_decode_cli(tmp_path, capsys):
     assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.osc"), *common]) == 0
     assert "bpp" in capsys.readouterr().out
     assert main(["decode", str(tmp_path / "x.osc"), str(tmp_path / "out.png"), *common]) == 0
-    assert "2 decoding steps" in capsys.readouterr().out
+    assert "2 decoding stages" in capsys.readouterr().out
     out = np.asarray(Image.open(tmp_path / "out.png"))
     codec = Codec.from_state(schedule, torch.load(weights, weights_only=True))
     assert np.array_equal(out, codec.reconstruct(image(96, 160)))
@@ -149,7 +149,7 @@ def test_file_size_matches_the_evaluation_estimate_with_a_trained_model():
         img = (BaseCodec.load().synthesize(y)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     codec = Codec(schedule, e.model)
     encoded = codec.encode(img)
-    assert abs(sum(encoded.y_bits_per_step) / encoded.estimate_y_bits - 1) < 0.01
+    assert abs(sum(encoded.y_bits_per_stage) / encoded.estimate_y_bits - 1) < 0.01
     assert np.array_equal(codec.decompress(encoded.data), codec.reconstruct(img))
 
 
@@ -173,7 +173,7 @@ def test_serial_codec_round_trip_one_latent_per_step(codecs):
     encoded = codec.encode(img)
     decoded, y = codec._decode(encoded.data)
     assert np.array_equal(decoded, codec.reconstruct(img))
-    assert codec.decoding_steps(*y.shape[2:]) == y.shape[2] * y.shape[3] == 4 * 8
+    assert codec.decoding_stages(*y.shape[2:]) == y.shape[2] * y.shape[3] == 4 * 8
     # the window computation is the parallel model's: same likelihood of every latent
     prior = codec._prior(codec.base.analyze(torch.from_numpy(img).permute(2, 0, 1)[None].double().div(255))[1])
     from ordersearch.models.entropy import gaussian_likelihood

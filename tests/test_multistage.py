@@ -79,8 +79,8 @@ def test_changing_a_later_latent_never_changes_earlier_parameters(schedule, seed
     changed[:, :, i, j] += 7
     with torch.no_grad():
         for step in range(int(stage_map[i, j]) + 1):  # every step up to and including the changed latent's
-            before = model.parameters_at_step(y, prior, step)
-            after = model.parameters_at_step(changed, prior, step)
+            before = model.parameters_at_stage(y, prior, step)
+            after = model.parameters_at_stage(changed, prior, step)
             assert torch.equal(before, after), (step, i, j)
         # and the parallel pass agrees: likelihoods of latents decoded no later than (i, j) only move at (i, j)
         la, lb = model(y, prior), model(changed, prior)
@@ -100,7 +100,7 @@ def test_context_really_used_when_decoded():
     changed = y.clone()
     changed[0, 0, 0, 0] = 3  # stage 0; (0, 1) at stage 1 sees it
     with torch.no_grad():
-        a, b = model.parameters_at_step(y, None, 1), model.parameters_at_step(changed, None, 1)
+        a, b = model.parameters_at_stage(y, None, 1), model.parameters_at_stage(changed, None, 1)
     assert not torch.equal(a[..., 0, 1], b[..., 0, 1])
 
 

@@ -100,8 +100,8 @@ def test_from_order_with_groups_builds_grouped_schedule():
         ([[0, 1], [2, "3"]], "stages[1][1] is not an integer: '3'"),
         ([[0, True], [2, 3]], "stages[0][1] is not an integer: True"),
         ([[0, 1], [-1, 2]], "stages[1][0] is negative: -1"),
-        ([[0, 1], [3, 4]], "stages must use every step 0..4, but step 2 is missing"),
-        ([[1, 1], [1, 1]], "stages must use every step 0..1, but step 0 is missing"),
+        ([[0, 1], [3, 4]], "stages must use every stage 0..4, but stage 2 is missing"),
+        ([[1, 1], [1, 1]], "stages must use every stage 0..1, but stage 0 is missing"),
         ([[0] * 17] * 17, "stages is 17x17; the largest supported patch is 16x16"),
     ],
 )
@@ -118,7 +118,7 @@ def test_from_grid_errors(grid, message):
         ([], "order has 0 positions; an n x n patch needs a square number of them"),
         ([(0, 0), (0, 1), (1, 0), (2, 0)], "position (2, 0) is outside the 2x2 patch"),
         ([(0, 0), (0, 1), (1, 0), (0, 1)], "position (0, 1) appears twice in the order"),
-        ([(0, 0), [], (0, 1), (1, 0), (1, 1)], "order step 1 is empty"),
+        ([(0, 0), [], (0, 1), (1, 0), (1, 1)], "order stage 1 is empty"),
         ([[(0, 0, 1)]], "order entry (0, 0, 1) is not a position (r, c)"),
     ],
 )

@@ -83,7 +83,7 @@ def test_minimal_object_defaults():
         (json.dumps(v1(stages=[[0, 1], [2, 3.5]])), "stages[1][1] is not an integer: 3.5"),
         (json.dumps(v1(stages=[[0, 1], [2, None]])), "stages[1][1] is not an integer: None"),
         (json.dumps(v1(stages=[[0, -1], [1, 2]])), "stages[0][1] is negative: -1"),
-        (json.dumps(v1(stages=[[0, 1], [3, 3]])), "stages must use every step 0..3, but step 2 is missing"),
+        (json.dumps(v1(stages=[[0, 1], [3, 3]])), "stages must use every stage 0..3, but stage 2 is missing"),
         (json.dumps(v1(patch=4)), "patch is 4 but stages is 2x2"),
         (json.dumps(v1(kernel=4)), "kernel must be a positive odd integer, got 4"),
         (json.dumps(v1(kernel=-1)), "kernel must be a positive odd integer, got -1"),

@@ -166,13 +166,13 @@ def test_bad_inputs_get_clear_errors():
 def test_pareto_front_is_monotone_and_ends_at_dp_and_single(n):
     scorer = oracle("mixed", n)
     front = pareto_front(scorer)
-    assert [p.steps for p in front] == list(range(1, n * n + 1))
+    assert [p.stages for p in front] == list(range(1, n * n + 1))
     rates = [p.rate for p in front]
     assert all(b <= a + 1e-12 for a, b in zip(rates, rates[1:]))
     assert front[-1].rate == pytest.approx(DP().search(scorer).rate, abs=1e-12)
     assert front[0].rate == pytest.approx(Session(scorer).rate(Schedule.named("single", n)), abs=1e-12)
     for p in front:
-        assert p.schedule.num_stages <= p.steps
+        assert p.schedule.num_stages <= p.stages
         assert Session(scorer).rate(p.schedule) == pytest.approx(p.rate, abs=1e-12)
 
 
@@ -182,7 +182,7 @@ def test_pareto_two_steps_is_the_best_two_stage_partition_on_2x2():
         cells = [(r, c) for r in range(2) for c in range(2)]
         best = min(Session(scorer).rate(Schedule.from_order([list(first), [p for p in cells if p not in first]]))
                    for k in range(1, 4) for first in itertools.combinations(cells, k))
-        assert pareto_front(scorer)[1].exact_steps_rate == pytest.approx(best, abs=1e-12)
+        assert pareto_front(scorer)[1].exact_stages_rate == pytest.approx(best, abs=1e-12)
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 """Real compression with a schedule: bitstreams made and read by the bundled base codec + a context model.
 
 ==================  ========================================================
-``MultistageCodec``  one ANS stream per decoding step of the schedule
-``SerialCodec``      the serial raster baseline: H x W steps, one stream
+``MultistageCodec``  one ANS stream per decoding stage of the schedule
+``SerialCodec``      the serial raster baseline: H x W stages, one stream
 ``bitstream``        the format: header, stream table, CRC, parameter grid
 ==================  ========================================================
 

@@ -2,12 +2,12 @@
 
 All integers big-endian::
 
-    magic "OSMC" | version u8 | patch u8 | kernel u8 | step grid (patch^2 x u8; patch 0: serial)
+    magic "OSMC" | version u8 | patch u8 | kernel u8 | stage grid (patch^2 x u8; patch 0: serial)
     image H, W (u32) | y C, h, w (u16) | z C, h, w (u16) | y range u16 | z range u16
     model identity (8 bytes: hash of the context model and base codec weights)
     streams count u16 | stream lengths (u32 each) | CRC-32 of everything else u32 | streams
 
-Stream 0 codes z, then one stream per decoding step (one for the serial
+Stream 0 codes z, then one stream per decoding stage (one for the serial
 codec). Gaussian parameters are rounded to a fixed grid (means to 1/256,
 scales to 256 log-spaced values) before coding, so that tiny float
 differences between machines cannot desynchronize a decoder.
@@ -50,7 +50,7 @@ class Header:
 
     patch: int  # 0: the serial codec
     kernel: int
-    grid: np.ndarray  # (patch, patch) decoding steps
+    grid: np.ndarray  # (patch, patch) decoding stages
     image: tuple[int, int]  # H, W
     y_shape: tuple[int, int, int]
     z_shape: tuple[int, int, int]

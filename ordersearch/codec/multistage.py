@@ -1,15 +1,15 @@
 """Real compression with a schedule: the base codec's transforms + a multistage context model + ANS coding.
 
-Encoding an image (decoding mirrors it, step by step)::
+Encoding an image (decoding mirrors it, stage by stage)::
 
     image -> g_a -> y_int ------------------------------------------+
                \\-> h_a -> z_int --(factorized prior, ANS)--> stream 0 |
                            z_int -> h_s -> prior scale               |
-    for step s = 0 .. S-1 (every patch at once):                     v
-        (mean, scale) of the step-s latents from the latents of steps < s and the prior
+    for stage s = 0 .. S-1 (every patch at once):                     v
+        (mean, scale) of the stage-s latents from the latents of stages < s and the prior
         -> quantized to a fixed grid -> ANS with a quantized Gaussian -> stream s + 1
 
-The parameters of step s come from ``MultistageContextModel.gaussian_at_step``,
+The parameters of stage s come from ``MultistageContextModel.gaussian_at_stage``,
 the decoder-side computation, in the encoder too (never the parallel
 training pass, whose last float bits may differ); means are rounded to
 1/256 and scales to a fixed log-spaced table so that tiny float differences
@@ -41,7 +41,7 @@ class Encoded:
     data: bytes
     header_bytes: int
     z_bits: int
-    y_bits_per_step: list[int]
+    y_bits_per_stage: list[int]
     estimate_y_bits: float  # -log2 likelihood of y under the context model (the evaluation's number)
 
 
@@ -133,15 +133,15 @@ class MultistageCodec:
                        [8 * len(b) for b in streams[1:]], estimate)
 
     def _encode_y(self, y: torch.Tensor, prior: torch.Tensor, y_rng: int) -> list[bytes]:
-        """One ANS stream per decoding step: every latent of the step, parameters from earlier steps only."""
+        """One ANS stream per decoding stage: every latent of the stage, parameters from earlier stages only."""
         import constriction
 
         stage_map = self.schedule.stage_map(*y.shape[2:])
         gauss = constriction.stream.model.QuantizedGaussian(-y_rng, y_rng)
         streams = []
-        for step in range(self.schedule.num_stages):
-            mean, scale = self.model.gaussian_at_step(y, prior, step)
-            on = stage_map == step
+        for stage in range(self.schedule.num_stages):
+            mean, scale = self.model.gaussian_at_stage(y, prior, stage)
+            on = stage_map == stage
             m, s = quantize(mean[0][:, on].numpy().ravel(), scale[0][:, on].numpy().ravel())
             coder = constriction.stream.stack.AnsCoder()
             coder.encode_reverse(y[0][:, on].numpy().ravel().astype(np.int32), gauss, m, s)
@@ -156,27 +156,27 @@ class MultistageCodec:
         y = torch.zeros(1, yc, yh, yw, dtype=torch.float64)
         stage_map = self.schedule.stage_map(yh, yw)
         gauss = constriction.stream.model.QuantizedGaussian(-y_rng, y_rng)
-        for step in range(self.schedule.num_stages):
-            mean, scale = self.model.gaussian_at_step(y, prior, step)
-            on = stage_map == step
+        for stage in range(self.schedule.num_stages):
+            mean, scale = self.model.gaussian_at_stage(y, prior, stage)
+            on = stage_map == stage
             m, s = quantize(mean[0][:, on].numpy().ravel(), scale[0][:, on].numpy().ravel())
-            coder = constriction.stream.stack.AnsCoder(streams[step])
+            coder = constriction.stream.stack.AnsCoder(streams[stage])
             values = coder.decode(gauss, m, s).astype(np.float64)
             y[0][:, torch.from_numpy(on)] = torch.from_numpy(values.reshape(yc, -1))
         return y
 
     @property
     def y_streams(self) -> int:
-        """Streams of y in a bitstream (one per decoding step)."""
+        """Streams of y in a bitstream (one per decoding stage)."""
         return self.schedule.num_stages
 
-    def decoding_steps(self, yh: int, yw: int) -> int:
-        """Sequential steps to decode a yh x yw latent."""
+    def decoding_stages(self, yh: int, yw: int) -> int:
+        """Sequential stages to decode a yh x yw latent."""
         return self.schedule.num_stages
 
     @property
     def _layout(self) -> tuple[int, np.ndarray]:
-        """What the header says about the decoding order: patch size and step grid."""
+        """What the header says about the decoding order: patch size and stage grid."""
         return self.schedule.patch, self.schedule.array()
 
     def _describe(self, n: int, grid: np.ndarray) -> str:

@@ -2,7 +2,7 @@
 
 Same base codec, bitstream and z coding as :class:`~ordersearch.codec.multistage.MultistageCodec`;
 y is one ANS stream decoded one latent position (all channels) per step in
-raster order, H x W steps::
+raster order, H x W stages::
 
     for (i, j) in raster order:
         window = decoded latents around (i, j)      (K x K, causal taps only)
@@ -40,7 +40,7 @@ class SerialCodec(MultistageCodec):
     def y_streams(self) -> int:
         return 1
 
-    def decoding_steps(self, yh: int, yw: int) -> int:
+    def decoding_stages(self, yh: int, yw: int) -> int:
         return yh * yw
 
     @property

@@ -3,7 +3,7 @@
 =====================  ====================================================
 ``TrainConfig``        the training protocol of a dedicated evaluation
 ``Evaluator``          data + protocol + device + store: ``evaluate(schedule, seed)``
-``Evaluation``         one measurement (per image, per position, per step)
+``Evaluation``         one measurement (per image, per position, per stage)
 ``EvaluationStore``    finished evaluations and weights, in a folder or a database
 ``compare``            paired comparison of two schedules with an interval
 ``agreement``          rank agreement of a cheap estimator with dedicated rates

@@ -1,4 +1,4 @@
-"""Measuring a trained context model: bits of every latent, per image, per patch position, per step."""
+"""Measuring a trained context model: bits of every latent, per image, per patch position, per stage."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class OnDevice:
 
 
 def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -> dict:
-    """Test-split bits: total, per image, per patch position, per step, bpp (whole images only)."""
+    """Test-split bits: total, per image, per patch position, per stage, bpp (whole images only)."""
     test = OnDevice(splits.test, next(model.parameters()).device)
     n = schedule.patch
     if border % n:

@@ -6,21 +6,21 @@ features; one shared 1x1 entropy-parameters network maps [prior features,
 context features] to the Gaussian (or Gaussian-mixture) parameters of each
 latent. Decoding a 2x2 raster schedule ``[[0, 1], [2, 3]]``::
 
-    step 0        step 1        step 2        step 3
+    stage 0        stage 1        stage 2        stage 3
     0 . 0 .       x 1 x 1       x x x x       x x x x
     . . . .       . . . .       2 . 2 .       x 3 x 3
     0 . 0 .       x 1 x 1       x x x x       x x x x
     . . . .       . . . .       2 . 2 .       x 3 x 3
 
-(digits: decoded at this step from the x's; all patches at once).
+(digits: decoded at this stage from the x's; all patches at once).
 
 Two ways to compute the same likelihoods:
 
-- ``forward`` (training): all steps in one parallel pass. Position p's
+- ``forward`` (training): all stages in one parallel pass. Position p's
   convolution is evaluated only on its own sub-lattice (a stride-n
   convolution from offset p), so the whole pass costs one full convolution.
-  Its mask hides every latent not yet decoded at p's step.
-- ``stagewise`` (decoding): step by step, each step reading a copy of y in
+  Its mask hides every latent not yet decoded at p's stage.
+- ``stagewise`` (decoding): stage by stage, each stage reading a copy of y in
   which every latent not yet decoded is zeroed, exactly what a decoder has.
 """
 
@@ -56,7 +56,7 @@ class ModelConfig:
     #: which neighbours predict each other linearly (see ``linear_gaussian``). The entropy network
     #: learns that product poorly: on the built-in latents (600 training steps) the best 2x2 orders
     #: saved 0.4% over no context without it; with it, the full 2x2 context set saves 6.5%
-    #: (1.0248 -> 0.9584 bits/latent, per-set models). None: the harness decides from the data
+    #: (1.0248 -> 0.9584 bits/latent, per-set models). None: the evaluator decides from the data
     #: (``prior_is_scale``); a model built directly reads None as False.
     prior_scale: bool | None = None
 
@@ -124,7 +124,7 @@ class MultistageContextModel(nn.Module):
         r, c = at or self._positions[index]
         n = self.schedule.patch
         h, wd = -(-(shape[0] - r) // n), -(-(shape[1] - c) // n)
-        if not bool(self.masks[index].any()):  # nothing decoded around it (step 0, the prior-only warm start)
+        if not bool(self.masks[index].any()):  # nothing decoded around it (stage 0, the prior-only warm start)
             return self.bias[index].view(1, -1, 1, 1).expand(y_pad.shape[0], -1, h, wd)
         w = self.weight[index] * self.masks[index]
         out = F.conv2d(y_pad[:, :, r:, c:], w, self.bias[index], stride=n)
@@ -167,7 +167,7 @@ class MultistageContextModel(nn.Module):
 
     # ---------------------------------------------------------------- the two paths
     def forward(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0) -> torch.Tensor:
-        """Likelihood of every element of integer-valued ``y`` (N, C, H, W): all steps in parallel.
+        """Likelihood of every element of integer-valued ``y`` (N, C, H, W): all stages in parallel.
 
         ``border`` (at least kernel // 2): the outer ``border`` rows and columns
         only serve as neighbours; the likelihoods of the inner part alone come
@@ -196,14 +196,14 @@ class MultistageContextModel(nn.Module):
         return self._likelihood(y, prior, ctx)
 
     def stagewise(self, y: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
-        """The same likelihoods computed step by step from only the latents decoded so far."""
+        """The same likelihoods computed stage by stage from only the latents decoded so far."""
         self._check(y, prior)
         h = self.config.kernel // 2
         n = self.schedule.patch
         stage_map = torch.from_numpy(self.schedule.stage_map(*y.shape[2:])).to(y.device)
         out = torch.empty_like(y)
-        for step, group in enumerate(self.schedule.groups()):
-            decoded = self._scaled(y, prior) * (stage_map < step)
+        for stage, group in enumerate(self.schedule.groups()):
+            decoded = self._scaled(y, prior) * (stage_map < stage)
             y_pad = F.pad(decoded, (h, h, h, h))
             for r, c in group:
                 index = r * n + c
@@ -212,35 +212,35 @@ class MultistageContextModel(nn.Module):
                 out[:, :, r::n, c::n] = self._likelihood(y[:, :, r::n, c::n], sub_prior, ctx)
         return out
 
-    def parameters_at_step(self, y: torch.Tensor, prior: torch.Tensor | None, step: int) -> torch.Tensor:
+    def parameters_at_stage(self, y: torch.Tensor, prior: torch.Tensor | None, stage: int) -> torch.Tensor:
         """Raw entropy parameters of the latents decoded at ``step``, from what a decoder has then.
 
-        Returns (N, out, H, W) with zeros at positions of other steps.
+        Returns (N, out, H, W) with zeros at positions of other stages.
         """
         self._check(y, prior)
         h = self.config.kernel // 2
         n = self.schedule.patch
         stage_map = torch.from_numpy(self.schedule.stage_map(*y.shape[2:])).to(y.device)
-        y_pad = F.pad(self._scaled(y, prior) * (stage_map < step), (h, h, h, h))
+        y_pad = F.pad(self._scaled(y, prior) * (stage_map < stage), (h, h, h, h))
         out_ch = self.entropy_parameters[-1].out_channels
         out = y.new_zeros(y.shape[0], out_ch, *y.shape[2:])
-        for r, c in self.schedule.groups()[step]:
+        for r, c in self.schedule.groups()[stage]:
             ctx = self._context_at(y_pad, r * n + c, y.shape[2:])
             out[:, :, r::n, c::n] = self._entropy_params(None if prior is None else prior[:, :, r::n, c::n], ctx)
         return out
 
-    def gaussian_at_step(self, y: torch.Tensor, prior: torch.Tensor | None, step: int
+    def gaussian_at_stage(self, y: torch.Tensor, prior: torch.Tensor | None, stage: int
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, scale) of the latents decoded at ``step`` from what a decoder has then (Gaussian models).
 
-        Both are (N, C, H, W), zero at positions of other steps; the scale is
+        Both are (N, C, H, W), zero at positions of other stages; the scale is
         already bounded below by the entropy model's ``SCALE_BOUND``.
         """
         if self.config.mixture != 1:
             raise OrdersearchError("only single-Gaussian context models (mixture=1) can be entropy coded")
-        params = self.parameters_at_step(y, prior, step)
+        params = self.parameters_at_stage(y, prior, stage)
         mean, raw = params.chunk(2, dim=1)
-        on = torch.from_numpy(self.schedule.stage_map(*y.shape[2:]) == step).to(y.device)
+        on = torch.from_numpy(self.schedule.stage_map(*y.shape[2:]) == stage).to(y.device)
         if self.config.prior_scale and prior is not None:
             mean = mean * prior.clamp_min(SCALE_BOUND)
         return mean * on, F.softplus(raw).clamp_min(SCALE_BOUND) * on

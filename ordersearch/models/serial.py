@@ -11,7 +11,7 @@ latent sees the window positions before it in raster order (a type-A mask)::
 
 Training and measuring use the parallel pass of ``MultistageContextModel``
 (a 1x1 "schedule" whose one convolution carries the causal mask), so its
-rates compare directly with any schedule's. Decoding is H x W steps:
+rates compare directly with any schedule's. Decoding is H x W stages:
 ``gaussian_at`` computes one latent's parameters from only its window, as
 a decoder must (CompressAI's ``_decompress_ar`` does the same with a
 cropped convolution).

@@ -43,7 +43,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "evaluations.csv": ("schedule", "grid", "seed", "estimator", "bits_per_latent", "bpp_y", "seconds", "steps",
                         "device", "cheap"),
     "costs.csv": ("code", "context", "decoded_neighbours", "bits_per_latent"),
-    "pareto.csv": ("kind", "label", "steps", "budget", "bits_per_latent", "grid"),
+    "pareto.csv": ("kind", "label", "stages", "budget", "bits_per_latent", "grid"),
     "trace.csv": ("strategy", "index", "kind", "subject", "rate", "seconds", "best"),
 }
 

@@ -85,9 +85,9 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
     labelled = [(name, r.schedule) for name, r in results.items()]
     if "dp" in results:
         labelled += [(f"dp#{i + 2}", s) for i, (s, _) in enumerate(results["dp"].ranked[1:config.verify_top])]
-    # the best 2- and 4-step grouped schedules: is checkerboard the best 2-step schedule, what do 4 steps buy?
-    labelled += [(f"best-{p.steps}-step", p.schedule) for p in front
-                 if p.steps in (2, 4) and p.steps < n * n and p.schedule.num_stages == p.steps]
+    # the best 2- and 4-stage grouped schedules: is checkerboard the best 2-stage one, what do 4 stages buy?
+    labelled += [(f"best-{p.stages}-stage", p.schedule) for p in front
+                 if p.stages in (2, 4) and p.stages < n * n and p.schedule.num_stages == p.stages]
     labelled += list(baselines(n).items())
     candidates = _unique(labelled)
     cheap = {label: scorer_rate(table, s) for label, s in candidates.items()}
@@ -149,9 +149,9 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
     files.write_table(folder, "costs.csv", [
         {"code": int(k), "context": " ".join(f"{a},{b}" for a, b in sorted(context_from_index(k, n))),
          "decoded_neighbours": int(size), "bits_per_latent": float(table[k])} for k, size in zip(codes, sizes)])
-    rows = [{"kind": "front", "label": f"best {p.steps} steps", "steps": p.schedule.num_stages, "budget": p.steps,
+    rows = [{"kind": "front", "label": f"best {p.stages} stages", "stages": p.schedule.num_stages, "budget": p.stages,
              "bits_per_latent": p.rate, "grid": files.grid_text(p.schedule)} for p in r.front]
-    rows += [{"kind": "named", "label": name, "steps": s.num_stages, "budget": s.num_stages,
+    rows += [{"kind": "named", "label": name, "stages": s.num_stages, "budget": s.num_stages,
               "bits_per_latent": scorer_rate(table, s), "grid": files.grid_text(s)} for name, s in baselines(n).items()]
     files.write_table(folder, "pareto.csv", rows)
     files.write_table(folder, "trace.csv", [{"strategy": name, **asdict(t)} for name, res in r.results.items()

@@ -1,11 +1,11 @@
 """Figures of a run folder (``run.folder``): what ``ordersearch plot`` draws.
 
-- ``orders``: the decoding step of every patch position, one panel per schedule;
+- ``orders``: the decoding stage of every patch position, one panel per schedule;
 - ``bits_per_position``: dedicated bits of every patch position, same layout;
 - ``verified``: dedicated rate of each verified schedule (seed spread) and its
   difference from the best with the paired 95% interval;
 - ``traces``: best rate found so far vs scorer calls, per strategy;
-- ``pareto``: best rate vs decoding steps, named schedules marked;
+- ``pareto``: best rate vs decoding stages, named schedules marked;
 - ``rate_vs_context``: f(C) of every context set vs decoded neighbours.
 """
 
@@ -81,7 +81,7 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
         raise OrdersearchError(f"{folder}: no verified schedules in schedules/")
     written = []
     grids = [np.asarray(d["stages"]) for d in items]
-    fig = _grid_panels(items, grids, "Decoding step of each patch position", "step", lambda x: f"{int(x)}", "viridis")
+    fig = _grid_panels(items, grids, "Decoding stage of each patch position", "step", lambda x: f"{int(x)}", "viridis")
     written.append(_save(fig, folder, "orders", fmt))
 
     bits = [np.asarray(d["metrics"]["bits_per_position"]) for d in items]
@@ -130,19 +130,19 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     pareto = files.read_table(folder, "pareto.csv")
     front, named = pareto[pareto.kind == "front"], pareto[pareto.kind == "named"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.step(front.budget, front.bits_per_latent, where="post", color="tab:blue", label="best with at most T steps")
+    ax.step(front.budget, front.bits_per_latent, where="post", color="tab:blue", label="best with at most T stages")
     ax.plot(front.budget, front.bits_per_latent, "o", color="tab:blue", markersize=4)
-    ax.plot(named.steps, named.bits_per_latent, "s", color="tab:orange", label="named schedules")
+    ax.plot(named.stages, named.bits_per_latent, "s", color="tab:orange", label="named schedules")
     last = pareto.budget.max()
-    for _, group in named.groupby("steps"):  # stagger labels of schedules with the same number of steps
+    for _, group in named.groupby("stages"):  # stagger labels of schedules with the same number of stages
         for i, (_, row) in enumerate(group.sort_values("bits_per_latent").iterrows()):
-            right = row.steps == last
-            ax.annotate(f"{row.label} ({row.bits_per_latent:.4f})", (row.steps, row.bits_per_latent),
+            right = row.stages == last
+            ax.annotate(f"{row.label} ({row.bits_per_latent:.4f})", (row.stages, row.bits_per_latent),
                         textcoords="offset points", xytext=(-6 if right else 6, 6 + 11 * i), fontsize=8,
                         ha="right" if right else "left")
-    ax.set_xlabel("decoding steps T")
+    ax.set_xlabel("decoding stages T")
     ax.set_ylabel("bits per latent element (cheap estimator)")
-    ax.set_title("Rate vs decoding steps (Pareto front)")
+    ax.set_title("Rate vs decoding stages (Pareto front)")
     ax.legend(fontsize=8)
     written.append(_save(fig, folder, "pareto", fmt))
 

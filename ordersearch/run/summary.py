@@ -34,9 +34,9 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
         lines.append(f"| {name} | {res.rate:.4f} | {res.calls} | {res.seconds:.1f} | {grid_text(res.schedule)} |")
     lines += ["", f"Agreement of the cheap estimator with dedicated training over the {len(r.candidates)} verified "
               f"schedules: {r.fidelity}. Only the dedicated numbers decide.", "",
-              "## Rate vs decoding steps (Pareto front, cheap estimator)", "",
-              "| steps | best rate | schedule |", "|---|---|---|"]
-    lines += [f"| {p.steps} | {p.rate:.4f} | {grid_text(p.schedule)} |" for p in r.front]
+              "## Rate vs decoding stages (Pareto front, cheap estimator)", "",
+              "| stages | best rate | schedule |", "|---|---|---|"]
+    lines += [f"| {p.stages} | {p.rate:.4f} | {grid_text(p.schedule)} |" for p in r.front]
     lines += ["", "## Timings (seconds)", ""] + [f"- {k}: {t:.1f}" for k, t in r.timings.items()]
     return "\n".join(lines) + "\n"
 

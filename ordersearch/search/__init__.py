@@ -9,7 +9,7 @@
 ``optuna-*``   TPE / CMA-ES / random sampling of random-key orders
 =============  =====================================================
 
-``pareto_front`` gives the best grouped schedule for every step budget.
+``pareto_front`` gives the best grouped schedule for every stage budget.
 Scorers: ``TableScorer`` (any estimator's ``cost_table(n)``),
 ``EstimatorScorer`` (asks a lazy estimator, e.g. dedicated per-set training,
 as the search goes) and ``FunctionScorer``.

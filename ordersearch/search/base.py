@@ -176,7 +176,7 @@ class Session:
     def record_order(self, order: np.ndarray, rate: float) -> None:
         """``record`` for an order given as flat positions (builds a Schedule only for a new best)."""
         n = self.patch
-        grid = order_steps(np.asarray(order)[None])[0]
+        grid = order_stages(np.asarray(order)[None])[0]
         self.schedules += 1
         if rate < self.best_rate:
             self.best_rate, self.best_schedule = rate, order_to_schedule(order, n)
@@ -223,12 +223,12 @@ def shift_tables(patch: int) -> np.ndarray:
     return out
 
 
-def order_steps(orders: np.ndarray) -> np.ndarray:
-    """(count, n*n) orders as flat positions -> (count, n*n) step of each flat position (the grid)."""
+def order_stages(orders: np.ndarray) -> np.ndarray:
+    """(count, n*n) orders as flat positions -> (count, n*n) stage of each flat position (the grid)."""
     count, m = orders.shape
-    steps = np.empty_like(orders)
-    steps[np.arange(count)[:, None], orders] = np.arange(m)[None, :]
-    return steps
+    stages = np.empty_like(orders)
+    stages[np.arange(count)[:, None], orders] = np.arange(m)[None, :]
+    return stages
 
 
 def order_to_schedule(order: Iterable[int], patch: int) -> Schedule:

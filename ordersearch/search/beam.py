@@ -1,4 +1,4 @@
-"""Beam search: greedy with ``width`` partial orders kept per step (width 1 is greedy).
+"""Beam search: greedy with ``width`` partial orders kept per stage (width 1 is greedy).
 
 Partial orders that decoded the same set keep only the cheaper one: the cost
 of what follows depends only on the set, not on the order inside it. The

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ..errors import OrdersearchError
-from .base import Session, Strategy, SearchResult, order_steps, order_to_schedule, shift_tables
+from .base import Session, Strategy, SearchResult, order_stages, order_to_schedule, shift_tables
 
 
 def all_orders(patch: int) -> np.ndarray:
@@ -27,7 +27,7 @@ def all_orders(patch: int) -> np.ndarray:
 def order_context_codes(orders: np.ndarray, patch: int) -> np.ndarray:
     """(count, n*n): context-set code of each position (column = position) under each order."""
     count, m = orders.shape
-    step = order_steps(orders)  # step[i, p] = when p is decoded
+    step = order_stages(orders)  # step[i, p] = when p is decoded
     shift = shift_tables(patch)
     codes = np.empty_like(orders)
     for p in range(m):
@@ -40,7 +40,7 @@ def order_context_codes(orders: np.ndarray, patch: int) -> np.ndarray:
 def one_per_dihedral_class(orders: np.ndarray, patch: int) -> np.ndarray:
     """Indices of the first order of every class under translations and the 8 rotations/reflections."""
     count, m = orders.shape
-    grids = order_steps(orders).reshape(count, patch, patch)
+    grids = order_stages(orders).reshape(count, patch, patch)
     variants = []
     for k in range(4):
         for flip in (False, True):
@@ -50,7 +50,7 @@ def one_per_dihedral_class(orders: np.ndarray, patch: int) -> np.ndarray:
                 for dc in range(patch):
                     variants.append(np.roll(g, (dr, dc), axis=(1, 2)).reshape(count, m))
     stacked = np.stack(variants, axis=1)  # (count, 8 n^2, m)
-    # canonical form: the lexicographically smallest variant (a row of step numbers)
+    # canonical form: the lexicographically smallest variant (a row of stage numbers)
     weights = (m ** np.arange(m - 1, -1, -1)).astype(np.float64)
     canonical = stacked[np.arange(count), np.argmin(stacked @ weights, axis=1)]
     _, first = np.unique(canonical, axis=0, return_index=True)

@@ -1,10 +1,10 @@
-"""The paper's order optimization as we read it: build the order one step at a time.
+"""The paper's order optimization as we read it: build the order one stage at a time.
 
 Lin et al. (ICASSP 2023) choose their order with an optimization algorithm
 whose code was not released. This is our reading of it, not the authors'
-code: at every step add the position whose rate, given what is already
+code: at every stage add the position whose rate, given what is already
 decoded, is lowest; ties go to the lowest row-major index, so the result is
-deterministic (the first step is always (0, 0): with nothing decoded every
+deterministic (the first stage is always (0, 0): with nothing decoded every
 position costs f({}), and translations make all starts equivalent).
 """
 
@@ -16,7 +16,7 @@ from .base import Session, Strategy, SearchResult, order_to_schedule, shift_tabl
 
 
 class Greedy(Strategy):
-    """n*n steps, each asking the scorer for the candidates' context sets."""
+    """n*n stages, each asking the scorer for the candidates' context sets."""
 
     name = "greedy"
 

@@ -1,7 +1,7 @@
-"""Grouped schedules: the best schedule for every number of decoding steps T (the Pareto front).
+"""Grouped schedules: the best schedule for every number of decoding stages T (the Pareto front).
 
 A grouped schedule decodes a set G of patch positions per step; each member
-of G sees only what earlier steps decoded, never the rest of G. So a step
+of G sees only what earlier stages decoded, never the rest of G. So a stage
 from decoded set S to S | G costs ``sum over g in G of f((S - g) mod n)``,
 and the best T-step schedule is a T-edge shortest path from {} to P in the
 graph whose edges are all pairs S < S' (3^(n^2) of them: 43 million for 4x4,
@@ -10,8 +10,8 @@ T = 1 the single-stage schedule, T = 2 includes checkerboard::
 
     T=1: {} -> P                 T=2: {} -> {a,d} -> P (checkerboard)
 
-The front reports, for each T, the best schedule with at most T steps, so it
-never gets worse with more steps.
+The front reports, for each T, the best schedule with at most T stages, so it
+never gets worse with more stages.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from .dp import step_costs
 
 @dataclass
 class ParetoPoint:
-    steps: int  # the budget T
-    rate: float  # best mean bits per latent element with at most T steps
+    stages: int  # the budget T
+    rate: float  # best mean bits per latent element with at most T stages
     schedule: Schedule  # a schedule reaching it (its num_stages may be below T)
-    exact_steps_rate: float  # best rate with exactly T steps
+    exact_stages_rate: float  # best rate with exactly T stages
 
 
 def _edges(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,7 +71,7 @@ def pareto_front(scorer: Scorer | Session, budget: Budget = Budget(), progress: 
     best = [np.full(1 << m, np.inf)]
     best[0][0] = 0.0
     nonempty = starts[1:]  # segment starts of S' = 1 .. full
-    for _ in tqdm(range(m), desc=f"Pareto front {n}x{n} (steps)", disable=not progress, leave=False):
+    for _ in tqdm(range(m), desc=f"Pareto front {n}x{n} (stages)", disable=not progress, leave=False):
         vals = best[-1][before] + weight
         layer = np.full(1 << m, np.inf)
         layer[1:] = np.minimum.reduceat(vals, nonempty)
