@@ -1,4 +1,4 @@
-"""Time and peak memory of the harness's estimators on the built-in latents.
+"""Time and peak memory of the estimators and dedicated evaluation on the built-in latents.
 
     python benchmarks/bench_harness.py [--device cpu]
 

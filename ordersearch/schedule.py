@@ -16,7 +16,7 @@ checkerboard is the 2x2 grid ``[[0, 1], [1, 0]]``. Positions that share a stage
 are decoded together and do not see each other.
 
 The quantity everything else is built on is the *relative context set* of a
-position p, ``C_p = {(q - p) mod n : stage(q) < stage(p)}`` (see DESIGN.md):
+position p, ``C_p = {(q - p) mod n : stage(q) < stage(p)}`` (see docs/design.md):
 under stationarity the rate of a latent depends only on ``C_p``.
 """
 

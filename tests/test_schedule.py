@@ -244,7 +244,7 @@ def test_masks_agree_with_context_sets():
             assert ((i - 3) % 4, (j - 3) % 4) in cset
 
 
-# ---------------------------------------------------------------- invariants (DESIGN.md)
+# ---------------------------------------------------------------- invariants (docs/design.md)
 @pytest.mark.parametrize("n, kernel, total", [(4, 5, 192), (2, 5, 32)])
 def test_conserved_context_links_known_values(n, kernel, total):
     for name in ("raster", "snake", "lin2023", "quadtree", "random"):

@@ -1,7 +1,7 @@
 """What every search strategy shares: scorers of context sets, the search budget, the result and its trace.
 
 A strategy never trains anything itself. It asks a *scorer* for f(C), the
-rate of a latent whose relative context set is C (DESIGN.md), and builds
+rate of a latent whose relative context set is C (docs/design.md), and builds
 schedule rates from those: ``rate(schedule) = mean over positions of
 f(C_p)``. Every distinct context set a strategy asks for is one scorer call;
 the :class:`Session` counts them, times them and keeps the trace.

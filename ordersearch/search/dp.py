@@ -1,7 +1,7 @@
 """Exact search: the optimal order is a shortest path over the lattice of decoded sets.
 
 A permutation order is a path ``{} = S_0 < S_1 < ... < S_{n^2} = P`` that adds
-one position per step; adding p to S costs ``f((S - p) mod n)`` (DESIGN.md).
+one position per step; adding p to S costs ``f((S - p) mod n)`` (docs/design.md).
 For 2x2 the lattice is::
 
               {}
