@@ -42,6 +42,7 @@ def interrupts_held() -> Iterator[list[int]]:
     badly: an UnboundLocalError from its own ``finally`` replaces the
     KeyboardInterrupt (seen in CI). A trial of a cheap scorer takes
     milliseconds, so the interrupt waits for it and is raised between trials.
+    Only the main thread can set signal handlers; elsewhere nothing is held.
     """
     caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -102,12 +103,14 @@ class OptunaSearch(Strategy):
         # One trial at a time, the sampler seeded by (seed, trials so far): trial k is then a function of the
         # seed and the stored history alone, so a study interrupted and resumed proposes exactly what an
         # uninterrupted one would have.
-        while done < wanted and not session.out_of_budget():
-            study.sampler = self._make_sampler(self.seed * 1_000_003 + done)
-            with interrupts_held() as caught:
+        # Ctrl-C is held for the whole loop and raised here, between trials: raised by the default handler it
+        # could land in a garbage-collection callback of SQLAlchemy, which prints and swallows it (seen in CI)
+        with interrupts_held() as caught:
+            while done < wanted and not session.out_of_budget():
+                study.sampler = self._make_sampler(self.seed * 1_000_003 + done)
                 study.optimize(objective, n_trials=1, show_progress_bar=False)
-            if caught:
-                raise KeyboardInterrupt
-            done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+                if caught:
+                    raise KeyboardInterrupt
+                done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         best = study.best_trial
         return session.result(self.name, Schedule.from_grid(best.user_attrs["stages"]), float(best.value))
