@@ -46,6 +46,36 @@ def open_storage(url: str, heartbeat: int = 60):
         raise OrdersearchError(f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
 
 
+def fail_silent_trials(study, grace: float) -> None:
+    """Fail (and re-queue, like ``fail_stale_trials``) the running trials whose worker died before its first
+    heartbeat: Optuna starts a trial's heartbeat thread after creating the trial, so a worker killed in between
+    leaves a trial no heartbeat will ever mark stale (seen in the SIGKILL test: the survivor waited forever)."""
+    import copy
+    from datetime import datetime, timedelta
+
+    import optuna
+    import sqlalchemy as sa
+
+    storage = study._storage
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)  # behind Optuna's cache: the RDB
+    if engine is None:
+        return
+    with engine.connect() as con:
+        beating = {row[0] for row in con.execute(sa.text("SELECT trial_id FROM trial_heartbeats"))}
+    old = datetime.now() - timedelta(seconds=grace)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial._trial_id in beating or trial.datetime_start is None or trial.datetime_start > old:
+            continue
+        try:
+            if not storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker failed it first
+        callback = storage.get_heartbeat_stale_trial_callback()
+        if callback is not None:
+            callback(study, copy.deepcopy(storage.get_trial(trial._trial_id)))
+
+
 def worker(study: str, storage: str, patch: int, evaluator: Evaluator, trials: int = 50, seeds: int = 1,
            seed: int = 0, heartbeat: int = 60) -> dict:
     """Evaluate trials of ``study`` until it holds ``trials`` finished ones; returns the study's best.
@@ -83,6 +113,7 @@ def worker(study: str, storage: str, patch: int, evaluator: Evaluator, trials: i
         else:
             time.sleep(heartbeat)
             fail_stale_trials(study_)
+            fail_silent_trials(study_, 2 * heartbeat)
     best = study_.best_trial
     return {"study": study, "trials": len(study_.get_trials(deepcopy=False, states=(states.COMPLETE,))),
             "best_rate": float(best.value), "best_stages": best.user_attrs["stages"], "best_trial": best.number}

@@ -106,3 +106,20 @@ def check_sigkill_survival(latent_file, url, store, workers):
     if store.folder is not None:
         with sqlite3.connect(store.folder / "evaluations.sqlite") as con:  # the plain SQLite file, as documented
             assert sorted(r[0] for r in con.execute("SELECT key FROM evaluations")) == sorted(keys)
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_failed_and_requeued(tmp_path):
+    import optuna
+
+    from ordersearch.worker import fail_silent_trials, open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=1)
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = study.ask({"k0": optuna.distributions.FloatDistribution(0, 1)})  # RUNNING, no heartbeat ever
+    fail_silent_trials(study, grace=60)
+    assert study.get_trials()[0].state == optuna.trial.TrialState.RUNNING  # too young to call dead
+    time.sleep(1.2)
+    fail_silent_trials(study, grace=1)
+    states = [t.state for t in study.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]  # re-queued once
+    assert study.get_trials()[1].params == dead.params
