@@ -1,83 +1,82 @@
-"""The paired comparisons behind results/README.md, from the stores of the committed runs.
+"""The paired comparisons behind results/README.md, re-derived from the committed run folders alone.
 
     python experiments/answer_questions.py        # after experiments/reproduce_results.py
 
-Reads the dedicated evaluations of results/patch2, patch3 and patch4 (their
-evaluation stores; nothing is trained) and writes results/answers.md: every
-comparison as A - B in bits per latent element of y on the 12 test photos,
-with its 95% interval (paired over test images and the seeds both have) and
-a verdict. A schedule missing from a store is reported as missing.
+Reads ``results/patch<N>/per_image.csv`` (the bits of every val and test image
+of every verified schedule and seed; nothing is trained, no store is needed)
+and writes results/answers.md: every comparison as A - B in bits per latent
+element of y on the test photos, paired over images and the seeds both have,
+the seed-to-seed variance pooled over the question's pairs, each interval
+Bonferroni-corrected for the number of comparisons in its question. A run
+folder without per_image.csv (made before it existed) is reported as such.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ordersearch import Schedule
-from ordersearch.evaluation import EvaluationStore, Evaluator, TrainConfig, compare
-from ordersearch.models import builtin
-from ordersearch.schedule_io import load_schedule
+from ordersearch.evaluation import compare, pooled_seed_variance
+from ordersearch.run.folder import read_evaluations
 
 PATCHES = (2, 3, 4)
 
 QUESTIONS = [
-    ("At 2x2, is the diagonal-second order better than the paper's raster release?",
-     [("2x2 diagonal-second", "2x2 raster")]),
+    ("At 2x2, is the diagonal-second order (quadtree at 2x2, DCVC-DC / TinyLIC) better than the paper's raster "
+     "release?", [("2x2 quadtree", "2x2 raster")]),
     ("How do dp, greedy and lin2023 compare at 4x4?",
      [("4x4 dp", "4x4 lin2023"), ("4x4 greedy", "4x4 lin2023"), ("4x4 dp", "4x4 greedy"),
       ("4x4 raster", "4x4 lin2023")]),
     ("At 3x3, where no order was released, how do dp and greedy compare with raster?",
      [("3x3 dp", "3x3 raster"), ("3x3 greedy", "3x3 raster"), ("3x3 dp", "3x3 greedy")]),
-    ("What does the Pareto front say about checkerboard vs 4 vs 16 steps?",
-     [("2x2 best-2-step", "2x2 checkerboard"), ("4x4 best-2-step", "4x4 checkerboard"),
-      ("2x2 raster", "2x2 best-2-step"), ("2x2 raster", "2x2 checkerboard"),
-      ("4x4 best-4-step", "2x2 raster"), ("4x4 best-4-step", "4x4 raster"), ("4x4 raster", "2x2 raster"), ("4x4 raster", "4x4 checkerboard"),
-      ("2x2 checkerboard", "2x2 single"), ("3x3 best-4-step", "2x2 raster"), ("3x3 raster", "2x2 raster"),
+    ("What does the Pareto front say about checkerboard vs 4 vs 16 stages?",
+     [("2x2 best-2-stage", "2x2 checkerboard"), ("4x4 best-2-stage", "4x4 checkerboard"),
+      ("2x2 raster", "2x2 best-2-stage"), ("2x2 raster", "2x2 checkerboard"), ("4x4 best-4-stage", "2x2 raster"),
+      ("4x4 best-4-stage", "4x4 raster"), ("4x4 raster", "2x2 raster"), ("4x4 raster", "4x4 checkerboard"),
+      ("2x2 checkerboard", "2x2 single"), ("3x3 best-4-stage", "2x2 raster"), ("3x3 raster", "2x2 raster"),
       ("4x4 raster", "3x3 raster")]),
+    ("Does the order matter at all (the leader against the negative controls)?",
+     [(f"{n}x{n} leader", f"{n}x{n} control-{c}") for n in PATCHES for c in ("worst-cheap", "random-1", "random-2")]),
 ]
 
 
-def schedules() -> dict[str, tuple[str, Schedule]]:
-    """Label -> (run folder, schedule): named ones, plus the run's own results from its schedule files."""
-    out = {f"{n}x{n} {name}": (f"patch{n}", Schedule.named(name, n))
-           for n in PATCHES for name in ("raster", "lin2023", "checkerboard", "single") if n % 2 == 0 or name in
-           ("raster", "single")}  # lin2023 and checkerboard: even patches only
-    out["2x2 diagonal-second"] = ("patch2", Schedule.from_order([(0, 0), (1, 1), (0, 1), (1, 0)]))
+def evaluations() -> tuple[dict[str, list], list[str]]:
+    """Label ('4x4 dp') -> per-seed evaluations, for every committed run folder that has per_image.csv."""
+    out, missing = {}, []
     for n in PATCHES:
-        for path in Path(f"results/patch{n}/schedules").glob("*.json"):
-            for label in path.stem.split("+"):
-                out.setdefault(f"{n}x{n} {label}", (f"patch{n}", load_schedule(path)[0]))
-    return out
+        folder = Path(f"results/patch{n}")
+        if not (folder / "per_image.csv").is_file():
+            missing.append(str(folder))
+            continue
+        found = read_evaluations(folder)
+        leader = min(found, key=lambda k: sum(e.rate("val") for e in found[k]) / len(found[k]))
+        for label, evs in found.items():
+            for part in label.split("+"):
+                out[f"{n}x{n} {part}"] = evs
+        out[f"{n}x{n} leader"] = found[leader]
+    return out, missing
 
 
 def main() -> None:
-    splits = builtin().split()
-    known = schedules()
-    stores = {f"patch{n}": Evaluator(splits, TrainConfig(), "cpu", EvaluationStore(f"results/patch{n}/store"))
-              for n in PATCHES}
-
-    def evaluations(label: str) -> list:
-        if label not in known:
-            return []
-        folder, schedule = known[label]
-        found = [stores[folder].evaluate(schedule, s, cached_only=True)
-                 for s in range(3)]
-        return [e for e in found if e is not None]
-
-    lines = ["# Answers, with intervals", "", "Made by `python experiments/answer_questions.py` from the evaluation "
-             "stores of `results/patch2`, `patch3` and `patch4` (built-in latents, default TrainConfig, test split of "
-             "12 photos, bits per latent element of y). A - B < 0 means A is cheaper; the interval is 95%, paired "
-             "over test images and over the seeds both schedules have.", ""]
+    known, missing = evaluations()
+    lines = ["# Answers, with intervals", "",
+             "Made by `python experiments/answer_questions.py` from the committed `results/patch<N>/per_image.csv` "
+             "(built-in latents, test split of 12 photos, bits per latent element of y). A - B < 0 means A is "
+             "cheaper; intervals are paired over test images and the seeds both schedules have, the seed-to-seed "
+             "variance pooled over each question's pairs, Bonferroni-corrected for the comparisons of the question.",
+             ""]
+    if missing:
+        lines += [f"Not re-derivable (made before per_image.csv existed; being re-run): {', '.join(missing)}.", ""]
     for question, pairs in QUESTIONS:
         lines += [f"## {question}", ""]
+        present = [(a, b) for a, b in pairs if a in known and b in known]
+        pooled = pooled_seed_variance([(known[a], known[b]) for a, b in present]) if present else (0.0, 0)
         for a, b in pairs:
-            ea, eb = evaluations(a), evaluations(b)
-            if not ea or not eb:
-                lines.append(f"- {a} vs {b}: not evaluated ({'A' if not ea else 'B'} missing from the stores)")
+            if (a, b) not in present:
+                lines.append(f"- {a} vs {b}: not in the committed per-image files")
                 continue
-            k = min(len(ea), len(eb))
-            lines.append(f"- {a} ({sum(e.bits_per_latent for e in ea[:k]) / k:.4f}) vs {b} "
-                         f"({sum(e.bits_per_latent for e in eb[:k]) / k:.4f}): {compare(ea[:k], eb[:k])}")
+            c = compare(known[a], known[b], comparisons=len(present), pooled=pooled)
+            mean = lambda evs: sum(e.bits_per_latent for e in evs) / len(evs)  # noqa: E731
+            lines.append(f"- {a} ({mean(known[a]):.4f}) vs {b} ({mean(known[b]):.4f}): {c}")
         lines.append("")
     Path("results/answers.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -141,11 +141,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     for flag, value in (("--budget", args.budget), ("--seeds", args.seeds), ("--verify-top", args.verify_top)):
         if value < 1:
             raise OrdersearchError(f"{flag} must be at least 1, got {value}")
+    max_seeds = max(6, args.seeds) if args.max_seeds is None else args.max_seeds
+    if max_seeds < args.seeds:
+        raise OrdersearchError(f"--max-seeds {max_seeds} is below --seeds {args.seeds}")
     check_patch(args.patch, search=True)
     device = _device(args)
     latents = _load_data(args, device)
     config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=strategies, trials=args.budget,
-                       seconds=args.seconds, verify_top=args.verify_top, seeds=args.seeds, estimator=args.estimator,
+                       seconds=args.seconds, verify_top=args.verify_top, seeds=args.seeds, max_seeds=max_seeds, estimator=args.estimator,
                        device=str(device), out=args.out, storage=args.storage, seed=args.seed,
                        train=_train_config(args, args.kernel))
     command = "ordersearch " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ordersearch") else ""
@@ -177,12 +180,15 @@ def _evaluate_files(args: argparse.Namespace) -> tuple[list[str], list]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from .evaluation import rate_interval
+
     labels, evals = _evaluate_files(args)
     for label, ev in zip(labels, evals):
-        mean = float(np.mean([e.bits_per_latent for e in ev]))
+        mean, low, high = rate_interval(ev)
         bpp = "" if ev[0].bpp is None else f", {np.mean([e.bpp for e in ev]):.4f} bpp (y)"
-        print(f"{label}: {mean:.4f} bits/latent{bpp} (dedicated, test split, {len(ev)} seed(s); "
-              f"95% over test images +-{ev[0].ci95():.4f})")
+        sure = (f"95% interval over test images and seeds [{low:.4f}, {high:.4f}]" if np.isfinite(low) else
+                "one seed: training noise unknown, use --seeds 2 or more for an interval")
+        print(f"{label}: {mean:.4f} bits/latent{bpp} (dedicated, test split, {len(ev)} seed(s); {sure})")
     return 0
 
 
@@ -191,9 +197,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if len(args.files) < 2:
         raise OrdersearchError("compare needs at least two schedule files")
+    from .evaluation import pooled_seed_variance
+
     labels, evals = _evaluate_files(args)
+    pooled = pooled_seed_variance([(evals[0], ev) for ev in evals[1:]])
     for label, ev in zip(labels[1:], evals[1:]):
-        print(f"{labels[0]} vs {label}: {compare(evals[0], ev)}")
+        print(f"{labels[0]} vs {label}: {compare(evals[0], ev, comparisons=len(evals) - 1, pooled=pooled)}")
     return 0
 
 
@@ -364,7 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"estimator of the cost table (default {DEFAULT_ESTIMATOR}; see results/fidelity.md)")
     run.add_argument("--verify-top", type=int, default=2, metavar="K",
                      help="dp's K best orders verified by dedicated training (default 2)")
-    run.add_argument("--seeds", type=int, default=2, help="training seeds per verified schedule (default 2)")
+    run.add_argument("--seeds", type=int, default=3,
+                     help="training seeds per verified schedule to start with (default 3)")
+    run.add_argument("--max-seeds", type=int, metavar="N",
+                     help="more seeds, up to N, for candidates indistinguishable from the leader (default 6, "
+                     "or --seeds when that is larger)")
     run.add_argument("--max-steps", type=int, metavar="N", help="training steps per dedicated evaluation "
                      "(default: the training protocol's, 1200)")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)

@@ -258,11 +258,13 @@ def test_verify_reports_the_lowest_and_compares_it_with_every_other(tmp_path):
                   "shifted raster": Schedule.from_grid([[1, 0], [3, 2]])}
     result = verify(candidates, evaluator, seeds=2)
     assert set(result.evaluations) == set(candidates) and all(len(v) == 2 for v in result.evaluations.values())
-    assert result.winner == result.ranking()[0]
-    assert result.mean(result.winner) == min(result.mean(k) for k in candidates)
+    assert result.winner == result.ranking()[0]  # chosen on val
+    assert result.mean(result.winner, "val") == min(result.mean(k, "val") for k in candidates)
     assert set(result.comparisons) == set(candidates) - {result.winner}
+    assert all(c.level == pytest.approx(1 - 0.05 / 2) for c in result.comparisons.values())  # 2 comparisons
+    assert result.winner in result.best_set()
     lines = result.report()
-    assert len(lines) == 3 and "<- lowest" in lines[0]
+    assert len(lines) == 3 and "<- leader (lowest on val)" in lines[0]
     assert all(("interval" in line) for line in lines[1:])
     rows = len(store)
     assert rows == 4  # the shifted raster is a translation of raster: a cache hit
@@ -305,3 +307,28 @@ def test_dihedral_classes_match_schedule_canonical_forms():
     classes = {order_to_schedule(o, 3).canonical("dihedral") for o in sample}
     assert len(keep) == len(classes)
     assert {order_to_schedule(o, 3).canonical("dihedral") for o in sample[keep]} == classes
+
+
+def test_adaptive_seeds_go_to_the_unresolved_candidates_only(tmp_path):
+    import torch
+
+    from ordersearch.data.latents import Splits
+    from ordersearch.evaluation import EvaluationStore, Evaluator, TrainConfig, verify
+
+    torch.set_num_threads(1)
+    f = gaussian_field("separable")
+    splits = Splits(f.sample(8, 16, 16, seed=0), f.sample(4, 16, 16, seed=1), f.sample(8, 16, 16, seed=2))
+    config = TrainConfig(max_steps=100, eval_every=50, warm_steps=50, batch=8, crop=8, lr=3e-3)
+    evaluator = Evaluator(splits, config, "cpu", EvaluationStore(tmp_path), progress=False)
+    candidates = {"raster": Schedule.named("raster", 2), "lin2023": Schedule.from_grid([[0, 2], [1, 3]]),
+                  "single": Schedule.named("single", 2)}
+    result = verify(candidates, evaluator, seeds=1, max_seeds=4)
+    seeds = {k: len(v) for k, v in result.evaluations.items()}
+    assert seeds[result.winner] >= 2  # one seed claims nothing, so everything unresolved got a second
+    for label, c in result.comparisons.items():
+        if c.verdict == "indistinguishable":
+            assert seeds[label] == 4 and label in result.unresolved  # the budget ran out on it
+    assert result.comparisons["single"].verdict == "better" and seeds["single"] < 4  # resolved early, then left
+    assert max(seeds.values()) <= 4
+    with pytest.raises(OrdersearchError, match="seeds <= max seeds"):
+        verify(candidates, evaluator, seeds=3, max_seeds=2)

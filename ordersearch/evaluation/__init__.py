@@ -15,10 +15,11 @@
 from .config import TrainConfig
 from .evaluator import Evaluator, as_splits, data_fingerprint
 from .record import Evaluation
-from .statistics import Agreement, Comparison, agreement, compare, weighted_mean_se
+from .statistics import (Agreement, Comparison, agreement, compare, pooled_seed_variance, rate_interval,
+                         seed_variance, weighted_mean_se)
 from .store import EvaluationStore, evaluation_key, is_url, retry_table_race
 from .training import LoopConfig, Trained, train_dedicated, train_loop
-from .verify import Verified, verify
+from .verify import Verified, conclude, verify
 
 __all__ = [
     "Agreement",
@@ -33,10 +34,14 @@ __all__ = [
     "agreement",
     "as_splits",
     "compare",
+    "conclude",
     "data_fingerprint",
     "evaluation_key",
     "is_url",
+    "pooled_seed_variance",
+    "rate_interval",
     "retry_table_race",
+    "seed_variance",
     "train_dedicated",
     "train_loop",
     "verify",

@@ -59,18 +59,30 @@ class OnDevice:
         return total / count
 
 
+def image_bits(model: nn.Module, latents: LatentSet, border: int) -> tuple[list[float], list[int]]:
+    """Bits and latent elements of every image of a split (``border`` rows and columns not scored)."""
+    data = OnDevice(latents, next(model.parameters()).device)
+    bits_, elements = [], []
+    with torch.no_grad():
+        for i in range(len(data.y)):
+            b = data.bits_map(model, i, border)
+            bits_.append(float(b.sum()))
+            elements.append(int(b.numel()))
+    return bits_, elements
+
+
 def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -> dict:
-    """Test-split bits: total, per image, per patch position, per stage, bpp (whole images only)."""
+    """Test-split bits: total, per image, per patch position, per stage, bpp (whole images only); val per image."""
     test = OnDevice(splits.test, next(model.parameters()).device)
     n = schedule.patch
     if border % n:
         raise OrdersearchError(f"score_border {border} must be a multiple of the patch size {n}")
     pos_bits, pos_count = np.zeros((n, n)), np.zeros((n, n))
-    image_bits, image_elements = [], []
+    image_bits_, image_elements = [], []
     with torch.no_grad():
         for i in range(len(test.y)):
             b = test.bits_map(model, i, border).sum(dim=0).cpu().numpy()  # (H, W), summed over channels
-            image_bits.append(float(b.sum()))
+            image_bits_.append(float(b.sum()))
             image_elements.append(int(b.size * test.y[i].shape[0]))
             for r in range(n):
                 for c in range(n):
@@ -79,11 +91,14 @@ def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -
     per_position = pos_bits / pos_count
     grid = schedule.array()
     per_stage = [float(pos_bits[grid == s].sum() / pos_count[grid == s].sum()) for s in range(schedule.num_stages)]
-    total = sum(image_bits)
+    total = sum(image_bits_)
     sizes = splits.test.image_sizes
+    val_bits, val_elements = image_bits(model, splits.val, border)
     return {
         "bits_per_latent": total / sum(image_elements),
         "bpp": None if sizes is None or border else total / float(np.prod(sizes, axis=1).sum()),
-        "image_bits": image_bits, "image_elements": image_elements,
+        "image_bits": image_bits_, "image_elements": image_elements,
         "per_position": per_position.tolist(), "per_stage": per_stage,
+        "val_bits_per_latent": sum(val_bits) / sum(val_elements), "val_image_bits": val_bits,
+        "val_image_elements": val_elements,
     }

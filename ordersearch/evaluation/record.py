@@ -34,11 +34,28 @@ class Evaluation:
     config: dict
     data: str
     device: str = "cpu"
+    #: the val split's numbers: what every choice is made on (the test numbers above are only reported)
+    val_bits_per_latent: float | None = None
+    val_image_bits: list[float] | None = None
+    val_image_elements: list[int] | None = None
     model: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
     def schedule(self) -> Schedule | None:
         return None if self.stages is None else Schedule.from_grid(self.stages)
+
+    def split_bits(self, split: str) -> tuple[list[float], list[int]]:
+        """(bits, latent elements) of every image of the ``test`` or ``val`` split."""
+        if split == "test":
+            return self.image_bits, self.image_elements
+        if split == "val" and self.val_image_bits is not None:
+            return self.val_image_bits, self.val_image_elements
+        raise ValueError(f"this evaluation has no per-image bits of the {split!r} split")
+
+    def rate(self, split: str = "test") -> float:
+        """Bits per latent element over the whole split."""
+        bits, elements = self.split_bits(split)
+        return float(np.sum(bits) / np.sum(elements))
 
     @property
     def image_rates(self) -> np.ndarray:

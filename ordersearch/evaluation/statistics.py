@@ -1,13 +1,27 @@
 """How sure is a number? Weighted means over images, paired comparisons, agreement of estimators.
 
-``compare``: both schedules are measured on the same test images. The
-difference ``A - B`` in bits per latent element is averaged over seeds per
-image and weighted by image size; its uncertainty has two parts: how much
-the difference varies from image to image, and how much it varies from
-training seed to training seed (pairing the i-th seed of A with the i-th of
-B). Their variances add (a conservative combination); the interval uses the
-t distribution. A verdict of ``better`` or ``worse`` needs the whole interval
-on one side of zero, otherwise the two are ``indistinguishable``.
+``compare(a, b)``: both schedules are measured on the same images, and
+evaluations with the same seed are paired (same warm start, same batches).
+The difference ``A - B`` in bits per latent element is the mean over the
+common seeds of the image-size-weighted mean over images. Its uncertainty
+has two parts whose variances add (conservative: the seed-by-image
+interaction is counted in both):
+
+- images: the spread over images of the seed-averaged difference, as the
+  standard error of a weighted mean (n_images - 1 degrees of freedom);
+- training: the spread over seeds of the per-seed difference, divided by the
+  number of seeds. One schedule pair rarely has more than a few seeds, so
+  the variance is pooled with ``pooled``, the seed-to-seed variance of the
+  other pairs of the same run (``pooled_seed_variance``), degrees of
+  freedom added. With one seed and nothing to pool, training noise is
+  unknown: the interval is infinite and the verdict ``indistinguishable``.
+
+The interval uses Student's t with Satterthwaite's degrees of freedom. When
+one schedule is compared with ``comparisons`` others, the level is
+Bonferroni-corrected (each interval at 1 - (1 - level) / comparisons), so
+all intervals hold together. A verdict of ``better`` or ``worse`` needs the
+whole interval on one side of zero, otherwise the two are
+``indistinguishable``.
 
 ``agreement``: how far a cheap estimator agrees with dedicated training
 (rank correlations and error over the same items).
@@ -42,48 +56,107 @@ def weighted_mean_se(values: np.ndarray, weights: np.ndarray) -> tuple[float, fl
 
 @dataclass(frozen=True)
 class Comparison:
-    """A - B in bits per latent element (negative: A is cheaper)."""
+    """A - B in bits per latent element (negative: A is cheaper), with its corrected interval."""
 
     difference: float
     low: float
     high: float
     relative: float
-    level: float
+    level: float  # of each interval, after the multiple-comparison correction
     images: int
-    seeds: tuple[int, int]
+    seeds: int  # common (paired) seeds
+    dof: float
     verdict: str
+    split: str = "test"
 
     def __str__(self) -> str:
         return (f"A - B = {self.difference:+.4f} bits/latent ({100 * self.relative:+.2f}%), "
-                f"{100 * self.level:.0f}% interval [{self.low:+.4f}, {self.high:+.4f}] over {self.images} test "
-                f"images and {self.seeds[0]}/{self.seeds[1]} seeds: A is {self.verdict}")
+                f"{100 * self.level:.1f}% interval [{self.low:+.4f}, {self.high:+.4f}] over {self.images} "
+                f"{self.split} images and {self.seeds} paired seed{'s' if self.seeds != 1 else ''}: A is "
+                f"{self.verdict}")
 
 
-def compare(a: Sequence[Evaluation], b: Sequence[Evaluation], level: float = 0.95) -> Comparison:
-    """Compare the evaluations of schedule A (one per seed) with those of schedule B."""
+def _per_image(evaluations: Sequence[Evaluation], split: str) -> dict[int, np.ndarray]:
+    """Bits per latent element of every image, per seed."""
+    return {e.seed: np.asarray(e.split_bits(split)[0]) / np.asarray(e.split_bits(split)[1]) for e in evaluations}
+
+
+def _paired(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(per-seed, per-image) differences A - B over the common seeds, and the image weights."""
     if not a or not b:
         raise OrdersearchError("compare needs at least one evaluation of each schedule")
-    data = {e.data for e in (*a, *b)}
-    if len(data) != 1:
+    if len({e.data for e in (*a, *b)}) != 1:
         raise OrdersearchError("evaluations to compare must come from the same data (fingerprints differ)")
-    elements = np.asarray(a[0].image_elements, dtype=float)
-    if any(list(e.image_elements) != list(a[0].image_elements) for e in (*a, *b)):
-        raise OrdersearchError("evaluations to compare must be measured on the same test images")
-    rate_a = np.mean([e.image_rates for e in a], axis=0)
-    rate_b = np.mean([e.image_rates for e in b], axis=0)
-    diff, se_img = weighted_mean_se(rate_a - rate_b, elements)
-    pairs = min(len(a), len(b))
-    se_seed = 0.0
-    if pairs >= 2:
-        per_seed = np.array([x.bits_per_latent - y.bits_per_latent for x, y in zip(a, b)])
-        se_seed = float(np.std(per_seed, ddof=1)) / math.sqrt(pairs)
-    se = math.sqrt((0.0 if math.isnan(se_img) else se_img) ** 2 + se_seed**2)
-    dof = max(1, len(elements) - 1)
-    half = float(student_t.ppf(0.5 + level / 2, dof)) * se
-    low, high = diff - half, diff + half
+    elements = a[0].split_bits(split)[1]
+    if any(list(e.split_bits(split)[1]) != list(elements) for e in (*a, *b)):
+        raise OrdersearchError(f"evaluations to compare must be measured on the same {split} images")
+    ra, rb = _per_image(a, split), _per_image(b, split)
+    common = sorted(set(ra) & set(rb))
+    if not common:
+        raise OrdersearchError("evaluations to compare share no seed (pairs are formed by seed)")
+    return np.array([ra[s] - rb[s] for s in common]), np.asarray(elements, dtype=float)
+
+
+def seed_variance(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str = "test") -> tuple[float, int]:
+    """Seed-to-seed variance of the per-seed difference A - B, and its degrees of freedom (0: unknown)."""
+    diffs, weights = _paired(a, b, split)
+    per_seed = diffs @ (weights / weights.sum())
+    return (float(np.var(per_seed, ddof=1)), len(per_seed) - 1) if len(per_seed) > 1 else (0.0, 0)
+
+
+def pooled_seed_variance(pairs: Sequence[tuple[Sequence[Evaluation], Sequence[Evaluation]]],
+                         split: str = "test") -> tuple[float, int]:
+    """Seed-to-seed variance pooled over schedule pairs (weighted by degrees of freedom), and its dof."""
+    # a pair evaluated by the same models (a schedule and its translate) has no seed noise to tell of
+    parts = [seed_variance(a, b, split) for a, b in pairs if np.any(_paired(a, b, split)[0])]
+    dof = sum(d for _, d in parts)
+    return (sum(v * d for v, d in parts) / dof if dof else 0.0), dof
+
+
+def compare(a: Sequence[Evaluation], b: Sequence[Evaluation], level: float = 0.95, comparisons: int = 1,
+            pooled: tuple[float, int] = (0.0, 0), split: str = "test") -> Comparison:
+    """Compare the evaluations of schedule A (one per seed) with those of schedule B; see the module docstring."""
+    diffs, weights = _paired(a, b, split)
+    seeds = len(diffs)
+    difference, se_img = weighted_mean_se(diffs.mean(axis=0), weights)
+    dof_img = len(weights) - 1
+    own_var, own_dof = seed_variance(a, b, split)
+    pooled_var, pooled_dof = pooled
+    seed_dof = own_dof + pooled_dof
+    seed_var = (own_var * own_dof + pooled_var * pooled_dof) / seed_dof if seed_dof else math.nan
+    corrected = 1 - (1 - level) / max(1, comparisons)
+    parts = [(se_img**2, dof_img)] if dof_img > 0 and not math.isnan(se_img) else []
+    if seed_dof:
+        parts.append((seed_var / seeds, seed_dof))
+    var = sum(v for v, _ in parts)
+    if not seed_dof or not parts or var == 0:  # training noise (or all noise) unknown: no claim
+        low, high, dof = -math.inf, math.inf, 0.0
+    else:
+        dof = var**2 / sum(v**2 / d for v, d in parts)  # Satterthwaite
+        half = float(student_t.ppf(0.5 + corrected / 2, dof)) * math.sqrt(var)
+        low, high = difference - half, difference + half
     verdict = "better" if high < 0 else "worse" if low > 0 else "indistinguishable"
-    base = float(np.mean([e.bits_per_latent for e in b]))
-    return Comparison(diff, low, high, diff / base, level, len(elements), (len(a), len(b)), verdict)
+    base = float(np.mean([(np.asarray(e.split_bits(split)[0]).sum() / np.sum(e.split_bits(split)[1])) for e in b]))
+    return Comparison(difference, low, high, difference / base, corrected, len(weights), seeds, dof, verdict, split)
+
+
+def rate_interval(evaluations: Sequence[Evaluation], level: float = 0.95, split: str = "test"
+                  ) -> tuple[float, float, float]:
+    """(mean rate, low, high) of one schedule over seeds, the interval carrying images and training noise.
+
+    With one seed the training noise is unknown and the interval infinite.
+    """
+    rates = np.array([np.asarray(e.split_bits(split)[0]) / np.asarray(e.split_bits(split)[1]) for e in evaluations])
+    weights = np.asarray(evaluations[0].split_bits(split)[1], dtype=float)
+    mean, se_img = weighted_mean_se(rates.mean(axis=0), weights)
+    per_seed = rates @ (weights / weights.sum())
+    if len(per_seed) < 2 or math.isnan(se_img):
+        return mean, -math.inf, math.inf
+    parts = [(se_img**2, len(weights) - 1), (float(np.var(per_seed, ddof=1)) / len(per_seed), len(per_seed) - 1)]
+    var = sum(v for v, _ in parts)
+    dof = var**2 / sum(v**2 / d for v, d in parts) if var else 1.0
+    half = float(student_t.ppf(0.5 + level / 2, dof)) * math.sqrt(var)
+    return mean, mean - half, mean + half
 
 
 @dataclass(frozen=True)

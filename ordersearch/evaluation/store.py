@@ -85,8 +85,13 @@ def retry_table_race(create: Callable[[], T], attempts: int = 5) -> T:
     return create()
 
 
+#: what a stored evaluation holds; evaluations of an older measurement are not reused (2: val bits per image)
+MEASUREMENT = 2
+
+
 def evaluation_key(kind: str, subject: str, estimator: str, config: dict, data: str, seed: int) -> str:
-    blob = json.dumps([kind, subject, estimator, config, data, seed], sort_keys=True)
+    """The content key of an evaluation (of the current ``MEASUREMENT``)."""
+    blob = json.dumps([kind, subject, estimator, config, data, seed, MEASUREMENT], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

@@ -1,11 +1,19 @@
-"""Verification: re-score candidate schedules by dedicated training so no choice rests on a cheap scorer.
+"""Verification: dedicated training of candidate schedules, the leader chosen on val, verdicts on test.
 
-The cheap scorers (linear-Gaussian, shared scorer) rank thousands of orders;
-the top few and the named baselines are then trained for real, with several
-seeds, through the evaluation store. The winner is the lowest mean dedicated
-rate, and it is compared (paired, with a confidence interval) with the
-runner-up and every baseline; where the interval straddles zero the report
-says *indistinguishable* instead of crowning one.
+The cheap estimators rank thousands of orders; the top few, the named
+baselines and negative controls are then trained for real, with several
+seeds, through the evaluation store. Then:
+
+1. the *leader* is the candidate with the lowest mean rate on the **val**
+   split: no choice ever reads the test split;
+2. the leader is compared with every other candidate on the **test** split
+   (``statistics.compare``: paired over images and seeds, training noise
+   pooled over the run's pairs, intervals Bonferroni-corrected for the
+   number of comparisons);
+3. the *best set* is the leader and every candidate not shown worse than it;
+   "indistinguishable" is a result, not a failure;
+4. adaptive seeds: candidates still indistinguishable from the leader (and
+   the leader) get more seeds, up to ``max_seeds``.
 """
 
 from __future__ import annotations
@@ -18,53 +26,91 @@ from ..errors import OrdersearchError
 from ..schedule import Schedule
 from .evaluator import Evaluator
 from .record import Evaluation
-from .statistics import Comparison, compare
+from .statistics import Comparison, compare, pooled_seed_variance
 
 
 @dataclass
 class Verified:
-    """Dedicated evaluations of labelled schedules, the winner, and its comparisons with the others."""
+    """Dedicated evaluations of labelled schedules, the leader (chosen on val) and its test comparisons."""
 
     schedules: dict[str, Schedule]
     evaluations: dict[str, list[Evaluation]]
-    winner: str
-    comparisons: dict[str, Comparison] = field(default_factory=dict)  # winner vs label
+    winner: str  # the leader: lowest mean val rate
+    comparisons: dict[str, Comparison] = field(default_factory=dict)  # leader - label, on test
+    pooled: tuple[float, int] = (0.0, 0)  # seed-to-seed variance of differences, and its degrees of freedom
 
-    def mean(self, label: str) -> float:
-        return float(np.mean([e.bits_per_latent for e in self.evaluations[label]]))
+    @property
+    def unresolved(self) -> list[str]:
+        """Candidates still indistinguishable from the leader."""
+        return [k for k, c in self.comparisons.items() if c.verdict == "indistinguishable"]
 
-    def ranking(self) -> list[str]:
-        return sorted(self.evaluations, key=self.mean)
+    def mean(self, label: str, split: str = "test") -> float:
+        return float(np.mean([e.rate(split) for e in self.evaluations[label]]))
+
+    def ranking(self, split: str = "val") -> list[str]:
+        """Labels by mean rate on ``split`` (val: the order choices are made in)."""
+        return sorted(self.evaluations, key=lambda k: self.mean(k, split))
+
+    def best_set(self) -> list[str]:
+        """The leader and every candidate the test comparison does not show worse than it (val order)."""
+        return [k for k in self.ranking() if k == self.winner or self.comparisons[k].verdict != "better"]
 
     def report(self) -> list[str]:
-        """One line per schedule, best first: mean rate and the comparison with the winner."""
+        """One line per schedule, in val order: test rate and the comparison with the leader."""
         lines = []
         for label in self.ranking():
             ev = self.evaluations[label]
-            line = (f"{label}: {self.mean(label):.4f} bits/latent (dedicated, test split, mean of "
+            line = (f"{label}: {self.mean(label):.4f} bits/latent on test (val {self.mean(label, 'val'):.4f}; "
                     f"{len(ev)} seed{'s' if len(ev) > 1 else ''})")
             if label == self.winner:
-                line += " <- lowest"
+                line += " <- leader (lowest on val)"
             else:
                 c = self.comparisons[label]
-                verdict = {"better": "the lowest is better", "worse": "the lowest is worse",
-                           "indistinguishable": "indistinguishable from the lowest"}[c.verdict]
-                line += (f"; lowest - this = {c.difference:+.4f} ({100 * c.relative:+.2f}%), "
-                         f"{100 * c.level:.0f}% interval [{c.low:+.4f}, {c.high:+.4f}]: {verdict}")
+                verdict = {"better": "worse than the leader", "worse": "better than the leader",
+                           "indistinguishable": "indistinguishable from the leader"}[c.verdict]
+                line += (f"; leader - this = {c.difference:+.4f} ({100 * c.relative:+.2f}%), "
+                         f"{100 * c.level:.1f}% interval [{c.low:+.4f}, {c.high:+.4f}]: {verdict}")
             lines.append(line)
         return lines
 
 
-def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 2) -> Verified:
-    """Dedicated evaluation of every labelled schedule with ``seeds`` seeds (seed-major, cached)."""
+def conclude(schedules: dict[str, Schedule], evaluations: dict[str, list[Evaluation]], level: float = 0.95
+             ) -> Verified:
+    """The leader on val and its corrected test comparisons with every other candidate."""
+    means = {k: float(np.mean([e.rate("val") for e in ev])) for k, ev in evaluations.items()}
+    winner = min(means, key=means.get)
+    others = [k for k in evaluations if k != winner]
+    pooled = pooled_seed_variance([(evaluations[winner], evaluations[k]) for k in others])
+    comparisons = {k: compare(evaluations[winner], evaluations[k], level, comparisons=len(others), pooled=pooled)
+                   for k in others}
+    return Verified(dict(schedules), evaluations, winner, comparisons, pooled)
+
+
+def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 3, max_seeds: int | None = None
+           ) -> Verified:
+    """Dedicated evaluation of every labelled schedule with ``seeds`` seeds (seed-major, cached), concluded.
+
+    Adaptive seeds: while the leader is indistinguishable from some candidates
+    and fewer than ``max_seeds`` seeds were trained, one more seed of the
+    leader and of those candidates only; ``Verified.unresolved`` names what is
+    still indistinguishable when the budget runs out.
+    """
     if not schedules:
         raise OrdersearchError("nothing to verify: no schedules given")
-    if seeds < 1:
-        raise OrdersearchError(f"verification needs at least one seed, got {seeds}")
+    max_seeds = seeds if max_seeds is None else max_seeds
+    if seeds < 1 or max_seeds < seeds:
+        raise OrdersearchError(f"verification needs 1 <= seeds <= max seeds, got {seeds} and {max_seeds}")
     evaluations: dict[str, list[Evaluation]] = {label: [] for label in schedules}
     for seed in range(seeds):  # seed-major: an interrupted run has every schedule at least once
         for label, schedule in schedules.items():
             evaluations[label].append(evaluator.evaluate(schedule, seed))
-    winner = min(evaluations, key=lambda k: np.mean([e.bits_per_latent for e in evaluations[k]]))
-    comparisons = {label: compare(evaluations[winner], ev) for label, ev in evaluations.items() if label != winner}
-    return Verified(dict(schedules), evaluations, winner, comparisons)
+    verified = conclude(schedules, evaluations)
+    for seed in range(seeds, max_seeds):
+        unresolved = [k for k, c in verified.comparisons.items() if c.verdict == "indistinguishable"]
+        if not unresolved:
+            break
+        for label in [verified.winner, *unresolved]:
+            if all(e.seed != seed for e in evaluations[label]):
+                evaluations[label].append(evaluator.evaluate(schedules[label], seed))
+        verified = conclude(schedules, evaluations)
+    return verified

@@ -21,7 +21,8 @@ class RunConfig:
     trials: int = 200
     seconds: float | None = None
     verify_top: int = 2
-    seeds: int = 2
+    seeds: int = 3  # to start with; candidates unresolved against the leader get more, up to max_seeds
+    max_seeds: int = 6
     estimator: str = DEFAULT_ESTIMATOR
     device: str = "auto"
     out: Path = Path("results")

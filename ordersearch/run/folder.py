@@ -5,6 +5,7 @@
     best.json            the winner as a v1 schedule (metrics: dedicated rate, seeds, vs runner-up)
     schedules/<l>.json   every verified candidate (metrics: per-position bits, vs best)
     evaluations.csv      one row per (candidate, seed): dedicated test rate
+    per_image.csv        bits of every val and test image, per candidate and seed: every interval re-derives
     costs.csv            the cheap estimator's f(C) of every context set
     pareto.csv           best grouped schedule for every step budget, and the named schedules
     trace.csv            every scorer call and scored schedule of every strategy
@@ -40,8 +41,9 @@ OPTUNA = "optuna.db"
 
 #: the columns of every table in a run folder
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "evaluations.csv": ("schedule", "grid", "seed", "estimator", "bits_per_latent", "bpp_y", "seconds", "steps",
-                        "device", "cheap"),
+    "evaluations.csv": ("schedule", "grid", "seed", "estimator", "bits_per_latent", "val_bits_per_latent", "bpp_y",
+                        "seconds", "steps", "device", "cheap"),
+    "per_image.csv": ("schedule", "seed", "split", "image", "bits", "latents"),
     "costs.csv": ("code", "context", "decoded_neighbours", "bits_per_latent"),
     "pareto.csv": ("kind", "label", "stages", "budget", "bits_per_latent", "grid"),
     "trace.csv": ("strategy", "index", "kind", "subject", "rate", "seconds", "best"),
@@ -79,6 +81,29 @@ def verified_schedules(folder: Path) -> list[dict]:
     """The verified schedule files of a run folder (JSON objects), best first."""
     items = [json.loads(p.read_text()) for p in sorted((Path(folder) / SCHEDULES).glob("*.json"))]
     return sorted(items, key=lambda d: d["metrics"].get("bits_per_latent", math.inf))
+
+
+def read_evaluations(folder: Path) -> dict[str, list]:
+    """The per-image evaluations of a run folder's candidates, re-read from ``per_image.csv`` alone.
+
+    Enough for ``evaluation.compare`` / ``conclude``: every interval of the run
+    re-derives from the committed files (rates per seed and image; no weights).
+    """
+    from ..evaluation.record import Evaluation
+
+    frame = read_table(folder, "per_image.csv")
+    best = Path(folder) / BEST  # the data fingerprint, so runs of several patch sizes on one data set compare
+    data = load_schedule(best)[1].provenance.get("data", "") if best.is_file() else str(Path(folder).resolve())
+    out: dict[str, list[Evaluation]] = {}
+    for (label, seed), part in frame.groupby(["schedule", "seed"], sort=False):
+        test, val = (part[part.split == s].sort_values("image") for s in ("test", "val"))
+        bits = test.bits.tolist()
+        out.setdefault(label, []).append(Evaluation(
+            "dedicated", 0, None, None, int(seed), sum(bits) / test.latents.sum(), None, bits,
+            test.latents.astype(int).tolist(), [], [], [], 0, 0, 0.0, {}, data,
+            val_bits_per_latent=val.bits.sum() / val.latents.sum(), val_image_bits=val.bits.tolist(),
+            val_image_elements=val.latents.astype(int).tolist()))
+    return out
 
 
 def run_folders(path: str | Path) -> list[Path]:

@@ -27,7 +27,7 @@ from ..files import atomic_write
 from ..evaluation import Agreement, EvaluationStore, Evaluator, Verified, agreement, verify
 from ..schedule import Schedule, baselines, check_patch, context_from_index, context_window_masks
 from ..schedule_io import save_schedule
-from ..search import Budget, SearchResult, TableScorer, make_strategy, pareto_front
+from ..search import DP, Budget, SearchResult, TableScorer, make_strategy, pareto_front
 from ..search.pareto import ParetoPoint
 from . import folder as files
 from .config import RunConfig
@@ -89,10 +89,11 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
     labelled += [(f"best-{p.stages}-stage", p.schedule) for p in front
                  if p.stages in (2, 4) and p.stages < n * n and p.schedule.num_stages == p.stages]
     labelled += list(baselines(n).items())
+    labelled += list(negative_controls(table, n, config.seed).items())
     candidates = _unique(labelled)
     cheap = {label: scorer_rate(table, s) for label, s in candidates.items()}
     start = time.time()
-    verified = verify(candidates, evaluator, config.seeds)
+    verified = verify(candidates, evaluator, config.seeds, config.max_seeds)
     timings["verification"] = time.time() - start
     fidelity = agreement([verified.mean(k) for k in candidates], [cheap[k] for k in candidates])
     result = RunResult(config, results, front, verified, candidates, cheap, fidelity, timings, evaluator.data)
@@ -101,11 +102,26 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
     return result
 
 
+CONTROL = "control-"
+
+
+def negative_controls(table: np.ndarray, patch: int, seed: int) -> dict[str, Schedule]:
+    """Orders verified to tell whether the order matters: the cost table's worst order and two random orders."""
+    worst = DP().search(TableScorer(-table, patch, name="negated")).schedule
+    return {f"{CONTROL}worst-cheap": worst,
+            **{f"{CONTROL}random-{i}": Schedule.named("random", patch, seed=seed + i) for i in (1, 2)}}
+
+
 def scorer_rate(table: np.ndarray, schedule: Schedule) -> float:
     return float(table[schedule.context_indices().ravel()].mean())
 
 
 # ------------------------------------------------------------------------------------ outputs
+def _finite(x: float) -> float | None:
+    """JSON has no infinity: an unbounded interval end (training noise unknown) is written as null."""
+    return x if np.isfinite(x) else None
+
+
 def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str) -> None:
     """Every file of the run folder (``run.folder``)."""
     c, folder, v = r.config, r.config.folder, r.verified
@@ -116,14 +132,15 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
     ev = v.evaluations[v.winner]
     runner_up = v.ranking()[1] if len(v.ranking()) > 1 else None
     metrics = {"bits_per_latent": v.mean(v.winner), "estimator": "dedicated", "split": "test",
+               "chosen_on": "val", "val_bits_per_latent": v.mean(v.winner, "val"),
                "seeds": len(ev), "bits_per_latent_per_seed": [e.bits_per_latent for e in ev],
-               "ci95_images": ev[0].ci95(), c.estimator: r.cheap[v.winner]}
+               "best_set": v.best_set(), c.estimator: r.cheap[v.winner]}
     if ev[0].bpp is not None:
         metrics["bpp_y"] = float(np.mean([e.bpp for e in ev]))
     if runner_up:
         cmp = v.comparisons[runner_up]
-        metrics["vs_runner_up"] = {"runner_up": runner_up, "difference": cmp.difference, "low": cmp.low,
-                                   "high": cmp.high, "verdict": cmp.verdict}
+        metrics["vs_runner_up"] = {"runner_up": runner_up, "difference": cmp.difference, "low": _finite(cmp.low),
+                                   "high": _finite(cmp.high), "level": cmp.level, "verdict": cmp.verdict}
     save_schedule(winner, folder / files.BEST, kernel=c.kernel, name=f"best-{n}x{n} ({v.winner})",
                   metrics=metrics, provenance={**provenance, "strategy": v.winner})
     schedules_dir = folder / files.SCHEDULES
@@ -131,19 +148,25 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
     for label, s in r.candidates.items():
         evs = v.evaluations[label]
         m = {c.estimator: r.cheap[label], "bits_per_latent": v.mean(label), "estimator": "dedicated",
+             "val_bits_per_latent": v.mean(label, "val"),
              "seeds": len(evs), "bits_per_latent_per_seed": [e.bits_per_latent for e in evs],
              "bits_per_position": np.mean([e.per_position for e in evs], axis=0).tolist()}
         if label != v.winner:
             cmp = v.comparisons[label]  # best - this
-            m["vs_best"] = {"difference": -cmp.difference, "low": -cmp.high, "high": -cmp.low,
+            m["vs_best"] = {"difference": -cmp.difference, "low": _finite(-cmp.high), "high": _finite(-cmp.low),
+                            "level": cmp.level,
                             "verdict": {"better": "worse", "worse": "better"}.get(cmp.verdict, cmp.verdict)}
         save_schedule(s, schedules_dir / f"{label}.json", kernel=c.kernel, name=label, metrics=m,
                       provenance={**provenance, "strategy": label})
     files.write_table(folder, "evaluations.csv", [
         {"schedule": label, "grid": files.grid_text(r.candidates[label]), "seed": e.seed, "estimator": e.estimator,
-         "bits_per_latent": e.bits_per_latent, "bpp_y": e.bpp, "seconds": e.seconds, "steps": e.steps,
+         "bits_per_latent": e.bits_per_latent, "val_bits_per_latent": e.rate("val"), "bpp_y": e.bpp, "seconds": e.seconds, "steps": e.steps,
          "device": e.device, "cheap": r.cheap[label]}
         for label, evs in v.evaluations.items() for e in evs])
+    files.write_table(folder, "per_image.csv", [
+        {"schedule": label, "seed": e.seed, "split": split, "image": i, "bits": b, "latents": k}
+        for label, evs in v.evaluations.items() for e in evs for split in ("val", "test")
+        for i, (b, k) in enumerate(zip(*e.split_bits(split)))])
     codes = np.arange(0, 2 ** (n * n), 2)
     sizes = context_window_masks(codes, n, c.kernel).sum(axis=(1, 2))
     files.write_table(folder, "costs.csv", [

@@ -107,11 +107,14 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
             ax2.plot([0], [i], "k*", markersize=10)
             continue
         colour = {"worse": "tab:red", "better": "tab:green"}.get(vs["verdict"], "tab:gray")
+        if vs["low"] is None or vs["high"] is None:  # unbounded: training noise unknown (one seed)
+            ax2.plot([vs["difference"]], [i], "x", color=colour)
+            continue
         ax2.errorbar([vs["difference"]], [i], xerr=[[vs["difference"] - vs["low"]], [vs["high"] - vs["difference"]]],
                      fmt="o", color=colour, capsize=3)
     ax2.axvline(0, color="black", linewidth=0.8)
-    ax2.set_xlabel("this - best, bits/latent (95% paired interval)")
-    ax2.set_title("Difference from the best (grey: indistinguishable)", fontsize=10)
+    ax2.set_xlabel("this - leader, bits/latent (paired interval, corrected for the comparisons)")
+    ax2.set_title("Difference from the leader (grey: indistinguishable)", fontsize=10)
     written.append(_save(fig, folder, "verified", fmt))
 
     trace = files.read_table(folder, "trace.csv")

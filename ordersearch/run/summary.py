@@ -18,16 +18,23 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
     lines = [f"# ordersearch run: {n}x{n} patch", "",
              f"Command: `{command or 'ordersearch run --patch ' + str(n)}`", "",
              f"Data: {splits.train.name} (fingerprint {r.data}); train {len(splits.train)} / val {len(splits.val)} / "
-             f"test {len(splits.test)} entries; rates are bits per latent element of y on the test split. "
+             f"test {len(splits.test)} entries; rates are bits per latent element of y; choices on val, reported numbers on test. "
              f"Machine: {os.cpu_count()} CPU cores, device {c.device}.", "",
              "## Verified (dedicated training)", "",
-             f"Each candidate trained with {c.seeds} seed(s), {c.train.max_steps} steps max, early stopping on val; "
-             "intervals are paired over test images and seeds (95%).", ""]
+             f"Each candidate trained with {c.seeds} seed(s), more (up to {c.max_seeds}) for candidates "
+             f"indistinguishable from the leader; {c.train.max_steps} steps max, early stopping on val. "
+             f"The leader is the lowest on the **val** split; it is compared with every other candidate on the test "
+             f"split, paired over images and seeds, with the run's pooled seed-to-seed variance "
+             f"({_pooled(v)}), each interval Bonferroni-corrected for {max(1, len(v.comparisons))} comparisons.", ""]
     lines += [f"- {line}" for line in v.report()]
-    verdicts = [v.comparisons[k].verdict for k in v.ranking()[1:]]
-    lines += ["", f"Best: **{v.winner}** ({v.mean(v.winner):.4f} bits/latent)."
-              + (" It is indistinguishable from at least one other candidate at this budget; more seeds or "
-                 "data would be needed to separate them." if "indistinguishable" in verdicts else ""), ""]
+    best = v.best_set()
+    lines += ["", f"Best set (not shown worse than the leader): **{', '.join(best)}**."
+              + (" These are indistinguishable at this budget: more seeds or data would be needed to separate "
+                 "them." if len(best) > 1 else ""), ""]
+    if v.unresolved and c.max_seeds > c.seeds:
+        lines += [f"The seed budget ({c.max_seeds}) ran out with {len(v.unresolved)} candidate(s) unresolved: "
+                  f"{', '.join(v.unresolved)}.", ""]
+    lines += _order_matters(v)
     lines += ["## Search (cheap estimator: " + c.estimator + ")", "",
               "| strategy | rate (cheap) | scorer calls | seconds | schedule |", "|---|---|---|---|---|"]
     for name, res in r.results.items():
@@ -41,13 +48,37 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pooled(v) -> str:
+    var, dof = v.pooled
+    return f"sd {var ** 0.5:.5f} bits/latent, {dof} degrees of freedom" if dof else "none: one seed, no claim"
+
+
+def _order_matters(v) -> list[str]:
+    """Whether the leader beats the negative controls: does the order matter on these data?"""
+    controls = [k for k in v.ranking() if k.startswith("control-") and k != v.winner]
+    if not controls:
+        return []
+    lines = ["## Does the order matter here?", ""]
+    for k in controls:
+        cmp = v.comparisons[k]
+        lines.append(f"- leader - {k} = {cmp.difference:+.4f} bits/latent, {100 * cmp.level:.1f}% interval "
+                     f"[{cmp.low:+.4f}, {cmp.high:+.4f}]: {cmp.verdict}")
+    beaten = [k for k in controls if v.comparisons[k].verdict == "better"]
+    answer = ("Yes: the leader beats every negative control." if len(beaten) == len(controls) else
+              f"Partly: the leader beats {len(beaten)} of {len(controls)} negative controls." if beaten else
+              "Not shown: the leader is indistinguishable from the negative controls (the cheap estimator's worst "
+              "order and random orders), so on these data and at this budget the order does not measurably matter.")
+    return lines + ["", answer, ""]
+
+
 def terminal_table(r: RunResult) -> str:
     v = r.verified
     width = max(len(k) for k in v.evaluations)
-    head = f"{'schedule':<{width}}  {'dedicated':>9}  {r.config.estimator:>15}  verdict vs best"
+    head = f"{'schedule':<{width}}  {'test':>7}  {'val':>7}  {r.config.estimator:>15}  verdict vs leader"
     rows = [head, "-" * len(head)]
     for label in v.ranking():
-        verdict = "best" if label == v.winner else {"better": "worse than best", "worse": "better than best",
-                                                     "indistinguishable": "indistinguishable"}[v.comparisons[label].verdict]
-        rows.append(f"{label:<{width}}  {v.mean(label):9.4f}  {r.cheap[label]:15.4f}  {verdict}")
+        verdict = "leader" if label == v.winner else {"better": "worse", "worse": "better",
+                                                       "indistinguishable": "indistinguishable"}[v.comparisons[label].verdict]
+        rows.append(f"{label:<{width}}  {v.mean(label):7.4f}  {v.mean(label, 'val'):7.4f}  {r.cheap[label]:15.4f}  "
+                    f"{verdict}")
     return "\n".join(rows)
