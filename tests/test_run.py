@@ -108,6 +108,8 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     assert time.time() - start < first_seconds
     again, _ = load_schedule(folder / "best.json")
     assert again == best and len(pd.read_csv(folder / "evaluations.csv")) == rows
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "trace.csv").drop(columns="seconds"),
+                                  trace.drop(columns="seconds"))  # a repeated run keeps every trace row
     assert json.loads((folder / "best.json").read_text())["stages"] == [list(r) for r in best.stages]
 
 
@@ -214,6 +216,9 @@ def test_interrupted_run_resumes_to_the_same_result(latent_file, tmp_path):
               for x in ("a", "b"))
     assert ea.schedule.tolist() == eb.schedule.tolist()
     np.testing.assert_array_equal(ea.bits_per_latent.to_numpy(), eb.bits_per_latent.to_numpy())
+    # the Optuna rows of the trace are rebuilt from the study: the resumed trace is the uninterrupted one
+    ta, tb = (pd.read_csv(tmp_path / x / "patch2" / "trace.csv").drop(columns="seconds") for x in ("a", "b"))
+    pd.testing.assert_frame_equal(ta, tb)
 
 
 def test_poisoning_the_test_split_does_not_change_the_choice(tmp_path):

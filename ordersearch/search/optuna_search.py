@@ -112,5 +112,29 @@ class OptunaSearch(Strategy):
                 if caught:
                     raise KeyboardInterrupt
                 done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        return self._replayed(study, session)
+
+    def _replayed(self, study, session: Session) -> SearchResult:
+        """The result and trace of the whole study, replayed in trial order through a fresh session.
+
+        A resumed (or repeated) search ran only the missing trials; replaying
+        every finished one gives the trace, scorer calls and best an
+        uninterrupted search would have (the scorer is a cheap table: a
+        replay costs milliseconds). ``seconds`` are the trials' own times
+        since the study's first trial.
+        """
+        import optuna
+
+        trials = sorted(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)),
+                        key=lambda t: t.number)
+        replay = Session(session.scorer, session.budget)
+        start = trials[0].datetime_start if trials else None
+        for t in trials:
+            before = len(replay.trace)
+            replay.rate(Schedule.from_grid(t.user_attrs["stages"]))
+            for row in replay.trace[before:]:
+                row.seconds = (t.datetime_complete - start).total_seconds()
         best = study.best_trial
-        return session.result(self.name, Schedule.from_grid(best.user_attrs["stages"]), float(best.value))
+        result = replay.result(self.name, Schedule.from_grid(best.user_attrs["stages"]), float(best.value))
+        result.seconds = (trials[-1].datetime_complete - start).total_seconds() if trials else 0.0
+        return result
