@@ -11,9 +11,9 @@ interaction is counted in both):
   standard error of a weighted mean (n_images - 1 degrees of freedom);
 - training: the spread over seeds of the per-seed difference, divided by the
   number of seeds. One schedule pair rarely has more than a few seeds, so
-  the variance is pooled with ``pooled``, the seed-to-seed variance of the
-  other pairs of the same run (``pooled_seed_variance``), degrees of
-  freedom added. With one seed and nothing to pool, training noise is
+  ``pooled``, the seed-to-seed variance pooled over the pairs of the same
+  run, this one included (``pooled_seed_variance``), replaces the pair's own
+  estimate when given. With one seed and nothing pooled, training noise is
   unknown: the interval is infinite and the verdict ``indistinguishable``.
 
 The interval uses Student's t with Satterthwaite's degrees of freedom. When
@@ -120,10 +120,8 @@ def compare(a: Sequence[Evaluation], b: Sequence[Evaluation], level: float = 0.9
     seeds = len(diffs)
     difference, se_img = weighted_mean_se(diffs.mean(axis=0), weights)
     dof_img = len(weights) - 1
-    own_var, own_dof = seed_variance(a, b, split)
-    pooled_var, pooled_dof = pooled
-    seed_dof = own_dof + pooled_dof
-    seed_var = (own_var * own_dof + pooled_var * pooled_dof) / seed_dof if seed_dof else math.nan
+    # the pooled estimate already holds this pair's own seed spread (pooled over the run's pairs, this one included)
+    seed_var, seed_dof = pooled if pooled[1] else seed_variance(a, b, split)
     corrected = 1 - (1 - level) / max(1, comparisons)
     parts = [(se_img**2, dof_img)] if dof_img > 0 and not math.isnan(se_img) else []
     if seed_dof:
@@ -136,7 +134,7 @@ def compare(a: Sequence[Evaluation], b: Sequence[Evaluation], level: float = 0.9
         half = float(student_t.ppf(0.5 + corrected / 2, dof)) * math.sqrt(var)
         low, high = difference - half, difference + half
     verdict = "better" if high < 0 else "worse" if low > 0 else "indistinguishable"
-    base = float(np.mean([(np.asarray(e.split_bits(split)[0]).sum() / np.sum(e.split_bits(split)[1])) for e in b]))
+    base = float(np.mean([e.rate(split) for e in b]))
     return Comparison(difference, low, high, difference / base, corrected, len(weights), seeds, dof, verdict, split)
 
 
