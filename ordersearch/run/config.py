@@ -9,6 +9,8 @@ from ..evaluation.config import TrainConfig
 
 DEFAULT_STRATEGIES = ("dp", "greedy", "optuna-tpe")
 DEFAULT_ESTIMATOR = "linear-gaussian"
+#: label prefix of the negative controls run verifies (the table's worst order, random orders)
+CONTROL = "control-"
 
 
 @dataclass

@@ -30,7 +30,7 @@ from ..schedule_io import save_schedule
 from ..search import DP, Budget, SearchResult, TableScorer, make_strategy, pareto_front
 from ..search.pareto import ParetoPoint
 from . import folder as files
-from .config import RunConfig
+from .config import CONTROL, RunConfig
 from .summary import summary
 
 
@@ -100,9 +100,6 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
     write_outputs(result, table, splits, command)
     store.close()
     return result
-
-
-CONTROL = "control-"
 
 
 def negative_controls(table: np.ndarray, patch: int, seed: int) -> dict[str, Schedule]:

@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..data.latents import Splits
+from .config import CONTROL
 from .folder import grid_text
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def _pooled(v) -> str:
 
 def _order_matters(v) -> list[str]:
     """Whether the leader beats the negative controls: does the order matter on these data?"""
-    controls = [k for k in v.ranking() if k.startswith("control-") and k != v.winner]
+    controls = [k for k in v.ranking() if k.startswith(CONTROL) and k != v.winner]
     if not controls:
         return []
     lines = ["## Does the order matter here?", ""]
