@@ -29,7 +29,6 @@ import torch
 
 from ..errors import OrdersearchError
 from ..files import atomic_write
-from ..schedule import Schedule
 from ..schedule_io import load_schedule
 
 BEST = "best.json"
@@ -48,11 +47,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "pareto.csv": ("kind", "label", "stages", "budget", "bits_per_latent", "grid"),
     "trace.csv": ("strategy", "index", "kind", "subject", "rate", "seconds", "best"),
 }
-
-
-def grid_text(schedule: Schedule) -> str:
-    """A schedule's grid on one line: ``0 1 / 2 3``."""
-    return " / ".join(" ".join(str(v) for v in row) for row in schedule.stages)
 
 
 def write_table(folder: Path, name: str, rows: list[dict]) -> Path:

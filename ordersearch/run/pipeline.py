@@ -28,6 +28,7 @@ from ..evaluation import Agreement, EvaluationStore, Evaluator, Verified, agreem
 from ..schedule import Schedule, baselines, check_patch, context_from_index, context_window_masks
 from ..schedule_io import save_schedule
 from ..search import DP, Budget, SearchResult, TableScorer, make_strategy, pareto_front
+from ..search.base import grid_text
 from ..search.pareto import ParetoPoint
 from . import folder as files
 from .config import CONTROL, RunConfig
@@ -156,7 +157,7 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
         save_schedule(s, schedules_dir / f"{label}.json", kernel=c.kernel, name=label, metrics=m,
                       provenance={**provenance, "strategy": label})
     files.write_table(folder, "evaluations.csv", [
-        {"schedule": label, "grid": files.grid_text(r.candidates[label]), "seed": e.seed, "estimator": e.estimator,
+        {"schedule": label, "grid": grid_text(r.candidates[label]), "seed": e.seed, "estimator": e.estimator,
          "bits_per_latent": e.bits_per_latent, "val_bits_per_latent": e.rate("val"), "bpp_y": e.bpp, "seconds": e.seconds, "steps": e.steps,
          "device": e.device, "cheap": r.cheap[label]}
         for label, evs in v.evaluations.items() for e in evs])
@@ -170,9 +171,9 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
         {"code": int(k), "context": " ".join(f"{a},{b}" for a, b in sorted(context_from_index(k, n))),
          "decoded_neighbours": int(size), "bits_per_latent": float(table[k])} for k, size in zip(codes, sizes)])
     rows = [{"kind": "front", "label": f"best {p.stages} stages", "stages": p.schedule.num_stages, "budget": p.stages,
-             "bits_per_latent": p.rate, "grid": files.grid_text(p.schedule)} for p in r.front]
+             "bits_per_latent": p.rate, "grid": grid_text(p.schedule)} for p in r.front]
     rows += [{"kind": "named", "label": name, "stages": s.num_stages, "budget": s.num_stages,
-              "bits_per_latent": scorer_rate(table, s), "grid": files.grid_text(s)} for name, s in baselines(n).items()]
+              "bits_per_latent": scorer_rate(table, s), "grid": grid_text(s)} for name, s in baselines(n).items()]
     files.write_table(folder, "pareto.csv", rows)
     files.write_table(folder, "trace.csv", [{"strategy": name, **asdict(t)} for name, res in r.results.items()
                                             for t in res.trace])

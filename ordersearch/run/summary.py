@@ -6,8 +6,8 @@ import os
 from typing import TYPE_CHECKING
 
 from ..data.latents import Splits
+from ..search.base import grid_text
 from .config import CONTROL
-from .folder import grid_text
 
 if TYPE_CHECKING:
     from .pipeline import RunResult

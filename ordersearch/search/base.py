@@ -118,6 +118,7 @@ class SearchResult:
 
 
 def grid_text(schedule: Schedule) -> str:
+    """A schedule's grid on one line: ``0 1 / 2 3`` (trace.csv, the run folder's tables)."""
     return " / ".join(" ".join(str(v) for v in row) for row in schedule.stages)
 
 
