@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -77,6 +78,10 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     trace = pd.read_csv(folder / "trace.csv")
     assert set(trace.strategy) == {"dp", "greedy", "optuna-tpe"}
     summary = (folder / "summary.md").read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in folder.rglob("*") if p.is_file() and "store" not in p.parts
+            and p.suffix != ".db"} == {0o666 & ~umask}  # readable by colleagues as the user's umask says
     # one seed: training noise unknown, so no candidate is shown worse, and the report says so
     assert "Best set (not shown worse than the leader)" in summary and "one seed, no claim" in summary
     assert "## Does the order matter here?" in summary and "control-random-1" in summary
