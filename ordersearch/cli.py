@@ -322,7 +322,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ordersearch", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="ordersearch", description="Find, prove and export the best decoding order of multistage "
+                     "spatial context models for learned image codecs.")
     parser.add_argument("--version", action="version", version=f"ordersearch {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -352,8 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     latents.add_argument("--device", default="auto", help=DEVICE_HELP)
     latents.set_defaults(func=cmd_latents)
 
-    from .estimators import ESTIMATORS
-    from .run import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES
+    from .defaults import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES, ESTIMATOR_NAMES
 
     run = sub.add_parser("run", help="search, verify and export the best order for a patch size",
                          description="Cheap cost table -> search strategies -> dedicated verification of the top "
@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--budget", type=int, default=200, metavar="TRIALS",
                      help="schedules each budgeted strategy may score (default 200)")
     run.add_argument("--seconds", type=float, metavar="S", help="wall-clock limit per strategy")
-    run.add_argument("--estimator", choices=list(ESTIMATORS), default=DEFAULT_ESTIMATOR,
+    run.add_argument("--estimator", choices=list(ESTIMATOR_NAMES), default=DEFAULT_ESTIMATOR,
                      help=f"estimator of the cost table (default {DEFAULT_ESTIMATOR}; see results/fidelity.md)")
     run.add_argument("--verify-top", type=int, default=2, metavar="K",
                      help="dp's K best orders verified by dedicated training (default 2)")

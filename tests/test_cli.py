@@ -100,3 +100,16 @@ def test_console_script_show_and_version():
     assert r.returncode == 0 and r.stdout.splitlines()[2:4] == ["  0 2", "  3 1"]
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("ordersearch ")
+
+
+def test_help_needs_no_torch_and_its_lists_match_the_registries():
+    """`ordersearch --help` builds every subcommand's parser without importing torch (a second less to wait)."""
+    code = ("import sys; from ordersearch.cli import build_parser; build_parser(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+    from ordersearch.defaults import DEFAULT_STRATEGIES, ESTIMATOR_NAMES
+    from ordersearch.estimators import ESTIMATORS
+    from ordersearch.search import STRATEGY_NAMES
+
+    assert tuple(ESTIMATORS) == ESTIMATOR_NAMES and set(DEFAULT_STRATEGIES) <= set(STRATEGY_NAMES)

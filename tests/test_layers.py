@@ -20,7 +20,7 @@ ROOT = Path(ordersearch.__file__).parent
 
 #: layer of each top-level module or subpackage; an import may only go to the same layer or lower
 LAYERS = {
-    "errors": 0, "files": 0, "device": 0, "_version": 0,
+    "errors": 0, "files": 0, "device": 0, "_version": 0, "defaults": 0,
     "schedule": 1, "schedule_io": 1, "__init__": 1,
     "data": 2,
     "models": 3,

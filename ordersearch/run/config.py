@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..defaults import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES
 from ..evaluation.config import TrainConfig
 
-DEFAULT_STRATEGIES = ("dp", "greedy", "optuna-tpe")
-DEFAULT_ESTIMATOR = "linear-gaussian"
 #: label prefix of the negative controls run verifies (the table's worst order, random orders)
 CONTROL = "control-"
 
