@@ -48,27 +48,20 @@ class OnDevice:
         b = bits(model(self.y[i][None], prior))[0]
         return b[:, border:b.shape[1] - border, border:b.shape[2] - border] if border else b
 
-    def mean_bits(self, model: nn.Module, border: int) -> float:
-        """Bits per latent element over the whole split."""
-        total, count = 0.0, 0
+    def image_bits(self, model: nn.Module, border: int) -> tuple[list[float], list[int]]:
+        """Bits and latent elements of every image (``border`` rows and columns not scored)."""
+        bits_, elements = [], []
         with torch.no_grad():
             for i in range(len(self.y)):
                 b = self.bits_map(model, i, border)
-                total += float(b.sum())
-                count += b.numel()
-        return total / count
+                bits_.append(float(b.sum()))
+                elements.append(int(b.numel()))
+        return bits_, elements
 
-
-def image_bits(model: nn.Module, latents: LatentSet, border: int) -> tuple[list[float], list[int]]:
-    """Bits and latent elements of every image of a split (``border`` rows and columns not scored)."""
-    data = OnDevice(latents, next(model.parameters()).device)
-    bits_, elements = [], []
-    with torch.no_grad():
-        for i in range(len(data.y)):
-            b = data.bits_map(model, i, border)
-            bits_.append(float(b.sum()))
-            elements.append(int(b.numel()))
-    return bits_, elements
+    def mean_bits(self, model: nn.Module, border: int) -> float:
+        """Bits per latent element over the whole split."""
+        bits_, elements = self.image_bits(model, border)
+        return sum(bits_) / sum(elements)
 
 
 def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -> dict:
@@ -93,7 +86,7 @@ def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -
     per_stage = [float(pos_bits[grid == s].sum() / pos_count[grid == s].sum()) for s in range(schedule.num_stages)]
     total = sum(image_bits_)
     sizes = splits.test.image_sizes
-    val_bits, val_elements = image_bits(model, splits.val, border)
+    val_bits, val_elements = OnDevice(splits.val, next(model.parameters()).device).image_bits(model, border)
     return {
         "bits_per_latent": total / sum(image_elements),
         "bpp": None if sizes is None or border else total / float(np.prod(sizes, axis=1).sum()),

@@ -124,15 +124,9 @@ def compare(a: Sequence[Evaluation], b: Sequence[Evaluation], level: float = 0.9
     seed_var, seed_dof = pooled if pooled[1] else seed_variance(a, b, split)
     corrected = 1 - (1 - level) / max(1, comparisons)
     parts = [(se_img**2, dof_img)] if dof_img > 0 and not math.isnan(se_img) else []
-    if seed_dof:
-        parts.append((seed_var / seeds, seed_dof))
-    var = sum(v for v, _ in parts)
-    if not seed_dof or not parts or var == 0:  # training noise (or all noise) unknown: no claim
+    low, high, dof = _interval(difference, parts, seed_var / seeds, seed_dof, corrected)
+    if low == high:  # no noise at all (identical evaluations): nothing to claim
         low, high, dof = -math.inf, math.inf, 0.0
-    else:
-        dof = var**2 / sum(v**2 / d for v, d in parts)  # Satterthwaite
-        half = float(student_t.ppf(0.5 + corrected / 2, dof)) * math.sqrt(var)
-        low, high = difference - half, difference + half
     verdict = "better" if high < 0 else "worse" if low > 0 else "indistinguishable"
     base = float(np.mean([e.rate(split) for e in b]))
     return Comparison(difference, low, high, difference / base, corrected, len(weights), seeds, dof, verdict, split)
@@ -150,11 +144,23 @@ def rate_interval(evaluations: Sequence[Evaluation], level: float = 0.95, split:
     per_seed = rates @ (weights / weights.sum())
     if len(per_seed) < 2 or math.isnan(se_img):
         return mean, -math.inf, math.inf
-    parts = [(se_img**2, len(weights) - 1), (float(np.var(per_seed, ddof=1)) / len(per_seed), len(per_seed) - 1)]
+    low, high, _ = _interval(mean, [(se_img**2, len(weights) - 1)],
+                             float(np.var(per_seed, ddof=1)) / len(per_seed), len(per_seed) - 1, level)
+    return mean, low, high
+
+
+def _interval(estimate: float, parts: list[tuple[float, float]], seed_var: float, seed_dof: float,
+              level: float) -> tuple[float, float, float]:
+    """(low, high, dof): Student's t interval of ``estimate`` whose variance is the sum of the image
+    ``parts`` (variance, dof) and the training part ``seed_var`` (Satterthwaite's dof). Unknown
+    training noise (``seed_dof`` 0): an infinite interval, no claim."""
+    if not seed_dof:
+        return -math.inf, math.inf, 0.0
+    parts = [*parts, (seed_var, seed_dof)]
     var = sum(v for v, _ in parts)
     dof = var**2 / sum(v**2 / d for v, d in parts) if var else 1.0
     half = float(student_t.ppf(0.5 + level / 2, dof)) * math.sqrt(var)
-    return mean, mean - half, mean + half
+    return estimate - half, estimate + half, dof
 
 
 @dataclass(frozen=True)
