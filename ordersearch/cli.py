@@ -16,7 +16,7 @@ from typing import NoReturn
 import numpy as np
 
 from ._version import __version__
-from .errors import LatentError, OrdersearchError, ScheduleError
+from .errors import LatentError, OrdersearchError, ScheduleError, redact
 from .schedule import NAMED_SCHEDULES, Schedule, check_patch
 from .schedule_io import DEFAULT_KERNEL, load_schedule
 
@@ -462,12 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OrdersearchError as e:
         if args.debug:
             raise
-        print(f"ordersearch: error: {e}", file=sys.stderr)
+        print(f"ordersearch: error: {redact(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("ordersearch: interrupted", file=sys.stderr)
+        print("ordersearch: interrupted; run the same command to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # stdout closed early (e.g. `| head`): not an error; silence the flush at exit.

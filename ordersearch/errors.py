@@ -5,6 +5,8 @@ size, ...) is raised as an :class:`OrdersearchError` whose message is one line
 that names the problem. The CLI prints that line and exits with code 2.
 """
 
+import re
+
 
 class OrdersearchError(Exception):
     """Base class of every error ordersearch raises about user input."""
@@ -20,3 +22,24 @@ class LatentError(OrdersearchError, ValueError):
 
 class ImageError(OrdersearchError, ValueError):
     """An image cannot be read or is unusable."""
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*:)[^@\s'\"]+@")
+_PARAM_PASSWORD = re.compile(r"(?P<head>\bpassword=)[^&\s'\"]+", re.IGNORECASE)
+
+
+def redact(text: str, *urls: str | None) -> str:
+    """``text`` with every database password masked as ``***``.
+
+    Masks ``scheme://user:PASSWORD@host`` and ``password=...`` anywhere in the
+    text, and each password of the given ``urls`` wherever it appears alone
+    (a driver may quote it in its own message).
+    """
+    for url in urls:
+        if url:
+            m = _URL_PASSWORD.search(url)
+            secret = url[m.end("head"):m.end() - 1] if m else None
+            if secret:
+                text = text.replace(secret, "***")
+    text = _URL_PASSWORD.sub(lambda m: m["head"] + "***@", text)
+    return _PARAM_PASSWORD.sub(lambda m: m["head"] + "***", text)

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from .errors import OrdersearchError
+from .errors import OrdersearchError, redact
 from .evaluation import Evaluator, retry_table_race
 from .schedule import check_patch
 from .search.base import order_to_schedule
@@ -43,7 +43,7 @@ def open_storage(url: str, heartbeat: int = 60):
             url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1)))
     except Exception as exc:  # SQLAlchemy raises many types for bad URLs, missing drivers, unreachable servers
-        raise OrdersearchError(f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}") from None
+        raise OrdersearchError(redact(f"cannot open Optuna storage {url!r}: {str(exc).splitlines()[0]}", url)) from None
 
 
 def fail_silent_trials(study, grace: float) -> None:

@@ -40,7 +40,7 @@ from pathlib import Path
 import sqlalchemy as sa
 import torch
 
-from ..errors import OrdersearchError
+from ..errors import OrdersearchError, redact
 from ..files import atomic_write
 from ..models.multistage import translated_state
 from ..schedule import Position, Schedule, context_index
@@ -117,7 +117,8 @@ class EvaluationStore:
                 sa.event.listen(self._engine, "connect", lambda con, _: con.execute("PRAGMA journal_mode=WAL"))
             retry_table_race(lambda: self._meta.create_all(self._engine))
         except Exception as exc:  # SQLAlchemy raises many types: bad URL, missing driver, not a database, no server
-            raise OrdersearchError(f"{what}: not a usable evaluation store ({str(exc).splitlines()[0]})") from None
+            raise OrdersearchError(redact(f"{what}: not a usable evaluation store ({str(exc).splitlines()[0]})",
+                                         self.url)) from None
 
     def close(self) -> None:
         self._engine.dispose()

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..data.latents import LatentSet, Splits
 from ..estimators import fit_estimator
+from ..errors import redact
 from ..files import atomic_write
 from ..evaluation import Agreement, EvaluationStore, Evaluator, Verified, agreement, verify
 from ..schedule import Schedule, baselines, check_patch, context_from_index, context_window_masks
@@ -124,8 +125,9 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
     """Every file of the run folder (``run.folder``)."""
     c, folder, v = r.config, r.config.folder, r.verified
     n = c.patch
-    provenance = {"data": r.data, "config": {**asdict(c), "out": str(c.out), "train": c.train.to_dict()},
-                  "command": command}
+    provenance = {"data": r.data, "command": redact(command, c.storage),
+                  "config": {**asdict(c), "out": str(c.out), "train": c.train.to_dict(),
+                             "storage": c.storage and redact(c.storage, c.storage)}}
     winner = v.schedules[v.winner]
     ev = v.evaluations[v.winner]
     runner_up = v.ranking()[1] if len(v.ranking()) > 1 else None

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..errors import OrdersearchError
+from ..errors import OrdersearchError, redact
 from ..schedule import Schedule
 from .base import Session, Strategy, SearchResult, order_to_schedule
 
@@ -85,7 +85,8 @@ class OptunaSearch(Strategy):
             return optuna.create_study(study_name=name, storage=self.storage, sampler=self._make_sampler(self.seed),
                                        direction="minimize", load_if_exists=True)
         except Exception as exc:  # bad URL, missing driver, unreachable server: SQLAlchemy raises many types
-            raise OrdersearchError(f"cannot open Optuna storage {self.storage!r}: {exc}") from None
+            raise OrdersearchError(redact(f"cannot open Optuna storage {self.storage!r}: {str(exc).splitlines()[0]}",
+                                         self.storage)) from None
 
     def _run(self, session: Session) -> SearchResult:
         import optuna
