@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--patches", type=int, nargs="+", default=[2, 3, 4])
     ap.add_argument("--out", type=Path, default=Path("results"))
     ap.add_argument("--fresh", action="store_true", help="delete each patch's store and Optuna study first")
+    ap.add_argument("--note", default="", help="said in the note column of run_benchmark.csv (e.g. the machine)")
     args, extra = ap.parse_known_args()
     log = args.out / "run_benchmark.csv"
     for n in args.patches:
@@ -45,6 +46,7 @@ def main() -> None:
         reused = (folder / "store").exists()
         cmd = ["ordersearch", "run", "--patch", str(n), "--out", str(args.out), *extra]
         print("$", " ".join(cmd), flush=True)
+        cmd = [sys.executable, "-m", *cmd]  # the interpreter running this script, installed or not
         start = time.time()
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         code = subprocess.run(cmd).returncode
@@ -57,11 +59,12 @@ def main() -> None:
             w = csv.writer(f)
             if new:
                 w.writerow(["date", "command", "seconds", "peak_rss_mib", "cpus", "torch_threads", "note"])
-            w.writerow([datetime.now(timezone.utc).isoformat(timespec="seconds"), " ".join(cmd[1:]),
+            w.writerow([datetime.now(timezone.utc).isoformat(timespec="seconds"), " ".join(cmd[3:]),
                         f"{seconds:.0f}", f"{peak / 1024:.0f}" if peak > before else "<= earlier run",
                         os.cpu_count(), os.environ.get("OMP_NUM_THREADS", "default"),
-                        "store reused: cached evaluations not re-timed" if reused else ""])
-    subprocess.run(["ordersearch", "plot", str(args.out)], check=True)
+                        "; ".join(filter(None, ["store reused: cached evaluations not re-timed" if reused else
+                                                "fresh store", args.note]))])
+    subprocess.run([sys.executable, "-m", "ordersearch", "plot", str(args.out)], check=True)
 
 
 if __name__ == "__main__":

@@ -148,3 +148,27 @@ def test_warm_start_is_an_evaluation_in_the_store(tmp_path, field):
     # the same result as an evaluator without a store, which trains its own warm start
     alone = Evaluator(lat, cfg, "cpu", progress=False).evaluate(Schedule.named("snake", 2))
     assert alone.bits_per_latent == b.bits_per_latent
+
+
+@pytest.mark.parametrize("data", ["gaussian", "builtin"])
+def test_stacked_training_gives_the_one_at_a_time_results(data, field):
+    """K schedules x S seeds trained as one stack: the rates, steps and stops of training each alone."""
+    if data == "gaussian":
+        latents = field[1]
+    else:
+        from ordersearch.models import builtin
+
+        latents = builtin()
+    config = TrainConfig(max_steps=40, eval_every=10, patience=2, warm_steps=10, crop=8, batch=4)
+    items = [(Schedule.named(name, 2), seed) for seed in (0, 1) for name in ("raster", "checkerboard", "single")]
+    alone = Evaluator(latents, config, "cpu", progress=False)
+    together = Evaluator(latents, config, "cpu", progress=False, stack=len(items))
+    stacked = together.evaluate_many(items)
+    for (schedule, seed), ev in zip(items, stacked):
+        ref = alone.evaluate(schedule, seed)
+        assert ev.seed == seed and ev.stages == ref.stages
+        assert (ev.steps, ev.best_step) == (ref.steps, ref.best_step)
+        assert ev.bits_per_latent == pytest.approx(ref.bits_per_latent, rel=1e-4)
+        assert ev.val_bits_per_latent == pytest.approx(ref.val_bits_per_latent, rel=1e-4)
+    # and the seeds differ from each other by more than stacking moves them
+    assert stacked[0].bits_per_latent != pytest.approx(stacked[3].bits_per_latent, rel=1e-6)

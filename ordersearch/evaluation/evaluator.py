@@ -18,7 +18,7 @@ element of y on the test split; ``bpp`` (y only) where image sizes are known.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
@@ -30,9 +30,11 @@ from .config import TrainConfig
 from .measure import measure
 from .record import Evaluation
 from .store import EvaluationStore, context_subject, evaluation_key, schedule_subject
-from .training import train_dedicated
+from .training import Trained, train_dedicated, train_stacked
 
 WARM = Schedule.named("single", 1)
+#: models trained as one stack on a GPU (an H100 runs 32 of the 4x4 models in about the time of one)
+STACK_CUDA = 32
 
 
 def as_splits(latents: LatentSet | Splits) -> Splits:
@@ -49,10 +51,14 @@ class Evaluator:
     """Dedicated evaluations on one data set with one protocol, on one device, cached in one store."""
 
     def __init__(self, latents: LatentSet | Splits, config: TrainConfig = TrainConfig(),
-                 device: str | torch.device = "auto", store: EvaluationStore | None = None, progress: bool = True):
+                 device: str | torch.device = "auto", store: EvaluationStore | None = None, progress: bool = True,
+                 stack: int | None = None):
         self.splits = as_splits(latents)
         self.config = config
         self.device = resolve_device(device)
+        #: models ``evaluate_many`` trains as one; default: many on a GPU, one on a CPU (where stacking
+        #: saves nothing: the step is arithmetic-bound, see benchmarks/bench_verify.py)
+        self.stack = stack or (STACK_CUDA if self.device.type == "cuda" else 1)
         self.store = store
         self.progress = progress
         self.data = data_fingerprint(self.splits)
@@ -74,6 +80,36 @@ class Evaluator:
         result = self._cached(schedule_subject(canonical), seed, None if cached_only else
                               lambda: self._train_schedule(canonical, seed))
         return None if result is None else result.translated(schedule)
+
+    def evaluate_many(self, items: Iterable[tuple[Schedule, int]]) -> list[Evaluation]:
+        """``evaluate(schedule, seed)`` of every item; the ones not in the store are trained together.
+
+        Up to ``stack`` models of one patch size train as one stacked module
+        (``train_stacked``): on a GPU many small models cost about what one
+        does. Results equal those of ``evaluate`` up to floating-point order.
+        """
+        return self._evaluate_many(list(items), self.config)
+
+    def _evaluate_many(self, items: list[tuple[Schedule, int]], config: TrainConfig) -> list[Evaluation]:
+        canonical = [(s.canonical("translations"), seed) for s, seed in items]
+        for s, _ in canonical:
+            self.splits.check(s.patch, config.crop)
+        keyed = [(self.key(schedule_subject(s), seed, config), *schedule_subject(s)[:2]) for s, seed in canonical]
+
+        def train(indices: list[int]) -> Iterator[Evaluation]:
+            # in the given order (seed-major from verify), a stack of one patch size at a time
+            at = 0
+            while at < len(indices):
+                patch = canonical[indices[at]][0].patch
+                chunk = []
+                while at < len(indices) and len(chunk) < self.stack and canonical[indices[at]][0].patch == patch:
+                    chunk.append(indices[at])
+                    at += 1
+                yield from self._train_schedules([canonical[i] for i in chunk], config)
+
+        results = (list(train(list(range(len(items))))) if self.store is None else
+                   self.store.cached_many(keyed, train))
+        return [r.translated(s) for r, (s, _) in zip(results, items)]
 
     def evaluate_context(self, context: Iterable[Position], patch: int, seed: int = 0,
                          cached_only: bool = False) -> Evaluation | None:
@@ -125,6 +161,33 @@ class Evaluator:
         return self._train(model, config, seed, "dedicated", n, schedule, None,
                            label or f"train {n}x{n} schedule seed {seed}")
 
+    def _train_schedules(self, items: list[tuple[Schedule, int]], config: TrainConfig) -> list[Evaluation]:
+        """Dedicated evaluations of (schedule, seed) pairs of one patch size, trained as one stack."""
+        warm = config.warm_steps == 0 and items[0][0] == WARM
+        if len(items) == 1:
+            schedule, seed = items[0]
+            return [self._train_schedule(schedule, seed, config,
+                                         f"warm start (prior only) seed {seed}" if warm else None)]
+        config = config.decided(self.splits)
+        if config.warm_steps > 0:
+            self.warm_starts([seed for _, seed in items])
+        s = self.splits.train
+        models = []
+        for schedule, seed in items:
+            torch.manual_seed(seed)  # the initialisation the one-at-a-time path gives this seed
+            model = MultistageContextModel(schedule, s.channels, s.prior_channels, config.model).to(self.device)
+            if config.warm_steps > 0:
+                self._load_warm_start(model, seed)
+            models.append(model)
+        n = items[0][0].patch
+        start = time.time()
+        label = f"{len(items)} warm starts together" if warm else f"train {len(items)} {n}x{n} models together"
+        trained = train_stacked(models, self.splits, config, [seed for _, seed in items], self.device,
+                                self.progress, label)
+        seconds = (time.time() - start) / len(items)  # the stack's time, shared evenly
+        return [self._record(t, config, seed, "dedicated", n, schedule, None, seconds)
+                for t, (schedule, seed) in zip(trained, items)]
+
     def _train_one_mask(self, model_for, estimator: str, patch: int, context: list[Position] | None, seed: int,
                         label: str) -> Evaluation:
         """Train and measure a model whose one convolution mask serves every latent."""
@@ -143,25 +206,31 @@ class Evaluator:
         if config.warm_steps > 0:
             self._load_warm_start(model, seed)
         trained = train_dedicated(model, self.splits, config, seed, self.device, self.progress, label)
+        return self._record(trained, config, seed, estimator, patch, measured_as, context, time.time() - start)
+
+    def _record(self, trained: Trained, config: TrainConfig, seed: int, estimator: str, patch: int,
+                measured_as: Schedule, context: list[Position] | None, seconds: float) -> Evaluation:
         m = measure(trained.model, self.splits, measured_as, config.score_border)
         return Evaluation(estimator, patch, [list(r) for r in measured_as.stages], context, seed,
-                          steps=trained.steps, best_step=trained.best_step, seconds=time.time() - start,
+                          steps=trained.steps, best_step=trained.best_step, seconds=seconds,
                           curve=trained.curve, config=config.to_dict(), data=self.data, device=str(self.device),
                           model=trained.model, **m)
 
     def warm_start(self, seed: int) -> dict[str, torch.Tensor]:
         """State of the prior-only model every schedule starts from (trained once, then from the store)."""
-        if seed not in self._warm:
+        return self.warm_starts([seed])[seed]
+
+    def warm_starts(self, seeds: Iterable[int]) -> dict[int, dict[str, torch.Tensor]]:
+        """``warm_start`` of several seeds; the missing ones are trained together (``stack`` at a time)."""
+        missing = [seed for seed in dict.fromkeys(seeds) if seed not in self._warm]
+        if missing:
             warm = self.config.warm()
-            key = self.key(schedule_subject(WARM), seed, warm)
-            state = None if self.store is None else self.store.state(key)
-            if state is None:
-                ev = self._cached(schedule_subject(WARM), seed, lambda: self._train_schedule(
-                    WARM, seed, warm, f"warm start (prior only) seed {seed}"), warm)
-                state = ev.model.state_dict() if ev.model is not None else self.store.state(key)
-            self._warm[seed] = {k: v.detach().clone() for k, v in state.items()
-                                if k == "bias" or k.startswith("entropy_parameters.")}
-        return self._warm[seed]
+            for seed, ev in zip(missing, self._evaluate_many([(WARM, seed) for seed in missing], warm)):
+                state = (ev.model.state_dict() if ev.model is not None else
+                         self.store.state(self.key(schedule_subject(WARM), seed, warm)))
+                self._warm[seed] = {k: v.detach().clone() for k, v in state.items()
+                                    if k == "bias" or k.startswith("entropy_parameters.")}
+        return self._warm
 
     def _load_warm_start(self, model: MultistageContextModel, seed: int) -> None:
         state = self.warm_start(seed)

@@ -19,6 +19,7 @@ class OnDevice:
     def __init__(self, latents: LatentSet, device: torch.device):
         self.y = [torch.from_numpy(a).float().to(device) for a in latents.y]
         self.prior = None if latents.prior is None else [torch.from_numpy(p).to(device) for p in latents.prior]
+        self._padded: dict[int, tuple[list[torch.Tensor], list[torch.Tensor] | None]] = {}
 
     def crops(self, size: int, border: int, count: int,
               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -28,19 +29,29 @@ class OnDevice:
         or, at an image edge, zeros: exactly what the model sees at the edges
         of a whole test image, so edge latents are trained for too.
         """
+        return self.cut(self.windows(size, count, rng), size, border)
+
+    def windows(self, size: int, count: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+        """(entry, row, column) of ``count`` random size^2 windows inside the latents, by area."""
         shapes = np.array([a.shape[1:] for a in self.y])
         ok = np.flatnonzero((shapes >= size).all(axis=1))
         area = (shapes[ok, 0] - size + 1) * (shapes[ok, 1] - size + 1)
         picks = rng.choice(ok, size=count, p=area / area.sum())
-        pad = (border, border, border, border)
-        ys, ps = [], []
-        for i in picks:
-            r, c = rng.integers(shapes[i, 0] - size + 1), rng.integers(shapes[i, 1] - size + 1)
-            window = (slice(None), slice(r, r + size + 2 * border), slice(c, c + size + 2 * border))
-            ys.append(F.pad(self.y[i], pad)[window])
-            if self.prior is not None:
-                ps.append(F.pad(self.prior[i], pad)[window])
-        return torch.stack(ys), (torch.stack(ps) if ps else None)
+        return [(int(i), int(rng.integers(shapes[i, 0] - size + 1)), int(rng.integers(shapes[i, 1] - size + 1)))
+                for i in picks]
+
+    def cut(self, windows: list[tuple[int, int, int]], size: int, border: int
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The crops of ``windows`` with ``border`` rows and columns around them, stacked (one copy)."""
+        if border not in self._padded:  # padded once per border, not once per crop
+            pad = (border, border, border, border)
+            self._padded[border] = ([F.pad(a, pad) for a in self.y],
+                                    None if self.prior is None else [F.pad(p, pad) for p in self.prior])
+        ys, priors = self._padded[border]
+        side = size + 2 * border
+        y = torch.stack([ys[i][:, r:r + side, c:c + side] for i, r, c in windows])
+        prior = None if priors is None else torch.stack([priors[i][:, r:r + side, c:c + side] for i, r, c in windows])
+        return y, prior
 
     def bits_map(self, model: nn.Module, i: int, border: int) -> torch.Tensor:
         """Bits of every element of entry i, (C, H, W), or (C, H - 2 border, W - 2 border)."""

@@ -25,6 +25,7 @@ taken over.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -32,7 +33,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 from datetime import datetime, timezone
 from pathlib import Path
@@ -200,11 +201,11 @@ class EvaluationStore:
         with self._engine.begin() as con:
             con.execute(sa.delete(self._claims).where(c.key == key, c.owner == self._owner))
 
-    def _beating(self, key: str, stop: threading.Event) -> None:
+    def _beating(self, keys: list[str], stop: threading.Event) -> None:
         c = self._claims.c
         while not stop.wait(self.heartbeat):
             with self._engine.begin() as con:
-                con.execute(sa.update(self._claims).where(c.key == key, c.owner == self._owner)
+                con.execute(sa.update(self._claims).where(c.key.in_(keys), c.owner == self._owner)
                             .values(beat=time.time()))
 
     # ---------------------------------------------------------------- cached evaluation
@@ -223,20 +224,52 @@ class EvaluationStore:
             hit = self.get(key)
             if hit is not None:
                 return hit
-        stop = threading.Event()
-        beat = threading.Thread(target=self._beating, args=(key, stop), daemon=True)
-        beat.start()
-        try:
+        with self._holding([key]):
             hit = self.get(key)  # finished between the first look and the claim
             if hit is not None:
                 return hit
             result = run()
             self.put(key, kind, subject, result)
             return result
+
+    def cached_many(self, items: list[tuple[str, str, str]],
+                    run: Callable[[list[int]], Iterable[Evaluation]]) -> list[Evaluation]:
+        """``cached`` for several (key, kind, subject) at once: ``run(indices)`` trains the missing ones together.
+
+        ``run`` yields the results in the order of ``indices``; each is stored
+        as it comes, so an interrupted batch keeps what it finished.
+
+        Keys another process holds are left to it and waited for afterwards
+        (or trained here if its claim goes stale).
+        """
+        results: list[Evaluation | None] = [self.get(key) for key, _, _ in items]
+        claimed = [i for i, r in enumerate(results) if r is None and self._claim(items[i][0])]
+        if claimed:
+            with self._holding([items[i][0] for i in claimed]):
+                todo = [i for i in claimed if self.get(items[i][0]) is None]
+                for i in claimed:
+                    results[i] = None if i in todo else self.get(items[i][0])
+                for i, result in zip(todo, run(todo) if todo else []):
+                    self.put(*items[i], result)
+                    results[i] = result
+        for i, r in enumerate(results):
+            if r is None:  # held by another process when we looked
+                results[i] = self.cached(*items[i], lambda i=i: next(iter(run([i]))))
+        return results
+
+    @contextlib.contextmanager
+    def _holding(self, keys: list[str]):
+        """Heartbeats on claimed ``keys`` while the block runs; the claims released after it."""
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beating, args=(keys, stop), daemon=True)
+        beat.start()
+        try:
+            yield
         finally:
             stop.set()
             beat.join()
-            self._release(key)
+            for key in keys:
+                self._release(key)
 
     def state(self, key: str) -> dict[str, torch.Tensor] | None:
         """The trained model's state dict of ``key`` (loaded safely), if stored."""

@@ -26,6 +26,8 @@ from torch import nn
 
 from ..data.latents import Splits
 from ..models.entropy import bits
+from ..models.multistage import MultistageContextModel
+from ..models.stacked import StackedContextModels
 from .config import TrainConfig
 from .measure import OnDevice
 
@@ -52,49 +54,80 @@ class Trained:
     best_step: int
 
 
+def cosine_lr(loop: LoopConfig, step: int) -> float:
+    """The learning rate at ``step``: cosine from ``lr`` down to ``lr / 20``."""
+    return loop.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / loop.max_steps)))
+
+
 def train_loop(model: nn.Module, batch_loss: Callable[[], torch.Tensor], validate: Callable[[], float],
                loop: LoopConfig, progress: bool = False, label: str = "train") -> Trained:
     """Train ``model`` on ``batch_loss()`` until ``validate()`` stops improving; see the module docstring."""
+    trained = _loop(model, 1, lambda: batch_loss().view(1), lambda: np.array([validate()]), loop, progress,
+                    label)
+    return trained[0]
+
+
+def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], validate: Callable[[], np.ndarray],
+          loop: LoopConfig, progress: bool, label: str) -> list[Trained]:
+    """The loop for ``k`` models in one module: losses and validations are (k,); with k > 1 every tensor of
+    the module's state has the models along dim 0, and each model stops and keeps its best state on its own."""
     from tqdm.auto import tqdm
 
     p = loop
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    best, best_state, best_step, since = math.inf, None, 0, 0
-    curve: list[tuple[int, float, float]] = []
+    best, since = np.full(k, math.inf), np.zeros(k, dtype=int)
+    best_step, steps = np.zeros(k, dtype=int), np.zeros(k, dtype=int)
+    active = np.ones(k, dtype=bool)
+    best_state: dict[str, torch.Tensor] | None = None
+    curves: list[list[tuple[int, float, float]]] = [[] for _ in range(k)]
     running, start = [], time.time()
     bar = tqdm(total=p.max_steps, desc=label, unit="step", disable=not progress, leave=False)
     step = 0
-    while step < p.max_steps:
+    while step < p.max_steps and active.any():
         if p.max_seconds is not None and time.time() - start > p.max_seconds:
             break
         model.train()
         for g in opt.param_groups:
-            g["lr"] = p.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / p.max_steps)))
-        loss = batch_loss()
+            g["lr"] = cosine_lr(p, step)
+        losses = batch_loss()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses.sum().backward()  # disjoint parameters: each model's gradient is its own loss's
         opt.step()
-        running.append(loss.item())
+        running.append(losses.detach())
         step += 1
+        steps[active] = step
         bar.update(1)
         if step % p.eval_every == 0 or step == p.max_steps:
             model.eval()
             with torch.no_grad():
-                v = validate()
-            curve.append((step, float(np.mean(running)), v))
+                v = np.asarray(validate(), dtype=float)
+            mean_loss = torch.stack(running).mean(0).cpu().numpy()
             running = []
-            bar.set_postfix(val=f"{v:.4f}")
-            if v < best - 1e-6:
-                best, best_step, since = v, step, 0
-                best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-            else:
-                since += 1
-                if since >= p.patience:
-                    break
+            improved = active & (v < best - 1e-6)
+            for i in np.flatnonzero(active):
+                curves[i].append((step, float(mean_loss[i]), float(v[i])))
+            best[improved], best_step[improved], since[improved] = v[improved], step, 0
+            since[active & ~improved] += 1
+            if improved.any():
+                best_state = _keep(best_state, model.state_dict(), improved, k)
+            active &= since < p.patience
+            bar.set_postfix(val=f"{v.min():.4f}")
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
-    return Trained(model.eval(), curve, step, best_step)
+    model.eval()
+    return [Trained(model, curves[i], int(steps[i]), int(best_step[i])) for i in range(k)]
+
+
+def _keep(best: dict[str, torch.Tensor] | None, state: dict[str, torch.Tensor], improved: np.ndarray, k: int
+          ) -> dict[str, torch.Tensor]:
+    """``best`` with the rows of the improved models replaced by their current state (all rows when k == 1)."""
+    if best is None or k == 1:
+        return {name: t.detach().clone() for name, t in state.items()}
+    rows = torch.from_numpy(np.flatnonzero(improved))
+    for name, t in state.items():
+        best[name][rows] = t.detach()[rows.to(t.device)].clone()
+    return best
 
 
 def train_dedicated(model: nn.Module, splits: Splits, config: TrainConfig, seed: int, device: torch.device,
@@ -112,3 +145,41 @@ def train_dedicated(model: nn.Module, splits: Splits, config: TrainConfig, seed:
                          config.max_seconds)
     return train_loop(model, batch_loss, lambda: val.mean_bits(model, config.score_border), loop, progress,
                       label)
+
+
+def train_stacked(models: list[MultistageContextModel], splits: Splits, config: TrainConfig, seeds: list[int],
+                  device: torch.device, progress: bool = False, label: str = "train") -> list[Trained]:
+    """``train_dedicated`` of every model at once: model k on seed ``seeds[k]``'s crops, its own early stop.
+
+    One module (``StackedContextModels``), one optimiser step per training
+    step for all models; each model sees the crops, learning rates and
+    validations that ``train_dedicated`` would give it.
+    """
+    rngs = [np.random.default_rng(seed) for seed in seeds]
+    train, val = OnDevice(splits.train, device), OnDevice(splits.val, device)
+    stacked = StackedContextModels(models).to(device)
+    k, h, border = len(models), config.model.kernel // 2, config.score_border
+
+    def batch_loss() -> torch.Tensor:
+        # every model's own crops (its seed's stream), cut in one copy
+        y, prior = train.cut([w for rng in rngs for w in train.windows(config.crop, config.batch, rng)],
+                             config.crop, h)
+        y = y.view(k, config.batch, *y.shape[1:])
+        prior = None if prior is None else prior.view(k, config.batch, *prior.shape[1:])
+        return bits(stacked(y, prior, border=h)).flatten(1).mean(1)
+
+    def validate() -> np.ndarray:
+        total, elements = torch.zeros(k, device=device, dtype=torch.float64), 0
+        for i, y in enumerate(val.y):
+            prior = None if val.prior is None else val.prior[i].expand(k, 1, *val.prior[i].shape)
+            b = bits(stacked(y.expand(k, 1, *y.shape), prior))
+            b = b[..., border:b.shape[-2] - border, border:b.shape[-1] - border] if border else b
+            total += b.flatten(1).sum(1).double()
+            elements += b[0].numel()
+        return (total / elements).cpu().numpy()
+
+    loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
+                      config.max_seconds)
+    trained = _loop(stacked, k, batch_loss, validate, loop, progress, label)
+    models = stacked.unstacked([m.to(device) for m in models])
+    return [Trained(m.eval(), t.curve, t.steps, t.best_step) for m, t in zip(models, trained)]

@@ -101,16 +101,21 @@ def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 3,
     if seeds < 1 or max_seeds < seeds:
         raise OrdersearchError(f"verification needs 1 <= seeds <= max seeds, got {seeds} and {max_seeds}")
     evaluations: dict[str, list[Evaluation]] = {label: [] for label in schedules}
-    for seed in range(seeds):  # seed-major: an interrupted run has every schedule at least once
-        for label, schedule in schedules.items():
-            evaluations[label].append(evaluator.evaluate(schedule, seed))
+
+    def evaluate(pairs: list[tuple[str, int]]) -> None:
+        for (label, _), ev in zip(pairs, evaluator.evaluate_many([(schedules[k], s) for k, s in pairs])):
+            evaluations[label].append(ev)
+
+    if evaluator.stack > 1 and evaluator.config.warm_steps > 0:
+        evaluator.warm_starts(range(max_seeds))  # together now, rather than one per adaptive round
+    # seed-major: an interrupted run has every schedule at least once; trained together where stacking pays
+    evaluate([(label, seed) for seed in range(seeds) for label in schedules])
     verified = conclude(schedules, evaluations)
     for seed in range(seeds, max_seeds):
         unresolved = [k for k, c in verified.comparisons.items() if c.verdict == "indistinguishable"]
         if not unresolved:
             break
-        for label in [verified.winner, *unresolved]:
-            if all(e.seed != seed for e in evaluations[label]):
-                evaluations[label].append(evaluator.evaluate(schedules[label], seed))
+        evaluate([(label, seed) for label in [verified.winner, *unresolved]
+                  if all(e.seed != seed for e in evaluations[label])])
         verified = conclude(schedules, evaluations)
     return verified

@@ -2,6 +2,7 @@
 
 =========================  ==================================================
 ``MultistageContextModel``  the paper's model: a masked conv per patch position
+``StackedContextModels``    K multistage models trained as one (grouped convolutions)
 ``SerialContextModel``      the serial raster autoregressive baseline
 ``SharedScorer``            one order-agnostic model for any context set
 ``BaseCodec``               the bundled scale hyperprior (images <-> latents)
@@ -15,6 +16,7 @@ from .hyperprior import STRIDE, BaseCodec, BaseCodecConfig, images_to_latents, p
 from .multistage import ModelConfig, MultistageContextModel, prior_is_scale, translated_state
 from .serial import SerialContextModel, causal_mask
 from .shared import SharedScorer
+from .stacked import StackedContextModels
 
 __all__ = [
     "BaseCodec",
@@ -26,6 +28,7 @@ __all__ = [
     "STRIDE",
     "SerialContextModel",
     "SharedScorer",
+    "StackedContextModels",
     "bits",
     "builtin",
     "builtin_info",

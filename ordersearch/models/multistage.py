@@ -147,7 +147,10 @@ class MultistageContextModel(nn.Module):
         return y / prior.clamp_min(SCALE_BOUND) if self.config.prior_scale and prior is not None else y
 
     def _likelihood(self, y: torch.Tensor, prior: torch.Tensor | None, ctx: torch.Tensor) -> torch.Tensor:
-        params = self._entropy_params(prior, ctx)
+        return self._likelihood_from_params(y, prior, self._entropy_params(prior, ctx))
+
+    def _likelihood_from_params(self, y: torch.Tensor, prior: torch.Tensor | None, params: torch.Tensor
+                                ) -> torch.Tensor:
         unit = prior.clamp_min(SCALE_BOUND) if self.config.prior_scale and prior is not None else 1.0
         if self.config.mixture == 1:
             mean, raw = params.chunk(2, dim=1)

@@ -1,0 +1,158 @@
+"""Verification throughput: K candidates x S seeds trained one at a time, then as one stack, same machine.
+
+    python benchmarks/bench_verify.py [--device auto] [--patch 4] [--seeds 2] [--steps 100]
+
+The candidates are what ``run --patch N`` verifies besides its search
+results: the named baselines and random orders, 11 in all at 4x4 (K), each
+with S seeds, on the built-in latents with the default protocol except a
+fixed number of steps (no early stop, no warm start, so both paths do the
+same work). Candidate-steps per second of each path, their ratio, and the
+largest difference in test rate between the two paths' models (they should
+agree up to floating-point order). On CUDA also the stack with TF32
+convolutions off (PyTorch turns them on for cuDNN by default).
+
+Writes ``results/bench_verify.json`` (``{"speedup": ..., "machine": ...,
+"device": ..., ...}``; the runs of other devices already in the file are
+kept under ``other_runs``) and ``results/bench_verify.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ordersearch.device import resolve_device
+from ordersearch.evaluation import TrainConfig
+from ordersearch.evaluation.measure import measure
+from ordersearch.evaluation.training import train_dedicated, train_stacked
+from ordersearch.models import MultistageContextModel, builtin
+from ordersearch.schedule import Schedule, baselines
+
+
+def candidates(patch: int, count: int = 11) -> list[Schedule]:
+    named = list(baselines(patch).values())
+    return named + [Schedule.named("random", patch, seed=i) for i in range(count - len(named))]
+
+
+def models_for(items, splits, config, device):
+    out = []
+    for schedule, seed in items:
+        torch.manual_seed(seed)
+        s = splits.train
+        out.append(MultistageContextModel(schedule, s.channels, s.prior_channels, config.model).to(device))
+    return out
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--patch", type=int, default=4)
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--out", type=Path, default=Path("results"))
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    splits = builtin().split()
+    config = TrainConfig(max_steps=args.steps, eval_every=args.steps, patience=1, warm_steps=0).decided(splits)
+    items = [(s, seed) for seed in range(args.seeds) for s in candidates(args.patch)]
+    steps = len(items) * args.steps
+
+    # one at a time (the path `run` takes on a CPU)
+    sync(device)
+    start = time.time()
+    alone = [train_dedicated(m, splits, config, seed, device).model
+             for m, (_, seed) in zip(models_for(items, splits, config, device), items)]
+    sync(device)
+    t_alone = time.time() - start
+
+    def stacked(tf32: bool):
+        torch.backends.cudnn.allow_tf32 = tf32
+        models = models_for(items, splits, config, device)
+        sync(device)
+        start = time.time()
+        trained = train_stacked(models, splits, config, [seed for _, seed in items], device)
+        sync(device)
+        return [t.model for t in trained], time.time() - start
+
+    together, t_together = stacked(True)
+    rate = {"alone": [], "together": []}
+    for (schedule, _), a, b in zip(items, alone, together):
+        rate["alone"].append(measure(a, splits, schedule, 0)["bits_per_latent"])
+        rate["together"].append(measure(b, splits, schedule, 0)["bits_per_latent"])
+    a, b = np.array(rate["alone"]), np.array(rate["together"])
+    per = len(items) // args.seeds
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    result = {
+        "speedup": round(t_alone / t_together, 2),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs" + (f", {gpu}" if gpu else ""),
+        "device": str(device), "gpu": gpu, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "patch": args.patch, "candidates": len(items) // args.seeds, "seeds": args.seeds, "steps": args.steps,
+        "one_at_a_time": {"seconds": round(t_alone, 1), "candidate_steps_per_second": round(steps / t_alone, 1)},
+        "stacked": {"seconds": round(t_together, 1), "candidate_steps_per_second": round(steps / t_together, 1)},
+        "max_relative_rate_difference": float(np.max(np.abs(b - a) / a)),
+        # the yardstick: how far two seeds of one candidate lie apart on the same path
+        "mean_relative_seed_difference": float(np.mean(np.abs(a[:per] - a[per:2 * per]) / a[:per]))
+        if args.seeds > 1 else None,
+        "mean_rate_bits_per_latent": float(a.mean()),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/bench_verify.py " + " ".join(
+            f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
+    }
+    if device.type == "cuda":
+        exact, t_exact = stacked(False)
+        c = np.array([measure(m, splits, s, 0)["bits_per_latent"] for m, (s, _) in zip(exact, items)])
+        result["stacked_tf32_off"] = {"seconds": round(t_exact, 1),
+                                      "candidate_steps_per_second": round(steps / t_exact, 1),
+                                      "max_relative_rate_difference_to_tf32": float(np.max(np.abs(b - c) / c))}
+    print(json.dumps(result, indent=1))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "bench_verify.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    others = [r for r in [*earlier.get("other_runs", []), {k: v for k, v in earlier.items() if k != "other_runs"}]
+              if r and r.get("device") != result["device"]]
+    path.write_text(json.dumps({**result, "other_runs": others}, indent=1) + "\n")
+    write_md(args.out / "bench_verify.md", [result, *others])
+
+
+def write_md(path: Path, runs: list[dict]) -> None:
+    lines = ["# Verification throughput: one at a time vs stacked", "",
+             "`benchmarks/bench_verify.py`: the 4x4 candidates of `run` (named baselines and random orders) x "
+             "seeds, built-in latents, default model and protocol, a fixed number of steps (no early stop, no "
+             "warm start). Candidate-steps per second; speedup = stacked / one at a time.", "",
+             "Rate difference: the largest relative difference in test rate between a model trained alone and "
+             "the same model (schedule, seed) trained in the stack; seed difference: the mean relative difference "
+             "between seeds 0 and 1 of one schedule (one at a time), the noise that verification measures anyway.",
+             "",
+             "| date | machine | device | K x S x steps | one at a time | stacked | speedup | max rate difference "
+             "| mean seed difference |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['date'][:10]} | {r['machine']} | {r['device']} | {r['candidates']} x {r['seeds']} x "
+                     f"{r['steps']} | {r['one_at_a_time']['candidate_steps_per_second']}/s | "
+                     f"{r['stacked']['candidate_steps_per_second']}/s | {r['speedup']}x | "
+                     f"{100 * r['max_relative_rate_difference']:.3f}% | "
+                     f"{100 * (r.get('mean_relative_seed_difference') or float('nan')):.3f}% |")
+    for r in runs:
+        if "stacked_tf32_off" in r:
+            t = r["stacked_tf32_off"]
+            lines += ["", f"On {r['gpu']}: with TF32 convolutions off the stack runs "
+                      f"{t['candidate_steps_per_second']}/s and its test rates differ from the TF32 ones by at "
+                      f"most {100 * t['max_relative_rate_difference_to_tf32']:.3f}% (TF32 stays on)."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
