@@ -4,14 +4,15 @@
 
 Each patch runs in its own process with the default settings (built-in
 latents, linear-Gaussian cost table, dp + greedy + optuna-tpe, dedicated
-verification of dp's 2 best, every strategy's result and the named baselines
-with 2 seeds) into ``results/patch<N>/``; then ``ordersearch plot results/``.
-Wall time and peak memory of every run are appended to
-``results/run_benchmark.csv`` (the issue's targets: patch 4 under 15 minutes
-and 4 GB, patch 2 under 3 minutes, on a 2-core CPU). The evaluation stores
-(``results/patch<N>/store``) are not committed; re-running reuses them when
-present, so the timings of a re-run measure the cache, not the training;
-``--fresh`` deletes them first.
+verification of dp's 2 best, every strategy's result, the named baselines
+and three negative controls, 3 seeds and up to 6) into
+``results/patch<N>/`` (``ordersearch run`` itself writes into ``runs/``
+unless told otherwise); then ``ordersearch plot results/``. Further flags
+(``--device cuda``, ``--quiet``) go to ``run``. Wall time and peak memory of
+every run are appended to ``results/run_benchmark.csv`` with ``--note`` (the
+machine, say). The evaluation stores (``results/patch<N>/store``) are not
+committed; re-running reuses them when present, so the timings of a re-run
+measure the cache, not the training; ``--fresh`` deletes them first.
 """
 
 from __future__ import annotations

@@ -220,10 +220,17 @@ def _weights(args: argparse.Namespace, schedule: Schedule, meta):
             raise OrdersearchError(f"--weights {args.weights}: no such file") from None
         except Exception as e:  # torch raises many types for files that are not its own
             raise OrdersearchError(f"--weights {args.weights}: not a weights file ({str(e).splitlines()[0]})") from None
-        if not isinstance(state, dict) or "masks" not in state:
+        if (not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values())
+                or "masks" not in state or state["masks"].ndim != 5):
             raise OrdersearchError(f"--weights {args.weights}: not the weights of a multistage context model")
+        if state["masks"].shape[0] != schedule.patch ** 2:
+            raise OrdersearchError(f"--weights {args.weights}: weights for {state['masks'].shape[0]} patch positions, "
+                                   f"the schedule has {schedule.patch ** 2}")
         # the evaluation store keeps a schedule's weights for its canonical translate
-        return translated_state(state, schedule.canonical().translation_to(schedule))
+        try:
+            return translated_state(state, schedule.canonical().translation_to(schedule))
+        except (RuntimeError, KeyError) as e:
+            raise OrdersearchError(f"--weights {args.weights}: do not fit the schedule ({str(e)[:200]})") from None
     try:
         return stored_weights(args.schedule)
     except OrdersearchError:
@@ -238,6 +245,8 @@ def _weights(args: argparse.Namespace, schedule: Schedule, meta):
     if data != data_fingerprint(latents.split()):
         raise OrdersearchError(f"{args.schedule}: it was found on other latents than the built-in ones; the codec "
                                "can only train on latents of its own base codec (run `ordersearch verify` on them)")
+    print(f"{args.schedule}: no trained context model in its run's store; training one on the built-in latents "
+          f"into {folders[0]} (minutes on a CPU)", file=sys.stderr)
     store = EvaluationStore(folders[0])
     try:
         Evaluator(latents, config, _device(args), store).evaluate(schedule)
@@ -247,11 +256,23 @@ def _weights(args: argparse.Namespace, schedule: Schedule, meta):
     return stored_weights(args.schedule)
 
 
+def _check_output(path: Path) -> None:
+    """One line instead of a traceback after the work: the output must be a file in an existing folder."""
+    if path.is_dir():
+        raise OrdersearchError(f"{path}: is a folder; give the output file's name")
+    if not path.parent.is_dir():
+        raise OrdersearchError(f"{path}: no folder {path.parent} to write it into")
+
+
 def _codec(args: argparse.Namespace):
     from .codec import MultistageCodec
 
     schedule, meta = load_schedule(args.schedule)
-    return MultistageCodec.from_state(schedule, _weights(args, schedule, meta), kernel=meta.kernel)
+    state = _weights(args, schedule, meta)
+    try:
+        return MultistageCodec.from_state(schedule, state, kernel=meta.kernel)
+    except OrdersearchError as e:
+        raise OrdersearchError(f"--weights {args.weights}: {e}" if args.weights else str(e)) from None
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -260,8 +281,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .data import read_image
     from .files import atomic_write
 
+    image = read_image(args.image)  # inputs and output checked before any training
+    _check_output(args.out)
     codec = _codec(args)
-    image = read_image(args.image)
     start = time.time()
     encoded = codec.encode(image)
     seconds = time.time() - start
@@ -280,10 +302,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
     from .data import write_png
 
-    codec = _codec(args)
     data = args.input.read_bytes() if args.input.is_file() else None
     if data is None:
         raise OrdersearchError(f"{args.input}: no such file")
+    _check_output(args.out)
+    codec = _codec(args)
     start = time.time()
     image = codec.decompress(data)
     seconds = time.time() - start
@@ -381,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-steps", type=int, metavar="N", help="training steps per dedicated evaluation "
                      "(default: the training protocol's, 1200)")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)
-    run.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results/)")
+    run.add_argument("--out", type=Path, default=Path("runs"),
+                     help="output folder (default runs/; the committed results/ are remade only by experiments/reproduce_results.py)")
     run.add_argument("--storage", metavar="URL", help="Optuna storage (default sqlite in OUT/patchN/)")
     run.add_argument("--seed", type=int, default=0, help="seed of the search strategies (default 0)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -397,8 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kernel", type=int, metavar="K", help="context window (default: each file's)")
         p.add_argument("--seeds", type=int, default=2, help="training seeds per schedule (default 2)")
         p.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the training protocol's, 1200)")
-        p.add_argument("--store", default="results/store", metavar="FOLDER|URL",
-                       help="evaluation store: a folder or a database URL (default results/store)")
+        p.add_argument("--store", default="runs/store", metavar="FOLDER|URL",
+                       help="evaluation store: a folder or a database URL (default runs/store)")
         p.add_argument("--device", default="auto", help=DEVICE_HELP)
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.set_defaults(func=cmd_verify if name == "verify" else cmd_compare)
@@ -450,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("path", type=Path, help="a run folder (OUT/patchN) or a folder holding several")
     plot.add_argument("--format", default="png", help="png, svg, pdf or a comma-separated list (default png)")
     plot.set_defaults(func=cmd_plot)
+    for command in sub.choices.values():  # --debug before or after the command name
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks instead of one-line errors")
     return parser
 
 

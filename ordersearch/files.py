@@ -31,3 +31,30 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else ValueError.
+
+    A FIFO, a device (a link to /dev/zero) or a socket is refused without
+    reading from it: opened non-blocking, checked by fstat, never read.
+    FileNotFoundError, IsADirectoryError and other OSErrors pass through.
+    """
+    import stat
+
+    if Path(path).is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file (a FIFO, device or socket is not read)")
+        if info.st_size > limit:
+            raise ValueError(f"{info.st_size} bytes; at most {limit} are read")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ValueError(f"more than {limit} bytes; at most {limit} are read")
+    return data

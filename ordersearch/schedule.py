@@ -38,6 +38,8 @@ Group = Literal["translations", "dihedral"]
 MAX_PATCH = 16
 #: Largest patch side a search covers: cost tables and the exact search hold 2^(n*n) context sets.
 MAX_SEARCH_PATCH = 4
+#: Largest context window side: far beyond what context models use (5), small enough for masks of every patch
+MAX_KERNEL = 31
 
 #: The 2x2 order of DCVC-DC / TinyLIC: (0,0) -> (1,1) -> (0,1) -> (1,0).
 _QUADTREE_2X2 = ((0, 2), (3, 1))
@@ -89,9 +91,11 @@ def check_patch(patch: Any, search: bool = False) -> int:
 
 
 def check_kernel(kernel: Any) -> int:
-    """Return ``kernel`` if it is a positive odd integer, else raise ScheduleError."""
+    """Return ``kernel`` if it is an odd integer from 1 to ``MAX_KERNEL``, else raise ScheduleError."""
     if not _is_int(kernel) or kernel <= 0 or kernel % 2 == 0:
         raise ScheduleError(f"kernel must be a positive odd integer, got {kernel!r}")
+    if kernel > MAX_KERNEL:  # masks and tables grow with kernel^2 per position
+        raise ScheduleError(f"kernel {kernel} is larger than the largest supported context window, {MAX_KERNEL}")
     return int(kernel)
 
 
@@ -121,6 +125,9 @@ def _validate_grid(stages: Any) -> tuple[tuple[int, ...], ...]:
                 raise ScheduleError(f"stages[{r}][{c}] is not an integer: {value!r}")
             if value < 0:
                 raise ScheduleError(f"stages[{r}][{c}] is negative: {value}")
+            if value >= n * n:  # n*n positions make at most n*n stages
+                raise ScheduleError(f"stages[{r}][{c}] is {value}: a {n}x{n} grid has at most {n * n} stages "
+                                    f"(0..{n * n - 1})")
     used = {int(v) for row in stages for v in row}
     num = max(used) + 1
     missing = sorted(set(range(num)) - used)

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ScheduleError
-from .files import atomic_write
+from .files import atomic_write, read_regular_file
 from .schedule import Schedule, check_kernel
 
 FORMAT = "ordersearch.schedule"
 VERSION = 1
+#: A schedule file is a few hundred bytes; a 16x16 one with metrics a few tens of kilobytes
+MAX_SCHEDULE_BYTES = 16 * 2**20
 DEFAULT_KERNEL = 5
 
 
@@ -112,12 +114,24 @@ def parse_schedule(obj: Any) -> tuple[Schedule, ScheduleMeta]:
     name = obj.get("name")
     if name is not None and not isinstance(name, str):
         raise ScheduleError(f"name must be a string, got {type(name).__name__}")
+    if name is not None and not name.isprintable() or name is not None and len(name) > 1000:
+        raise ScheduleError("name must be printable text of at most 1000 characters")
     for key in ("metrics", "provenance"):
         if not isinstance(obj.get(key, {}), dict):
             raise ScheduleError(f"{key} must be a JSON object, got {type(obj[key]).__name__}")
     meta = ScheduleMeta(kernel=kernel, name=name, metrics=dict(obj.get("metrics", {})),
                         provenance=dict(obj.get("provenance", {})))
     return schedule, meta
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are unique (``json`` would silently keep the last of two ``stages``)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {twice!r} appears twice")
+    return out
 
 
 def loads_schedule(text: str | bytes) -> tuple[Schedule, ScheduleMeta]:
@@ -128,11 +142,13 @@ def loads_schedule(text: str | bytes) -> tuple[Schedule, ScheduleMeta]:
         except UnicodeDecodeError as e:
             raise ScheduleError(f"not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
         raise ScheduleError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
         raise ScheduleError("not valid JSON: nested too deeply") from None
+    except ValueError as e:  # an integer of thousands of digits, a duplicate key
+        raise ScheduleError(f"not a usable schedule file: {str(e).splitlines()[0]}") from None
     return parse_schedule(obj)
 
 
@@ -140,13 +156,15 @@ def load_schedule(path: str | os.PathLike) -> tuple[Schedule, ScheduleMeta]:
     """Read a schedule file; every error is a :class:`ScheduleError` that starts with the path."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path, MAX_SCHEDULE_BYTES)
     except FileNotFoundError:
         raise ScheduleError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ScheduleError(f"{path}: is a directory, not a schedule file") from None
     except OSError as e:
         raise ScheduleError(f"{path}: cannot read ({e.strerror})") from None
+    except ValueError as e:
+        raise ScheduleError(f"{path}: {e}") from None
     try:
         return loads_schedule(data)
     except ScheduleError as e:

@@ -49,3 +49,20 @@ def postgres_url():
         subprocess.run([*as_user, os.path.join(bindir, "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _results_snapshot() -> dict:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_mode, p.stat().st_size) for p in root.rglob("*")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def committed_results_stay_untouched():
+    """Tests write only into temporary folders: nothing under results/ is created, changed or re-moded."""
+    before = _results_snapshot()
+    yield
+    after = _results_snapshot()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"the tests wrote into results/: {changed[:5]}"

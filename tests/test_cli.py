@@ -91,8 +91,17 @@ def test_console_script_no_traceback_unless_debug(tmp_path):
     r = run_cli("show", str(bad))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.startswith(f"ordersearch: error: {bad}: not valid JSON")
-    r = run_cli("--debug", "show", str(bad))
-    assert r.returncode != 0 and "Traceback" in r.stderr and "ScheduleError" in r.stderr
+    for args in (["--debug", "show", str(bad)], ["show", str(bad), "--debug"]):  # before or after the command
+        r = run_cli(*args)
+        assert r.returncode != 0 and "Traceback" in r.stderr and "ScheduleError" in r.stderr
+
+
+def test_run_writes_into_runs_not_into_the_committed_results():
+    from ordersearch.cli import build_parser
+    from ordersearch.run import RunConfig
+
+    assert build_parser().parse_args(["run", "--patch", "2"]).out.name == "runs" and RunConfig(patch=2).out.name == "runs"
+    assert build_parser().parse_args(["verify", "x.json"]).store == "runs/store"
 
 
 def test_console_script_show_and_version():

@@ -187,3 +187,77 @@ def test_serial_codec_round_trip_one_latent_per_step(codecs):
         codecs["raster"].decompress(encoded.data)
     with pytest.raises(CodecError, match="another schedule"):
         codec.decompress(codecs["raster"].compress(img))
+
+
+def test_encode_train_checks_its_inputs_and_output_before_training(tmp_path, capsys):
+    """A missing image or an unusable output is one line at once, not after minutes of training."""
+    import time
+
+    from PIL import Image
+
+    spath = save_schedule(SCHEDULES["checkerboard"], tmp_path / "cb.json")  # no store holds its weights
+    Image.fromarray(image(32, 32)).save(tmp_path / "in.png")
+    cases = [([str(tmp_path / "no_such_photo.jpg"), str(tmp_path / "x.osc")], "no_such_photo.jpg"),
+             ([str(tmp_path / "in.png"), str(tmp_path)], "is a folder"),
+             ([str(tmp_path / "in.png"), str(tmp_path / "missing" / "x.osc")], "no folder")]
+    for args, message in cases:
+        start = time.time()
+        assert main(["encode", *args, "--schedule", str(spath), "--train"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "training" not in err, err
+        assert time.time() - start < 10
+    assert not (tmp_path / "store").exists()  # nothing was trained
+
+
+def test_forged_sizes_and_extra_words_are_refused_before_synthesis(codecs):
+    """A rewritten image size with a recomputed checksum, or a word appended to a stream: refused, cheaply."""
+    import dataclasses
+    import time
+
+    from ordersearch.codec.bitstream import MAX_PIXELS, Header, pack, read_header, read_streams
+    from ordersearch.models import STRIDE
+
+    codec = codecs["checkerboard"]
+    data = codec.compress(image(64, 64))
+    header, pos = read_header(data)
+    streams = [s.tobytes() for s in read_streams(data, pos, header.count)]
+    c, z = header.y_shape[0], header.z_shape[0]
+
+    def forged(side: int) -> Header:
+        y = side // STRIDE * 4
+        return dataclasses.replace(header, image=(side, side), y_shape=(c, y, y), z_shape=(z, y // 4, y // 4))
+
+    start = time.time()
+    with pytest.raises(CodecError, match="fewer symbols"):
+        codec.decompress(pack(forged(1024), streams))
+    assert time.time() - start < 20  # the 1024x1024 synthesis (gigabytes) never ran
+    with pytest.raises(CodecError, match=f"1 to {MAX_PIXELS}"):
+        codec.decompress(pack(forged(8192), streams))
+    for i in range(len(streams)):
+        longer = list(streams)
+        longer[i] += np.uint32(12345).tobytes()
+        with pytest.raises(CodecError, match="more data"):
+            codec.decompress(pack(header, longer))
+
+
+def test_bad_weights_files_are_one_line_errors(tmp_path, capsys):
+    from PIL import Image
+
+    schedule = SCHEDULES["checkerboard"]
+    spath = save_schedule(schedule, tmp_path / "cb.json")
+    Image.fromarray(image(32, 32)).save(tmp_path / "in.png")
+    good = model_for(schedule).state_dict()
+    other = model_for(SCHEDULES["lin2023"]).state_dict()
+    cases = {
+        "tensor.pt": torch.zeros(3),
+        "no_masks.pt": {"weight": torch.zeros(3)},
+        "int_masks.pt": {**good, "masks": 7},
+        "wrong_patch.pt": other,
+        "wrong_shapes.pt": {**good, "weight": torch.zeros(4, 3, 2, 5, 5)},
+    }
+    for name, state in cases.items():
+        torch.save(state, tmp_path / name)
+        code = main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.osc"), "--schedule", str(spath),
+                     "--weights", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and name in err, (name, err)

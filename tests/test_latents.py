@@ -188,3 +188,71 @@ def test_builtin_fingerprint_does_not_depend_on_thread_count():
                              env={**os.environ, "OMP_NUM_THREADS": str(t), "MKL_NUM_THREADS": str(t)}).stdout
               for t in (1, 2)}
     assert len(prints) == 1 and len(prints.pop().strip()) == 16
+
+
+def test_hostile_latent_files_are_one_line_errors(tmp_path):
+    """Overflowing minima, zip bombs, lying .npy headers, flipped bytes in .pt, odd tensors, keys and paths."""
+    import os
+    import zipfile
+
+    def err(path):
+        with pytest.raises(LatentError) as e:
+            load_latents(path)
+        return str(e.value)
+
+    for dtype in (np.int64, np.int32):  # abs() of the smallest value overflows to itself
+        p = tmp_path / f"min_{np.dtype(dtype).name}.npz"
+        y = np.zeros((1, 1, 4, 4), dtype=dtype)
+        y[0, 0, 0, 0] = np.iinfo(dtype).min
+        np.savez(p, y=y)
+        assert "values out of range" in err(p)
+
+    bomb = tmp_path / "bomb.npz"  # a few hundred kB that unpack to 400 MB
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("y.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<i4", "fortran_order": False,
+                                                     "shape": (100, 1, 1000, 1000)})
+            chunk = bytes(4 * 10**6)
+            for _ in range(100):
+                f.write(chunk)
+    assert bomb.stat().st_size < 2 * 10**6 and "more than 100 times its size" in err(bomb)
+
+    liar = tmp_path / "liar.npz"  # a .npy header that declares 40 GB in a tiny member
+    with zipfile.ZipFile(liar, "w") as z:
+        with z.open("y.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<i4", "fortran_order": False,
+                                                     "shape": (10**4, 1, 1000, 1000)})
+    assert "its header declares 40000000000 bytes" in err(liar)
+
+    good = tmp_path / "good.pt"
+    save_latents(LatentSet.create(np.arange(64).reshape(1, 1, 8, 8)), good)
+    data = good.read_bytes()
+    payload = data.index((np.arange(64, dtype=np.int32)).tobytes())
+    flipped = bytearray(data)
+    flipped[payload + 4 * 10] ^= 1  # one value of y changes
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(flipped))
+    assert "checksum" in err(bad)
+
+    for name, value in [("bf16", torch.zeros(1, 1, 4, 4, dtype=torch.bfloat16)),
+                        ("sparse", torch.zeros(1, 1, 4, 4).to_sparse()),
+                        ("meta", torch.zeros(1, 1, 4, 4, device="meta"))]:
+        p = tmp_path / f"{name}.pt"
+        torch.save({"y": value}, p)
+        assert "must be a dense tensor" in err(p)
+    p = tmp_path / "ragged.pt"
+    torch.save({"y": [[[[1, 2], [3]]]]}, p)
+    assert "is not a rectangular array" in err(p)
+    p = tmp_path / "intkeys.pt"
+    torch.save({0: torch.zeros(1, 1, 4, 4)}, p)
+    assert err(p).endswith("the names of the arrays must be strings")
+    p = tmp_path / "superscript.npz"
+    np.savez(p, **{"y_0": np.zeros((1, 4, 4)), "y_²": np.zeros((1, 4, 4))})
+    assert load_latents(p).y[0].shape == (1, 4, 4)  # y_² is not entry 2 of y
+
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to(loop)
+    assert "cannot read" in err(loop)
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)
+    assert err(fifo).endswith("not a regular file (a FIFO, device or socket is not read)")

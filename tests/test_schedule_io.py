@@ -94,6 +94,14 @@ def test_minimal_object_defaults():
         (json.dumps(v1(metrics=[1])), "metrics must be a JSON object, got list"),
         ("[[0, 1], [1]]", "stages is not a square grid: row 1 has 1 entries, expected 2"),
         ("[" * 100000, "not valid JSON: nested too deeply"),
+        # hostile but tiny: no allocation that grows with a number in the file
+        ("[[0, 1], [2, 1000000000]]", "stages[1][1] is 1000000000: a 2x2 grid has at most 4 stages (0..3)"),
+        ("[[0, 1], [2, 100000000000000000000]]",
+         "stages[1][1] is 100000000000000000000: a 2x2 grid has at most 4 stages (0..3)"),
+        (json.dumps(v1(kernel=20001)), "kernel 20001 is larger than the largest supported context window, 31"),
+        (json.dumps(v1(name="\ud800")), "name must be printable text of at most 1000 characters"),
+        ('{"format": "ordersearch.schedule", "version": 1, "stages": [[0]], "stages": [[0, 1], [2, 3]]}',
+         "not a usable schedule file: key 'stages' appears twice"),
     ],
 )
 def test_validation_errors(text, message):
@@ -114,3 +122,18 @@ def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(ScheduleError) as e:
         load_schedule(bad)
     assert str(e.value) == f"{bad}: unknown version 9 (this ordersearch reads version 1)"
+
+
+def test_huge_integers_and_files_that_are_not_files(tmp_path):
+    with pytest.raises(ScheduleError, match="not a usable schedule file: Exceeds the limit"):
+        loads_schedule("[[0, 1], [2, " + "9" * 5000 + "]]")
+    import os
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # nobody writes into it: reading would block for ever
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")  # reading would never end
+    for path in (fifo, zero):
+        with pytest.raises(ScheduleError) as e:
+            load_schedule(path)
+        assert str(e.value) == f"{path}: not a regular file (a FIFO, device or socket is not read)"

@@ -162,6 +162,25 @@ def test_a_dead_process_claim_is_taken_over(tmp_path, latents):
     assert alive._claim(key)  # released after training
 
 
+def test_the_claim_of_a_killed_process_on_this_host_is_taken_over_at_once(tmp_path, latents):
+    """No silent wait for staleness: the claim names host and pid, and that pid is gone (SIGKILL)."""
+    import subprocess
+    import sys
+    import time
+
+    from ordersearch.evaluation.store import schedule_subject
+
+    s = Schedule.named("raster", 2)
+    key = Evaluator(latents, CFG, "cpu").key(schedule_subject(s.canonical("translations")), 0)
+    code = (f"import os, signal; from ordersearch.evaluation import EvaluationStore; "
+            f"assert EvaluationStore({str(tmp_path)!r})._claim({key!r}); os.kill(os.getpid(), signal.SIGKILL)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    alive = EvaluationStore(tmp_path, heartbeat=120)  # staleness would take 6 minutes
+    start = time.time()
+    assert evaluate(alive, s, latents, CFG).model is not None
+    assert time.time() - start < 60
+
+
 def test_a_database_url_store_keeps_weights_in_the_database(tmp_path, latents):
     import io
 

@@ -31,6 +31,9 @@ _SIZES = struct.Struct(">IIHHHHHHHH8sH")
 #: the scale grid: 256 log-spaced values from the scale bound to 256
 SCALES = np.exp(np.linspace(np.log(SCALE_BOUND), np.log(256.0), 256))
 MEAN_STEP = 1 / 256
+#: Largest image the codec encodes or decodes: 16.7 megapixels (its float64 transforms hold the whole image,
+#: about 2 GB per megapixel when decoding); a header naming more is refused before any work
+MAX_PIXELS = 4096 * 4096
 
 
 class CodecError(OrdersearchError):
@@ -116,3 +119,24 @@ def read_streams(data: bytes, pos: int, count: int) -> list[np.ndarray]:
         streams.append(np.frombuffer(payload[start:start + length], dtype=np.uint32).copy())
         start += length
     return streams
+
+
+def decode_exactly(coder, model, *params: np.ndarray) -> np.ndarray:
+    """Decode one symbol per row of ``params`` from ``coder``, which these symbols must use up exactly.
+
+    An ANS decoder that runs past the end of its words still returns
+    symbols, so a forged header (a larger image) or an appended word would
+    otherwise decode "successfully": the coder must still hold data before
+    the last symbol and none after it (``CodecError`` otherwise).
+    """
+    if len(params[0]) == 0:
+        if not coder.is_empty():
+            raise CodecError("corrupted bitstream: a stream holds data the header has no symbols for")
+        return np.zeros(0, dtype=np.int64)
+    head = coder.decode(model, *(p[:-1] for p in params))
+    if coder.is_empty():
+        raise CodecError("corrupted bitstream: a stream holds fewer symbols than the header says")
+    last = coder.decode(model, *(p[-1:] for p in params))
+    if not coder.is_empty():
+        raise CodecError("corrupted bitstream: a stream holds more data than the header's symbols")
+    return np.concatenate([head, last])

@@ -31,7 +31,8 @@ from ..models.entropy import bits
 from ..models.multistage import ModelConfig, MultistageContextModel
 from ..models.hyperprior import STRIDE, BaseCodec, pad
 from ..schedule import Schedule
-from .bitstream import CodecError, Header, header_size, pack, quantize, read_header, read_streams
+from .bitstream import (MAX_PIXELS, CodecError, Header, decode_exactly, header_size, pack, quantize,
+                        read_header, read_streams)
 
 
 @dataclass
@@ -84,7 +85,8 @@ class MultistageCodec:
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
-            raise OrdersearchError(f"weights do not fit this schedule's context model ({e})") from None
+            raise OrdersearchError(f"weights do not fit this schedule's context model "
+                                   f"({' '.join(str(e).split())[:300]})") from None
         return cls(schedule, model, base)
 
     # ------------------------------------------------------------------ pieces
@@ -110,6 +112,9 @@ class MultistageCodec:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise OrdersearchError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+        if image.shape[0] * image.shape[1] > MAX_PIXELS:
+            raise OrdersearchError(f"image of {image.shape[1]}x{image.shape[0]} pixels: the codec takes at most "
+                                   f"{MAX_PIXELS} (its transforms hold the whole image in memory)")
         x = pad(torch.from_numpy(np.ascontiguousarray(image).copy()).permute(2, 0, 1)[None].double().div(255))
         y, z = self.base.analyze(x)
         if min(y.shape[2:]) < self.schedule.patch:
@@ -161,7 +166,7 @@ class MultistageCodec:
             on = stage_map == stage
             m, s = quantize(mean[0][:, on].numpy().ravel(), scale[0][:, on].numpy().ravel())
             coder = constriction.stream.stack.AnsCoder(streams[stage])
-            values = coder.decode(gauss, m, s).astype(np.float64)
+            values = decode_exactly(coder, gauss, m, s).astype(np.float64)
             y[0][:, torch.from_numpy(on)] = torch.from_numpy(values.reshape(yc, -1))
         return y
 
@@ -206,8 +211,10 @@ class MultistageCodec:
         if header.count != self.y_streams + 1:
             raise CodecError(f"corrupted bitstream: {header.count} streams where this codec writes "
                              f"{self.y_streams + 1}")
-        streams = read_streams(data, pos, header.count)
         (H, W), (yc, yh, yw), (zc, zh, zw) = header.image, header.y_shape, header.z_shape
+        if H * W > MAX_PIXELS or not H or not W:
+            raise CodecError(f"corrupted bitstream: image of {W}x{H} pixels (this decoder takes 1 to {MAX_PIXELS})")
+        streams = read_streams(data, pos, header.count)
         if ((yh, yw) != ((H + STRIDE - 1) // STRIDE * 4, (W + STRIDE - 1) // STRIDE * 4) or yc != self.model.channels
                 or (zc, zh, zw) != (self.base.config.Nz, yh // 4, yw // 4) or not 0 < header.y_range < 4096
                 or not 0 < header.z_range < 4096):
@@ -215,9 +222,11 @@ class MultistageCodec:
         try:
             coder = constriction.stream.stack.AnsCoder(streams[0])
             probs = np.repeat(self._z_tables(zc, header.z_range), zh * zw, axis=0)
-            z = coder.decode(constriction.stream.model.Categorical(perfect=False), probs).astype(np.int64)
+            z = decode_exactly(coder, constriction.stream.model.Categorical(perfect=False), probs).astype(np.int64)
             z = torch.from_numpy((z - header.z_range).reshape(1, zc, zh, zw)).double()
             y = self._decode_y(streams[1:], self._prior(z), (yc, yh, yw), header.y_range)
+        except CodecError:
+            raise
         except (ValueError, RuntimeError, AssertionError, OrdersearchError) as e:
             raise CodecError(f"corrupted bitstream: entropy decoding failed ({e})") from None
         x = self.base.synthesize(y)[0, :, :H, :W]

@@ -23,7 +23,7 @@ from ..errors import OrdersearchError
 from ..models.entropy import SCALE_BOUND
 from ..models.serial import SerialContextModel
 from ..models.hyperprior import BaseCodec
-from .bitstream import quantize
+from .bitstream import decode_exactly, quantize
 from .multistage import MultistageCodec
 
 
@@ -88,7 +88,9 @@ class SerialCodec(MultistageCodec):
             for j in range(yw):
                 mean, scale = self._params(buf, prior[0], i, j)
                 m, s = quantize(mean.numpy(), scale.numpy())
-                v = torch.from_numpy(coder.decode(gauss, m, s).astype(np.float64))
+                last = i == yh - 1 and j == yw - 1  # the stream must end exactly with the last latent
+                v = torch.from_numpy((decode_exactly(coder, gauss, m, s) if last else
+                                      coder.decode(gauss, m, s)).astype(np.float64))
                 y[0, :, i, j] = v
                 buf[:, i + h, j + h] = v if unit is None else v / unit[0, :, i, j]
         return y

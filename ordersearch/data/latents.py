@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -185,16 +186,31 @@ def _opt(a: np.ndarray | None) -> tuple[np.ndarray, ...]:
     return () if a is None else (a,)
 
 
+def _numpy(value: Any, label: str) -> np.ndarray:
+    """A plain numpy array of ``value`` (array, nested list or dense CPU-convertible torch tensor)."""
+    if hasattr(value, "detach"):  # torch tensor: only dense tensors of plain numeric types
+        import torch
+
+        plain = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.float16, torch.float32,
+                 torch.float64)  # not bfloat16 or float8: numpy has no such type
+        if value.layout != torch.strided or value.is_meta or value.is_quantized or value.dtype not in plain:
+            raise LatentError(f"{label} must be a dense tensor of integers or floats, got {value.dtype} "
+                              f"({value.layout}{', meta' if value.is_meta else ''})")
+        return value.detach().cpu().numpy()
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise LatentError(f"{label} is not a rectangular array ({str(e).splitlines()[0][:120]})") from None
+    return a
+
+
 def _as_list(value: Any, label: str) -> list[np.ndarray]:
-    if hasattr(value, "detach"):  # torch tensor
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        if value.ndim != 4:
-            raise LatentError(f"{label} must have shape (N, C, H, W), got shape {value.shape}")
-        return list(value)
     if isinstance(value, (list, tuple)):
-        return [v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for v in value]
-    raise LatentError(f"{label} must be an array (N, C, H, W) or a list of (C, H, W) arrays")
+        return [_numpy(v, f"{label}[{i}]") for i, v in enumerate(value)]
+    value = _numpy(value, label)
+    if value.ndim != 4:
+        raise LatentError(f"{label} must have shape (N, C, H, W), got shape {value.shape}")
+    return list(value)
 
 
 def _integer_latent(a: np.ndarray, label: str) -> np.ndarray:
@@ -209,8 +225,9 @@ def _integer_latent(a: np.ndarray, label: str) -> np.ndarray:
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
             raise LatentError(f"{label} has non-integer values (e.g. {a[where]} at {where})")
-    if np.abs(a).max() > 2**30:  # quantized latents are small; this is a wrong array, and int32 would wrap it
-        raise LatentError(f"{label} has values out of range (largest magnitude {np.abs(a).max()})")
+    low, high = a.min(), a.max()  # not abs(): abs of the smallest int64 or int32 overflows to itself
+    if low < -(2**30) or high > 2**30:  # quantized latents are small; this is a wrong array, int32 would wrap it
+        raise LatentError(f"{label} has values out of range ({low} to {high}; latents lie within +-2^30)")
     return a.astype(np.int32, copy=False)
 
 
@@ -230,7 +247,7 @@ def _prior(p: np.ndarray, y: np.ndarray, i: int) -> np.ndarray:
 def _per_image(value: Any, n: int, label: str, shape: tuple[int, ...]) -> np.ndarray | None:
     if value is None:
         return None
-    a = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+    a = _numpy(value, label)
     if a.shape != shape or a.dtype.kind not in "iu":
         raise LatentError(f"{label} must be an integer array of shape {shape}, got {a.dtype} {a.shape}")
     return a.astype(np.int64)
@@ -244,13 +261,61 @@ def _collect(mapping: dict[str, Any], key: str) -> Any:
     indexed = {}
     for k in mapping:
         head, _, tail = k.rpartition("_")
-        if head == key and tail.isdigit():
+        if head == key and tail.isascii() and tail.isdigit():  # not "y_²": str.isdigit takes other digits
             indexed[int(tail)] = mapping[k]
     if not indexed:
         return None
     if sorted(indexed) != list(range(len(indexed))):
         raise LatentError(f"{key}_0, {key}_1, ... must be numbered without gaps")
     return [indexed[i] for i in range(len(indexed))]
+
+
+#: The most a latent file may unpack to: this many times its size on disk, at least MIN_UNPACKED (real
+#: latents compress a few times; a zip bomb compresses a thousand times)
+MAX_UNPACK_RATIO = 100
+MIN_UNPACKED = 256 * 2**20
+
+
+def _check_archive(path: Path, size: int) -> None:
+    """Both formats are zip archives: every member's checksum, and what they unpack to, checked before loading.
+
+    The zip CRC-32 of each member is verified (torch does not: a flipped byte
+    in a .pt file would load as a changed value), and the unpacked sizes
+    (declared by the zip and, for .npy members, by their array headers) must
+    stay within ``MAX_UNPACK_RATIO`` times the file size.
+    """
+    limit = max(MIN_UNPACKED, MAX_UNPACK_RATIO * size)
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = z.infolist()
+            declared = sum(m.file_size for m in members)
+            if declared > limit:
+                raise LatentError(f"unpacks to {declared} bytes, more than {MAX_UNPACK_RATIO} times its size")
+            if path.suffix == ".npz":
+                for m in members:
+                    with z.open(m) as f:
+                        need = _npy_bytes(f)
+                    if need > m.file_size:
+                        raise LatentError(f"{m.filename}: its header declares {need} bytes, the file holds "
+                                          f"{m.file_size}")
+            bad = z.testzip()
+    except zipfile.BadZipFile as e:
+        raise LatentError(f"cannot read as {path.suffix} (BadZipFile: {e})") from None
+    except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as e:
+        raise LatentError(f"cannot read as {path.suffix} ({type(e).__name__}: {str(e)[:200]})") from None
+    if bad is not None:
+        raise LatentError(f"corrupted: the checksum of {bad} does not match")
+
+
+def _npy_bytes(f) -> int:
+    """Bytes of the array an .npy stream's header declares."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(f)
+    shape, _, dtype = (npy.read_array_header_1_0(f) if version == (1, 0) else npy.read_array_header_2_0(f))
+    if dtype.hasobject:
+        raise LatentError("holds Python objects, which are never loaded")
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize
 
 
 def load_latents(path: str | os.PathLike, name: str | None = None) -> LatentSet:
@@ -266,13 +331,18 @@ def _load(path: Path, name: str) -> LatentSet:
     if path.suffix not in (".npz", ".pt"):
         raise LatentError(f"unknown latent file type {path.suffix!r} (use .npz or .pt)")
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except FileNotFoundError:
         raise LatentError("no such file") from None
+    except OSError as e:  # a symlink loop, a name too long, no permission
+        raise LatentError(f"cannot read ({e.strerror})") from None
     if path.is_dir():
         raise LatentError("is a directory, not a latent file")
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        raise LatentError("not a regular file (a FIFO, device or socket is not read)")
+    if info.st_size == 0:
         raise LatentError("empty file")
+    _check_archive(path, info.st_size)
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -291,6 +361,8 @@ def _load(path: Path, name: str) -> LatentSet:
             raise LatentError(f"a .pt latent file must hold a dict, got {type(mapping).__name__}")
     if not mapping:
         raise LatentError("the file holds no arrays")
+    if not all(isinstance(k, str) for k in mapping):
+        raise LatentError("the names of the arrays must be strings")
     y = _collect(mapping, "y")
     if y is None:
         raise LatentError("no 'y' array (expected 'y' or 'y_0', 'y_1', ...)")

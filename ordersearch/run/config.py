@@ -26,7 +26,7 @@ class RunConfig:
     max_seeds: int = 6
     estimator: str = DEFAULT_ESTIMATOR
     device: str = "auto"
-    out: Path = Path("results")
+    out: Path = Path("runs")
     storage: str | None = None
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)

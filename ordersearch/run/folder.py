@@ -121,7 +121,7 @@ def stored_weights(schedule_file: Path, seed: int = 0) -> dict[str, torch.Tensor
     protocol in its provenance: its dedicated model (seed ``seed``) is looked
     up in the run's store (``<run>/store``, or the one above for files in
     ``schedules/``). Any other file is looked up as trained on the built-in
-    latents with the default protocol, in ``results/store`` (where
+    latents with the default protocol, in ``runs/store`` (where
     ``ordersearch verify`` puts it). A missing model is a clear error that
     says how to get one.
     """
@@ -156,4 +156,4 @@ def weights_source(schedule_file: Path, kernel: int, provenance: dict):
         return TrainConfig.from_dict(train), provenance["data"], folders
     from ..models.builtin import builtin
 
-    return TrainConfig(model=ModelConfig(kernel=kernel)), data_fingerprint(builtin().split()), [Path("results") / STORE]
+    return TrainConfig(model=ModelConfig(kernel=kernel)), data_fingerprint(builtin().split()), [Path("runs") / STORE]

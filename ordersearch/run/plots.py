@@ -23,8 +23,8 @@ from . import folder as files
 FIGURES = ("orders", "bits_per_position", "verified", "traces", "pareto", "rate_vs_context")
 
 
-def _save(fig, folder: Path, name: str, fmt: str) -> Path:
-    """Write ``figures/<name>.<fmt>`` atomically and close the figure."""
+def _save(fig, figures: Path, name: str, fmt: str) -> Path:
+    """Write ``<figures>/<name>.<fmt>`` atomically and close the figure."""
     import io
 
     import matplotlib.pyplot as plt
@@ -32,7 +32,7 @@ def _save(fig, folder: Path, name: str, fmt: str) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
     plt.close(fig)
-    path = folder / files.FIGURES / f"{name}.{fmt}"
+    path = figures / f"{name}.{fmt}"
     atomic_write(path, buf.getvalue())
     return path
 
@@ -68,26 +68,27 @@ def _short(label: str, width: int = 28) -> str:
     return label if len(label) <= width else label[:width - 1] + "…"
 
 
-def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
-    """Draw every figure of one run folder into ``<folder>/figures``; returns the files written."""
+def plot_run(folder: str | Path, fmt: str = "png", out: str | Path | None = None) -> list[Path]:
+    """Draw every figure of one run folder into ``out`` (default ``<folder>/figures``); returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
+    figures = Path(out) if out is not None else folder / files.FIGURES
     items = files.verified_schedules(folder)
     if not items:
         raise OrdersearchError(f"{folder}: no verified schedules in schedules/")
     written = []
     grids = [np.asarray(d["stages"]) for d in items]
     fig = _grid_panels(items, grids, "Decoding stage of each patch position", "step", lambda x: f"{int(x)}", "viridis")
-    written.append(_save(fig, folder, "orders", fmt))
+    written.append(_save(fig, figures, "orders", fmt))
 
     bits = [np.asarray(d["metrics"]["bits_per_position"]) for d in items]
     fig = _grid_panels(items, bits, "Dedicated bits per latent element at each patch position (test split)",
                        "bits per latent element", lambda x: f"{x:.3f}", "magma")
-    written.append(_save(fig, folder, "bits_per_position", fmt))
+    written.append(_save(fig, figures, "bits_per_position", fmt))
 
     labels = [_short(d["name"], 36) for d in items]
     means = [d["metrics"]["bits_per_latent"] for d in items]
@@ -115,7 +116,7 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax2.axvline(0, color="black", linewidth=0.8)
     ax2.set_xlabel("this - leader, bits/latent (paired interval, corrected for the comparisons)")
     ax2.set_title("Difference from the leader (grey: indistinguishable)", fontsize=10)
-    written.append(_save(fig, folder, "verified", fmt))
+    written.append(_save(fig, figures, "verified", fmt))
 
     trace = files.read_table(folder, "trace.csv")
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -128,7 +129,7 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax.set_ylabel("best rate so far (cheap estimator)")
     ax.set_title("Search traces")
     ax.legend(fontsize=8)
-    written.append(_save(fig, folder, "traces", fmt))
+    written.append(_save(fig, figures, "traces", fmt))
 
     pareto = files.read_table(folder, "pareto.csv")
     front, named = pareto[pareto.kind == "front"], pareto[pareto.kind == "named"]
@@ -147,7 +148,7 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax.set_ylabel("bits per latent element (cheap estimator)")
     ax.set_title("Rate vs decoding stages (Pareto front)")
     ax.legend(fontsize=8)
-    written.append(_save(fig, folder, "pareto", fmt))
+    written.append(_save(fig, figures, "pareto", fmt))
 
     costs = files.read_table(folder, "costs.csv")
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -156,7 +157,7 @@ def plot_run(folder: str | Path, fmt: str = "png") -> list[Path]:
     ax.set_xlabel("decoded neighbours in the window")
     ax.set_ylabel("f(C), bits per latent element (cheap estimator)")
     ax.set_title(f"Rate of every context set ({len(costs):,} sets)")
-    written.append(_save(fig, folder, "rate_vs_context", fmt))
+    written.append(_save(fig, figures, "rate_vs_context", fmt))
     return written
 
 

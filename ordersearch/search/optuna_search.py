@@ -8,7 +8,7 @@ differ by a few swaps, which is the locality a model-based sampler needs. (A
 Lehmer code would need categorical parameters that CMA-ES cannot handle.)
 
 Studies live in an Optuna storage: in memory by default, or any URL Optuna
-accepts (``sqlite:///results/patch4/optuna.db``, ``postgresql://...``). A study
+accepts (``sqlite:///runs/patch4/optuna.db``, ``postgresql://...``). A study
 with the same name in the same storage is resumed: its finished trials count
 against the budget and are never repeated.
 """
