@@ -265,3 +265,20 @@ def test_on_a_gaussian_field_the_analytic_optimum_is_in_the_best_set(tmp_path):
         vs = load_schedule(p)[1].metrics.get("vs_best")
         if vs and vs["verdict"] == "worse":  # shown worse than the leader ...
             assert analytic[p.stem] >= analytic[leader] * (1 - 0.001), (p.stem, vs)  # ... and not analytically better
+
+
+def test_run_says_what_it_does_one_line_per_step_in_a_log(latent_file, tmp_path):
+    """On a non-terminal (a log, CI): phase lines and one line per finished evaluation, no redrawn bars."""
+    quiet_free = [a for a in FAST if a != "--quiet"]
+    proc = subprocess.run([sys.executable, "-m", "ordersearch", "run", "--patch", "2", "--latents",
+                           str(latent_file), "--out", str(tmp_path), *quiet_free],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("ordersearch: run --patch 2: 6 train / 2 val / 2 test entries, device cpu")
+    for phase in ("[1/4] cost table", "[2/4] search", "[3/4] Pareto front", "[4/4] verification done"):
+        assert any(line.startswith(f"ordersearch: {phase}") for line in lines), phase
+    verified = [line for line in lines if line.startswith("ordersearch: verified ")]
+    evaluations = pd.read_csv(tmp_path / "patch2" / "evaluations.csv")
+    assert len(verified) == len(evaluations) and "bits/latent on test" in verified[0]
+    assert "\r" not in proc.stderr  # no progress bar redrawn into the log

@@ -44,7 +44,7 @@ class CostEstimator(ABC):
         table = np.full(2 ** (patch * patch), np.nan)
         chunk = 4096
         for start in tqdm(range(0, len(codes), chunk), desc=f"{self.name} cost table {patch}x{patch}",
-                          disable=not progress or len(codes) <= chunk, leave=False):
+                          disable=not progress or len(codes) <= chunk or None, leave=False):
             part = codes[start:start + chunk]
             table[part] = self.costs(part, patch)
         return table

@@ -9,6 +9,7 @@
 ``agreement``          rank agreement of a cheap estimator with dedicated rates
 ``verify``             dedicated training of labelled candidates, winner vs each
 ``train_loop``         the one training loop every trainer uses
+``train_stacked``      K dedicated models trained as one stacked module (the GPU path)
 =====================  ====================================================
 """
 
@@ -18,7 +19,7 @@ from .record import Evaluation
 from .statistics import (Agreement, Comparison, agreement, compare, pooled_seed_variance, rate_interval,
                          seed_variance, weighted_mean_se)
 from .store import EvaluationStore, evaluation_key, is_url, retry_table_race
-from .training import LoopConfig, Trained, train_dedicated, train_loop
+from .training import LoopConfig, Trained, train_dedicated, train_loop, train_stacked
 from .verify import Verified, conclude, verify
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "seed_variance",
     "train_dedicated",
     "train_loop",
+    "train_stacked",
     "verify",
     "weighted_mean_se",
 ]

@@ -11,6 +11,9 @@
 
 The dedicated models (``train_dedicated``) and the shared scorer
 (``estimators.shared``) differ only in what a batch and a validation are.
+``train_stacked`` runs the same loop over K models in one stacked module:
+one loss and one validation per model, each stopping and keeping its best
+state on its own.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
     best_state: dict[str, torch.Tensor] | None = None
     curves: list[list[tuple[int, float, float]]] = [[] for _ in range(k)]
     running, start = [], time.time()
-    bar = tqdm(total=p.max_steps, desc=label, unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=p.max_steps, desc=label, unit="step", disable=not progress or None, leave=False)
     step = 0
     while step < p.max_steps and active.any():
         if p.max_seconds is not None and time.time() - start > p.max_seconds:

@@ -195,7 +195,7 @@ def images_to_latents(paths: Iterable[str | os.PathLike], codec: BaseCodec | Non
     codec = codec or BaseCodec.load(device=device)
     ys, priors, sizes, skipped = [], [], [], []
     paths = list(paths)
-    for path in tqdm(paths, desc="images -> latents", unit="img", disable=not progress):
+    for path in tqdm(paths, desc="images -> latents", unit="img", disable=not progress or None):
         try:
             image = read_image(path)
         except ImageError as e:

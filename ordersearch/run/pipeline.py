@@ -71,18 +71,26 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
     storage = config.storage or f"sqlite:///{(folder / files.OPTUNA).resolve()}"
     timings: dict[str, float] = {}
 
+    say = _say if progress else (lambda line: None)
+    say(f"run --patch {n}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test entries, "
+        f"device {evaluator.device}; writing {folder}")
     start = time.time()
+    say(f"[1/4] cost table: {config.estimator} estimator, {2 ** (n * n)} context sets")
     table = fit_estimator(config.estimator, evaluator, n, config.seed).cost_table(n, config.kernel, progress)
     timings["cost table"] = time.time() - start
+    say(f"[1/4] cost table done in {timings['cost table']:.0f} s")
     scorer = TableScorer(table, n, config.kernel, config.estimator)
     results: dict[str, SearchResult] = {}
-    for name in tqdm(config.strategies, desc="search strategies", disable=not progress, leave=False):
+    say(f"[2/4] search: {', '.join(config.strategies)}")
+    for name in tqdm(config.strategies, desc="search strategies", disable=not progress or None, leave=False):
         results[name] = make_strategy(name, config.seed, storage).search(
             scorer, Budget(trials=config.trials, seconds=config.seconds))
         timings[f"search {name}"] = results[name].seconds
+        say(f"[2/4] {name}: rate {results[name].rate:.4f} (cheap) in {results[name].seconds:.1f} s")
     start = time.time()
     front = pareto_front(scorer, progress=progress)
     timings["pareto front"] = time.time() - start
+    say(f"[3/4] Pareto front: best schedule for 1 to {n * n} stages in {timings['pareto front']:.1f} s")
 
     labelled = [(name, r.schedule) for name, r in results.items()]
     if "dp" in results:
@@ -95,13 +103,24 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
     candidates = _unique(labelled)
     cheap = {label: scorer_rate(table, s) for label, s in candidates.items()}
     start = time.time()
-    verified = verify(candidates, evaluator, config.seeds, config.max_seeds)
+    say(f"[4/4] verification: {len(candidates)} candidates x {config.seeds} seeds (up to {config.max_seeds} for "
+        f"those indistinguishable from the leader), "
+        f"{'one at a time' if evaluator.stack == 1 else f'up to {evaluator.stack} trained together'}")
+    verified = verify(candidates, evaluator, config.seeds, config.max_seeds, report=say)
     timings["verification"] = time.time() - start
+    say(f"[4/4] verification done in {timings['verification']:.0f} s: leader {verified.winner}")
     fidelity = agreement([verified.mean(k) for k in candidates], [cheap[k] for k in candidates])
     result = RunResult(config, results, front, verified, candidates, cheap, fidelity, timings, evaluator.data)
     write_outputs(result, table, splits, command)
     store.close()
     return result
+
+
+def _say(line: str) -> None:
+    """One line of progress on stderr (also in logs and CI, where the bars are off)."""
+    import sys
+
+    print(f"ordersearch: {line}", file=sys.stderr, flush=True)
 
 
 def negative_controls(table: np.ndarray, patch: int, seed: int) -> dict[str, Schedule]:

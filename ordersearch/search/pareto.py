@@ -71,7 +71,7 @@ def pareto_front(scorer: Scorer | Session, budget: Budget = Budget(), progress: 
     best = [np.full(1 << m, np.inf)]
     best[0][0] = 0.0
     nonempty = starts[1:]  # segment starts of S' = 1 .. full
-    for _ in tqdm(range(m), desc=f"Pareto front {n}x{n} (stages)", disable=not progress, leave=False):
+    for _ in tqdm(range(m), desc=f"Pareto front {n}x{n} (stages)", disable=not progress or None, leave=False):
         vals = best[-1][before] + weight
         layer = np.full(1 << m, np.inf)
         layer[1:] = np.minimum.reduceat(vals, nonempty)
