@@ -302,10 +302,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
     from .data import write_png
 
+    if args.input.is_dir():
+        raise OrdersearchError(f"{args.input}: is a folder, not a bitstream")
     data = args.input.read_bytes() if args.input.is_file() else None
     if data is None:
         raise OrdersearchError(f"{args.input}: no such file")
     _check_output(args.out)
+    if args.out.suffix.lower() != ".png":  # the decoded image is exact: never re-encode it lossily or misname it
+        raise OrdersearchError(f"{args.out}: decode writes PNG images; name the output .png")
     codec = _codec(args)
     start = time.time()
     image = codec.decompress(data)
@@ -347,7 +351,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ordersearch", description="Find, prove and export the best decoding order of multistage "
                      "spatial context models for learned image codecs.")
-    parser.add_argument("--version", action="version", version=f"ordersearch {__version__}")
+    parser.add_argument("--version", action="version", version=f"ordersearch {__version__}",
+                        help="print the version and exit")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -364,14 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check schedule files (exit 1 if any is invalid)",
                               description="Check schedule files; one line per file.")
-    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="schedule files to check")
     validate.set_defaults(func=cmd_validate)
 
     latents = sub.add_parser("latents", help="images -> latent file through the bundled base codec",
                              description="Run every image in a folder (png/jpg/ppm/...) through the bundled "
                              "base codec; save y = round(latent), the hyperprior scales as prior, "
                              "and the image sizes.")
-    latents.add_argument("--images", type=Path, required=True, metavar="DIR")
+    latents.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of images (png, jpg, ...)")
     latents.add_argument("--out", type=Path, required=True, metavar="FILE", help=".npz or .pt")
     latents.add_argument("--device", default="auto", help=DEVICE_HELP)
     latents.set_defaults(func=cmd_latents)
@@ -416,8 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
         p.add_argument("files", nargs="+", metavar="FILE", help="schedule JSON files")
         group = p.add_argument_group("data (default: the built-in latents)")
-        group.add_argument("--latents", type=Path, metavar="FILE")
-        group.add_argument("--images", type=Path, metavar="DIR")
+        group.add_argument("--latents", type=Path, metavar="FILE",
+                           help="latent file (.npz or .pt) from your codec (default: the built-in latents)")
+        group.add_argument("--images", type=Path, metavar="DIR",
+                           help="folder of images, turned into latents by the bundled base codec")
         p.add_argument("--kernel", type=int, metavar="K", help="context window (default: each file's)")
         p.add_argument("--seeds", type=int, default=2, help="training seeds per schedule (default 2)")
         p.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the training protocol's, 1200)")
@@ -430,14 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
     encode = sub.add_parser("encode", help="compress an image with a schedule's trained context model",
                             description="Compress IMAGE into OUT with the bundled base codec and the multistage "
                             "context model of a schedule (weights from the schedule's run store, or --weights).")
-    encode.add_argument("image", type=Path, metavar="IMAGE")
-    encode.add_argument("out", type=Path, metavar="OUT")
+    encode.add_argument("image", type=Path, metavar="IMAGE", help="RGB image to compress")
+    encode.add_argument("out", type=Path, metavar="OUT", help="bitstream file to write")
     encode.add_argument("--train", action="store_true",
                         help="train the schedule's context model on the built-in latents if none is stored")
     decode = sub.add_parser("decode", help="decompress a bitstream made by `ordersearch encode`",
                             description="Decompress IN into the PNG OUT; needs the same schedule and weights.")
-    decode.add_argument("input", type=Path, metavar="IN")
-    decode.add_argument("out", type=Path, metavar="OUT.png")
+    decode.add_argument("input", type=Path, metavar="IN", help="bitstream written by encode")
+    decode.add_argument("out", type=Path, metavar="OUT.png", help="PNG image to write")
     for p, func in ((encode, cmd_encode), (decode, cmd_decode)):
         p.add_argument("--schedule", type=Path, required=True, metavar="S.json", help="schedule file")
         p.add_argument("--weights", type=Path, metavar="FILE",
@@ -451,13 +458,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "(postgresql://...); no order is trained twice.")
     w.add_argument("--study", required=True, help="study name (created if new)")
     w.add_argument("--storage", required=True, metavar="URL", help="sqlite:///study.db or postgresql://...")
-    w.add_argument("--patch", type=int, required=True, metavar="N")
+    w.add_argument("--patch", type=int, required=True, metavar="N", help="patch size of the study (2 to 4)")
     group = w.add_argument_group("data (default: the built-in latents)")
-    group.add_argument("--latents", type=Path, metavar="FILE")
-    group.add_argument("--images", type=Path, metavar="DIR")
+    group.add_argument("--latents", type=Path, metavar="FILE",
+                       help="latent file (.npz or .pt) (default: the built-in latents)")
+    group.add_argument("--images", type=Path, metavar="DIR",
+                       help="folder of images, turned into latents by the bundled base codec")
     w.add_argument("--trials", type=int, default=50, help="finished trials the study should reach (default 50)")
     w.add_argument("--seeds", type=int, default=1, help="training seeds per trial (default 1)")
-    w.add_argument("--kernel", type=int, default=5, metavar="K")
+    w.add_argument("--kernel", type=int, default=5, metavar="K", help="context window (default 5)")
     w.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the training protocol's, 1200)")
     w.add_argument("--store", metavar="FOLDER|URL",
                    help="evaluation store: a folder or a database URL (default: the --storage database)")
@@ -465,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--heartbeat", type=int, default=60, metavar="S",
                    help="heartbeat interval; a trial silent for twice this is failed and retried (default 60)")
     w.add_argument("--device", default="auto", help=DEVICE_HELP)
-    w.add_argument("--quiet", action="store_true")
+    w.add_argument("--quiet", action="store_true", help="no progress bars")
     w.set_defaults(func=cmd_worker)
 
     plot = sub.add_parser("plot", help="figures of a run folder (or of every run folder below a path)",
@@ -490,6 +499,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"ordersearch: error: {redact(str(e))}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path problem found late (a read-only folder, an output that is a file): one line
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ordersearch: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.debug:

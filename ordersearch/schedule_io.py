@@ -100,14 +100,15 @@ def parse_schedule(obj: Any) -> tuple[Schedule, ScheduleMeta]:
             raise ScheduleError(f"missing field 'format' (expected {FORMAT!r})")
         raise ScheduleError(f"wrong format {fmt!r} (expected {FORMAT!r})")
     version = obj.get("version")
-    if version != VERSION or isinstance(version, bool):
+    if version != VERSION or not isinstance(version, int) or isinstance(version, bool):  # not 1.0 or true
         if version is None:
             raise ScheduleError("missing field 'version'")
         raise ScheduleError(f"unknown version {version!r} (this ordersearch reads version {VERSION})")
     if "stages" not in obj:
         raise ScheduleError("missing field 'stages'")
     schedule = Schedule.from_grid(obj["stages"])
-    if "patch" in obj and (obj["patch"] != schedule.patch or isinstance(obj["patch"], bool)):
+    if "patch" in obj and (obj["patch"] != schedule.patch or not isinstance(obj["patch"], int)
+                           or isinstance(obj["patch"], bool)):
         n = schedule.patch
         raise ScheduleError(f"patch is {obj['patch']!r} but stages is {n}x{n}")
     kernel = check_kernel(obj.get("kernel", DEFAULT_KERNEL))

@@ -122,3 +122,16 @@ def test_help_needs_no_torch_and_its_lists_match_the_registries():
     from ordersearch.search import STRATEGY_NAMES
 
     assert tuple(ESTIMATORS) == ESTIMATOR_NAMES and set(DEFAULT_STRATEGIES) <= set(STRATEGY_NAMES)
+
+
+def test_every_option_of_every_command_has_help_text():
+    import argparse
+
+    from ordersearch.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command in [parser, *sub.choices.values()]:
+        for action in command._actions:
+            if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                assert action.help, f"{command.prog}: {action.option_strings or action.dest} has no help text"

@@ -130,6 +130,10 @@ def test_encode_decode_cli(tmp_path, capsys):
     assert "not an ordersearch bitstream" in capsys.readouterr().err
     assert main(["encode", str(tmp_path / "nope.png"), str(tmp_path / "y.osc"), *common]) == 2
     capsys.readouterr()
+    assert main(["decode", str(tmp_path / "x.osc"), str(tmp_path / "out.jpg"), *common]) == 2
+    assert "decode writes PNG images" in capsys.readouterr().err and not (tmp_path / "out.jpg").exists()
+    assert main(["decode", str(tmp_path), str(tmp_path / "o.png"), *common]) == 2
+    assert "is a folder, not a bitstream" in capsys.readouterr().err
     assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "z.osc"), "--schedule", str(spath)]) == 2
     assert "pass --train to train one, or --weights" in capsys.readouterr().err
 
@@ -233,6 +237,10 @@ def test_forged_sizes_and_extra_words_are_refused_before_synthesis(codecs):
     assert time.time() - start < 20  # the 1024x1024 synthesis (gigabytes) never ran
     with pytest.raises(CodecError, match=f"1 to {MAX_PIXELS}"):
         codec.decompress(pack(forged(8192), streams))
+    big_patch = bytearray(data)
+    big_patch[5] = 255  # the patch byte (after magic and version)
+    with pytest.raises(CodecError, match="patch size 255"):
+        codec.decompress(bytes(big_patch))
     for i in range(len(streams)):
         longer = list(streams)
         longer[i] += np.uint32(12345).tobytes()

@@ -282,3 +282,14 @@ def test_run_says_what_it_does_one_line_per_step_in_a_log(latent_file, tmp_path)
     evaluations = pd.read_csv(tmp_path / "patch2" / "evaluations.csv")
     assert len(verified) == len(evaluations) and "bits/latent on test" in verified[0]
     assert "\r" not in proc.stderr  # no progress bar redrawn into the log
+
+
+def test_an_output_path_that_cannot_be_a_folder_is_one_line(latent_file, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder")
+    for out in (a_file, a_file / "inside"):
+        proc = subprocess.run([sys.executable, "-m", "ordersearch", "run", "--patch", "2", "--latents",
+                               str(latent_file), "--out", str(out), *FAST], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and str(a_file) in proc.stderr, proc.stderr

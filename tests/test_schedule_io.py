@@ -76,6 +76,8 @@ def test_minimal_object_defaults():
         (json.dumps(v1(version=2)), "unknown version 2 (this ordersearch reads version 1)"),
         (json.dumps(v1(version="1")), "unknown version '1' (this ordersearch reads version 1)"),
         (json.dumps(v1(version=True)), "unknown version True (this ordersearch reads version 1)"),
+        (json.dumps(v1(version=1.0)), "unknown version 1.0 (this ordersearch reads version 1)"),
+        (json.dumps(v1(patch=2.0)), "patch is 2.0 but stages is 2x2"),
         (json.dumps(v1(version=...)), "missing field 'version'"),
         (json.dumps(v1(stages=...)), "missing field 'stages'"),
         (json.dumps(v1(stages=[[0, 1, 2], [3, 4, 5]])),

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import OrdersearchError
 from ..models.entropy import SCALE_BOUND
+from ..schedule import MAX_PATCH
 
 MAGIC = b"OSMC"
 VERSION = 1
@@ -89,6 +90,8 @@ def read_header(data: bytes) -> tuple[Header, int]:
         raise CodecError("not an ordersearch bitstream (bad magic bytes)")
     if version != VERSION:
         raise CodecError(f"bitstream version {version} is not supported (this reader knows {VERSION})")
+    if n > MAX_PATCH:
+        raise CodecError(f"corrupted bitstream: patch size {n} (at most {MAX_PATCH})")
     pos = _FIXED.size
     if len(data) < pos + n * n + _SIZES.size:
         raise CodecError("truncated bitstream (header)")

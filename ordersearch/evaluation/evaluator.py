@@ -33,7 +33,8 @@ from .store import EvaluationStore, context_subject, evaluation_key, schedule_su
 from .training import Trained, train_dedicated, train_stacked
 
 WARM = Schedule.named("single", 1)
-#: models trained as one stack on a GPU (an H100 runs 32 of the 4x4 models in about the time of one)
+#: models trained as one stack on a GPU (on an H100 the 22 4x4 candidate-seeds of a run train 8.3x faster
+#: stacked than one at a time: results/bench_verify.md); memory is not the limit at these model sizes
 STACK_CUDA = 32
 
 
