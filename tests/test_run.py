@@ -280,8 +280,12 @@ def test_run_says_what_it_does_one_line_per_step_in_a_log(latent_file, tmp_path)
         assert any(line.startswith(f"ordersearch: {phase}") for line in lines), phase
     verified = [line for line in lines if line.startswith("ordersearch: verified ")]
     evaluations = pd.read_csv(tmp_path / "patch2" / "evaluations.csv")
+    pareto = pd.read_csv(tmp_path / "patch2" / "pareto.csv")
     assert len(verified) == len(evaluations) and "bits/latent on test" in verified[0]
     assert "\r" not in proc.stderr  # no progress bar redrawn into the log
+    again = subprocess.run(proc.args, capture_output=True, text=True, timeout=600)  # resumed: nothing redone
+    assert again.returncode == 0 and "cost table done in 0 s (from the store)" in again.stderr, again.stderr
+    assert pd.read_csv(tmp_path / "patch2" / "pareto.csv").equals(pareto)
 
 
 def test_an_output_path_that_cannot_be_a_folder_is_one_line(latent_file, tmp_path):

@@ -16,11 +16,17 @@ one finishes fast.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import time
+import zipfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
+from .._version import __version__
 from ..data.latents import LatentSet, Splits
 from ..estimators import fit_estimator
 from ..errors import redact
@@ -75,10 +81,14 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
     say(f"run --patch {n}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test entries, "
         f"device {evaluator.device}; writing {folder}")
     start = time.time()
+    cache = _TableCache(folder / files.STORE, config, evaluator.data)
     say(f"[1/4] cost table: {config.estimator} estimator, {2 ** (n * n)} context sets")
-    table = fit_estimator(config.estimator, evaluator, n, config.seed).cost_table(n, config.kernel, progress)
+    table = cache.table()
+    if table is None:
+        table = fit_estimator(config.estimator, evaluator, n, config.seed).cost_table(n, config.kernel, progress)
+        cache.save(table=table)
     timings["cost table"] = time.time() - start
-    say(f"[1/4] cost table done in {timings['cost table']:.0f} s")
+    say(f"[1/4] cost table done in {timings['cost table']:.0f} s{' (from the store)' if cache.hit else ''}")
     scorer = TableScorer(table, n, config.kernel, config.estimator)
     results: dict[str, SearchResult] = {}
     say(f"[2/4] search: {', '.join(config.strategies)}")
@@ -88,7 +98,10 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
         timings[f"search {name}"] = results[name].seconds
         say(f"[2/4] {name}: rate {results[name].rate:.4f} (cheap) in {results[name].seconds:.1f} s")
     start = time.time()
-    front = pareto_front(scorer, progress=progress)
+    front = cache.front()
+    if front is None:
+        front = pareto_front(scorer, progress=progress)
+        cache.save(table=table, front=front)
     timings["pareto front"] = time.time() - start
     say(f"[3/4] Pareto front: best schedule for 1 to {n * n} stages in {timings['pareto front']:.1f} s")
 
@@ -114,6 +127,52 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
     write_outputs(result, table, splits, command)
     store.close()
     return result
+
+
+class _TableCache:
+    """The cost table and Pareto front of a run, kept beside its evaluations: a resumed run does not redo them.
+
+    One ``.npz`` per (release, estimator, seed, patch, kernel, training
+    protocol, data) in ``<store>/tables/``.
+    """
+
+    def __init__(self, store: Path, config: RunConfig, data: str):
+        self.hit = False
+        blob = json.dumps([__version__, config.estimator, config.seed, config.patch, config.kernel,
+                           config.train.to_dict(), data], sort_keys=True)  # a new release recomputes
+        self.path = store / "tables" / f"{hashlib.sha256(blob.encode()).hexdigest()[:32]}.npz"
+
+    def _load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return None  # damaged: recompute
+
+    def table(self) -> np.ndarray | None:
+        cached = self._load()
+        self.hit = cached is not None
+        return None if cached is None else cached["table"]
+
+    def front(self) -> list[ParetoPoint] | None:
+        cached = self._load()
+        if cached is None or "front_grids" not in cached:
+            return None
+        return [ParetoPoint(int(t), float(r), Schedule.from_grid(g), float(e)) for t, r, g, e in
+                zip(cached["front_stages"], cached["front_rates"], cached["front_grids"], cached["front_exact"])]
+
+    def save(self, table: np.ndarray, front: list[ParetoPoint] | None = None) -> None:
+        arrays = {"table": table}
+        if front is not None:
+            arrays.update(front_stages=np.array([p.stages for p in front]),
+                          front_rates=np.array([p.rate for p in front]),
+                          front_grids=np.stack([p.schedule.array() for p in front]),
+                          front_exact=np.array([p.exact_stages_rate for p in front]))
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write(self.path, buf.getvalue())
 
 
 def _say(line: str) -> None:
