@@ -410,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: the training protocol's, 1200)")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)
     run.add_argument("--out", type=Path, default=Path("runs"),
-                     help="output folder (default runs/; the committed results/ are remade only by experiments/reproduce_results.py)")
+                     help="output folder (default runs/; the committed results/ are remade only by "
+                          "experiments/reproduce_results.py)")
     run.add_argument("--storage", metavar="URL", help="Optuna storage (default sqlite in OUT/patchN/)")
     run.add_argument("--seed", type=int, default=0, help="seed of the search strategies (default 0)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
