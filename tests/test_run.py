@@ -297,3 +297,15 @@ def test_an_output_path_that_cannot_be_a_folder_is_one_line(latent_file, tmp_pat
                               timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and str(a_file) in proc.stderr, proc.stderr
+
+
+def test_a_second_run_on_a_folder_being_written_is_refused(latent_file, tmp_path, capsys):
+    import fcntl
+
+    (tmp_path / "patch2").mkdir()
+    with open(tmp_path / "patch2" / ".lock", "a") as held:  # what a running `run` holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["run", "--patch", "2", "--latents", str(latent_file), "--out", str(tmp_path), *FAST]) == 2
+        assert "another ordersearch run is writing this folder" in capsys.readouterr().err
+    assert not (tmp_path / "patch2" / "best.json").exists()
+    assert main(["run", "--patch", "2", "--latents", str(latent_file), "--out", str(tmp_path), *FAST]) == 0

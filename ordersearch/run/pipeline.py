@@ -16,6 +16,7 @@ one finishes fast.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -29,7 +30,7 @@ import numpy as np
 from .._version import __version__
 from ..data.latents import LatentSet, Splits
 from ..estimators import fit_estimator
-from ..errors import redact
+from ..errors import OrdersearchError, redact
 from ..files import atomic_write
 from ..evaluation import Agreement, EvaluationStore, Evaluator, Verified, agreement, verify
 from ..schedule import Schedule, baselines, check_patch, context_from_index, context_window_masks
@@ -64,12 +65,35 @@ def _unique(labelled: list[tuple[str, Schedule]]) -> dict[str, Schedule]:
 
 
 def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, command: str = "") -> RunResult:
-    """The whole job; writes its files under ``config.folder`` and returns what it found."""
+    """The whole job; writes its files under ``config.folder`` and returns what it found.
+
+    One run at a time per folder: a second ``run`` on a folder another one is
+    writing is refused with one line (the lock dies with its process).
+    """
+    check_patch(config.patch, search=True)
+    config.folder.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(config.folder):
+        return _run(latents, config, progress, command)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    import fcntl
+
+    with open(folder / ".lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OrdersearchError(f"{folder}: another ordersearch run is writing this folder; wait for it to "
+                                   "finish or give another --out") from None
+        yield  # the lock goes with the file, and with the process if it dies
+
+
+def _run(latents: LatentSet | Splits, config: RunConfig, progress: bool, command: str) -> RunResult:
     from tqdm.auto import tqdm
 
-    n = check_patch(config.patch, search=True)
+    n = config.patch
     folder = config.folder
-    folder.mkdir(parents=True, exist_ok=True)
     store = EvaluationStore(folder / files.STORE)
     evaluator = Evaluator(latents, config.train, config.device, store, progress)
     splits = evaluator.splits
