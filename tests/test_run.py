@@ -282,6 +282,8 @@ def test_run_says_what_it_does_one_line_per_step_in_a_log(latent_file, tmp_path)
     evaluations = pd.read_csv(tmp_path / "patch2" / "evaluations.csv")
     pareto = pd.read_csv(tmp_path / "patch2" / "pareto.csv")
     assert len(verified) == len(evaluations) and "bits/latent on test" in verified[0]
+    assert verified[0].startswith("ordersearch: verified 1/") and " left): " in verified[0]  # count and ETA
+    assert verified[-1].startswith(f"ordersearch: verified {len(evaluations)}/{len(evaluations)} (about 0 s left)")
     assert "\r" not in proc.stderr  # no progress bar redrawn into the log
     again = subprocess.run(proc.args, capture_output=True, text=True, timeout=600)  # resumed: nothing redone
     assert again.returncode == 0 and "cost table done in 0 s (from the store)" in again.stderr, again.stderr

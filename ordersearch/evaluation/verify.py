@@ -18,6 +18,7 @@ seeds, through the evaluation store. Then:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -87,6 +88,10 @@ def conclude(schedules: dict[str, Schedule], evaluations: dict[str, list[Evaluat
     return Verified(dict(schedules), evaluations, winner, comparisons, pooled)
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 3, max_seeds: int | None = None,
            report: Callable[[str], None] | None = None) -> Verified:
     """Dedicated evaluation of every labelled schedule with ``seeds`` seeds (seed-major, cached), concluded.
@@ -102,18 +107,21 @@ def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 3,
     if seeds < 1 or max_seeds < seeds:
         raise OrdersearchError(f"verification needs 1 <= seeds <= max seeds, got {seeds} and {max_seeds}")
     evaluations: dict[str, list[Evaluation]] = {label: [] for label in schedules}
-    done = 0
+    done, planned, start = 0, 0, time.time()
 
     def evaluate(pairs: list[tuple[str, int]]) -> None:
-        nonlocal done
+        nonlocal done, planned
+        planned += len(pairs)
         for at in range(0, len(pairs), evaluator.stack):  # one stack at a time, so each is reported as it ends
             chunk = pairs[at:at + evaluator.stack]
             for (label, seed), ev in zip(chunk, evaluator.evaluate_many([(schedules[k], s) for k, s in chunk])):
                 evaluations[label].append(ev)
                 done += 1
                 if report:
-                    report(f"verified {done}: {label} seed {seed}: {ev.bits_per_latent:.4f} bits/latent on test "
-                           f"(val {ev.val_bits_per_latent:.4f}, {ev.steps} steps, {ev.seconds:.0f} s)")
+                    left = (time.time() - start) / done * (planned - done)  # more if more seeds are needed
+                    report(f"verified {done}/{planned} (about {_duration(left)} left): {label} seed {seed}: "
+                           f"{ev.bits_per_latent:.4f} bits/latent on test (val {ev.val_bits_per_latent:.4f}, "
+                           f"{ev.steps} steps, {ev.seconds:.0f} s)")
 
     if evaluator.stack > 1 and evaluator.config.warm_steps > 0:
         evaluator.warm_starts(range(max_seeds))  # together now, rather than one per adaptive round
