@@ -302,11 +302,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
     from .data import write_png
 
-    if args.input.is_dir():
-        raise OrdersearchError(f"{args.input}: is a folder, not a bitstream")
-    data = args.input.read_bytes() if args.input.is_file() else None
-    if data is None:
-        raise OrdersearchError(f"{args.input}: no such file")
+    from .codec.bitstream import MAX_BITSTREAM_BYTES
+    from .files import read_regular_file
+
+    try:
+        data = read_regular_file(args.input, MAX_BITSTREAM_BYTES)
+    except IsADirectoryError:
+        raise OrdersearchError(f"{args.input}: is a folder, not a bitstream") from None
+    except FileNotFoundError:
+        raise OrdersearchError(f"{args.input}: no such file") from None
+    except ValueError as e:  # a FIFO or device, or far larger than any bitstream
+        raise OrdersearchError(f"{args.input}: {e}") from None
     _check_output(args.out)
     if args.out.suffix.lower() != ".png":  # the decoded image is exact: never re-encode it lossily or misname it
         raise OrdersearchError(f"{args.out}: decode writes PNG images; name the output .png")

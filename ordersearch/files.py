@@ -7,6 +7,10 @@ import tempfile
 from pathlib import Path
 
 
+#: why a path that exists is not read: the one wording for every reader
+NOT_REGULAR = "not a regular file (a FIFO, device or socket is not read)"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -48,7 +52,7 @@ def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ValueError("not a regular file (a FIFO, device or socket is not read)")
+            raise ValueError(NOT_REGULAR)
         if info.st_size > limit:
             raise ValueError(f"{info.st_size} bytes; at most {limit} are read")
         with os.fdopen(fd, "rb", closefd=False) as f:

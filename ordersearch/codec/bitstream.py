@@ -35,6 +35,8 @@ MEAN_STEP = 1 / 256
 #: Largest image the codec encodes or decodes: 16.7 megapixels (its float64 transforms hold the whole image,
 #: about 2 GB per megapixel when decoding); a header naming more is refused before any work
 MAX_PIXELS = 4096 * 4096
+#: Largest bitstream file decode reads: far above what an image of MAX_PIXELS codes to (tens of megabytes)
+MAX_BITSTREAM_BYTES = 256 * 2**20
 
 
 class CodecError(OrdersearchError):

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import LatentError
-from ..files import atomic_write
+from ..files import NOT_REGULAR, atomic_write
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -279,8 +279,9 @@ MIN_UNPACKED = 256 * 2**20
 def _check_archive(path: Path, size: int) -> None:
     """Both formats are zip archives: every member's checksum, and what they unpack to, checked before loading.
 
-    The zip CRC-32 of each member is verified (torch does not: a flipped byte
-    in a .pt file would load as a changed value), and the unpacked sizes
+    The zip CRC-32 of each .pt member is verified here (torch does not: a
+    flipped byte would load as a changed value; numpy checks .npz members as
+    it reads them), and the unpacked sizes
     (declared by the zip and, for .npy members, by their array headers) must
     stay within ``MAX_UNPACK_RATIO`` times the file size.
     """
@@ -298,7 +299,8 @@ def _check_archive(path: Path, size: int) -> None:
                     if need > m.file_size:
                         raise LatentError(f"{m.filename}: its header declares {need} bytes, the file holds "
                                           f"{m.file_size}")
-            bad = z.testzip()
+            # torch reads .pt members without checking their CRC; numpy's zip reader checks .npz members itself
+            bad = z.testzip() if path.suffix == ".pt" else None
     except zipfile.BadZipFile as e:
         raise LatentError(f"cannot read as {path.suffix} (BadZipFile: {e})") from None
     except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as e:
@@ -339,7 +341,7 @@ def _load(path: Path, name: str) -> LatentSet:
     if path.is_dir():
         raise LatentError("is a directory, not a latent file")
     if not stat.S_ISREG(info.st_mode):
-        raise LatentError("not a regular file (a FIFO, device or socket is not read)")
+        raise LatentError(NOT_REGULAR)
     if info.st_size == 0:
         raise LatentError("empty file")
     _check_archive(path, info.st_size)

@@ -17,6 +17,8 @@ element of y on the test split; ``bpp`` (y only) where image sizes are known.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -99,14 +101,10 @@ class Evaluator:
 
         def train(indices: list[int]) -> Iterator[Evaluation]:
             # in the given order (seed-major from verify), a stack of one patch size at a time
-            at = 0
-            while at < len(indices):
-                patch = canonical[indices[at]][0].patch
-                chunk = []
-                while at < len(indices) and len(chunk) < self.stack and canonical[indices[at]][0].patch == patch:
-                    chunk.append(indices[at])
-                    at += 1
-                yield from self._train_schedules([canonical[i] for i in chunk], config)
+            for _, same in itertools.groupby(indices, key=lambda i: canonical[i][0].patch):
+                same = list(same)
+                for at in range(0, len(same), self.stack):
+                    yield from self._train_schedules([canonical[i] for i in same[at:at + self.stack]], config)
 
         results = (list(train(list(range(len(items))))) if self.store is None else
                    self.store.cached_many(keyed, train))
@@ -152,12 +150,16 @@ class Evaluator:
             return None if run is None else run()
         return self.store.cached(self.key(kind_subject, seed, config), kind_subject[0], kind_subject[1], run)
 
+    def _seeded(self, build: Callable[..., torch.nn.Module], seed: int, config: TrainConfig) -> torch.nn.Module:
+        """``build(channels, prior channels, model config)`` on the device, initialised from ``seed``."""
+        torch.manual_seed(seed)
+        s = self.splits.train
+        return build(s.channels, s.prior_channels, config.model).to(self.device)
+
     def _train_schedule(self, schedule: Schedule, seed: int, config: TrainConfig | None = None,
                         label: str | None = None) -> Evaluation:
         config = (config or self.config).decided(self.splits)
-        torch.manual_seed(seed)
-        s = self.splits.train
-        model = MultistageContextModel(schedule, s.channels, s.prior_channels, config.model).to(self.device)
+        model = self._seeded(functools.partial(MultistageContextModel, schedule), seed, config)
         n = schedule.patch
         return self._train(model, config, seed, "dedicated", n, schedule, None,
                            label or f"train {n}x{n} schedule seed {seed}")
@@ -172,11 +174,9 @@ class Evaluator:
         config = config.decided(self.splits)
         if config.warm_steps > 0:
             self.warm_starts([seed for _, seed in items])
-        s = self.splits.train
         models = []
-        for schedule, seed in items:
-            torch.manual_seed(seed)  # the initialisation the one-at-a-time path gives this seed
-            model = MultistageContextModel(schedule, s.channels, s.prior_channels, config.model).to(self.device)
+        for schedule, seed in items:  # each initialised as the one-at-a-time path initialises it
+            model = self._seeded(functools.partial(MultistageContextModel, schedule), seed, config)
             if config.warm_steps > 0:
                 self._load_warm_start(model, seed)
             models.append(model)
@@ -193,9 +193,7 @@ class Evaluator:
                         label: str) -> Evaluation:
         """Train and measure a model whose one convolution mask serves every latent."""
         config = self.config.decided(self.splits)
-        torch.manual_seed(seed)
-        s = self.splits.train
-        model = model_for(s.channels, s.prior_channels, config.model).to(self.device)
+        model = self._seeded(model_for, seed, config)
         ev = self._train(model, config, seed, estimator, patch, WARM, context, label)
         ev.per_position = [[ev.bits_per_latent] * patch for _ in range(patch)]
         ev.stages = None

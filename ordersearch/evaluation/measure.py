@@ -10,6 +10,7 @@ from torch import nn
 from ..data.latents import LatentSet, Splits
 from ..errors import OrdersearchError
 from ..models.entropy import bits
+from ..models.multistage import inner
 from ..schedule import Schedule
 
 
@@ -56,8 +57,7 @@ class OnDevice:
     def bits_map(self, model: nn.Module, i: int, border: int) -> torch.Tensor:
         """Bits of every element of entry i, (C, H, W), or (C, H - 2 border, W - 2 border)."""
         prior = None if self.prior is None else self.prior[i][None]
-        b = bits(model(self.y[i][None], prior))[0]
-        return b[:, border:b.shape[1] - border, border:b.shape[2] - border] if border else b
+        return inner(bits(model(self.y[i][None], prior))[0], border)
 
     def image_bits(self, model: nn.Module, border: int) -> tuple[list[float], list[int]]:
         """Bits and latent elements of every image (``border`` rows and columns not scored)."""

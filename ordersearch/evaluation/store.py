@@ -252,9 +252,9 @@ class EvaluationStore:
         claimed = [i for i, r in enumerate(results) if r is None and self._claim(items[i][0])]
         if claimed:
             with self._holding([items[i][0] for i in claimed]):
-                todo = [i for i in claimed if self.get(items[i][0]) is None]
-                for i in claimed:
-                    results[i] = None if i in todo else self.get(items[i][0])
+                for i in claimed:  # finished between the first look and the claim?
+                    results[i] = self.get(items[i][0])
+                todo = [i for i in claimed if results[i] is None]
                 for i, result in zip(todo, run(todo) if todo else []):
                     self.put(*items[i], result)
                     results[i] = result

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..data.latents import Splits
 from ..models.entropy import bits
-from ..models.multistage import MultistageContextModel
+from ..models.multistage import MultistageContextModel, inner
 from ..models.stacked import StackedContextModels
 from .config import TrainConfig
 from .measure import OnDevice
@@ -175,8 +175,7 @@ def train_stacked(models: list[MultistageContextModel], splits: Splits, config: 
         total, elements = torch.zeros(k, device=device, dtype=torch.float64), 0
         for i, y in enumerate(val.y):
             prior = None if val.prior is None else val.prior[i].expand(k, 1, *val.prior[i].shape)
-            b = bits(stacked(y.expand(k, 1, *y.shape), prior))
-            b = b[..., border:b.shape[-2] - border, border:b.shape[-1] - border] if border else b
+            b = inner(bits(stacked(y.expand(k, 1, *y.shape), prior)), border)
             total += b.flatten(1).sum(1).double()
             elements += b[0].numel()
         return (total / elements).cpu().numpy()

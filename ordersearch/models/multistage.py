@@ -67,6 +67,11 @@ def prior_is_scale(channels: int, prior: list | tuple | None) -> bool:
         float(p.min()) > 0 for p in prior)
 
 
+def inner(t: torch.Tensor, border: int) -> torch.Tensor:
+    """``t`` without its outer ``border`` rows and columns (its last two dimensions)."""
+    return t[..., border:t.shape[-2] - border, border:t.shape[-1] - border] if border else t
+
+
 def translated_state(state: dict[str, torch.Tensor], shift: tuple[int, int] | None) -> dict[str, torch.Tensor]:
     """A multistage model's state dict with its per-position tensors rolled by ``shift`` over the patch.
 
@@ -160,6 +165,22 @@ class MultistageContextModel(nn.Module):
         unit = unit.unsqueeze(1) if torch.is_tensor(unit) else unit
         return gaussian_mixture_likelihood(y, means * unit, F.softplus(raw), logits)
 
+    def _window(self, y: torch.Tensor, prior: torch.Tensor | None, border: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(what the context convolutions read, padded by kernel // 2; the scored y; its prior) for ``forward``.
+
+        ``border`` rows and columns of ``y`` only serve as neighbours (see
+        ``forward``); 0: the whole ``y`` is scored, zeros around it. Works on
+        any leading dimensions.
+        """
+        h = self.config.kernel // 2
+        scaled = self._scaled(y, prior)
+        if not border:
+            return F.pad(scaled, (h, h, h, h)), y, prior
+        if border < h or min(y.shape[-2:]) <= 2 * border:
+            raise OrdersearchError(f"border {border}: needs at least {h} and something inside it")
+        return inner(scaled, border - h), inner(y, border), None if prior is None else inner(prior, border)
+
     def _check(self, y: torch.Tensor, prior: torch.Tensor | None) -> None:
         if y.ndim != 4 or y.shape[1] != self.channels:
             raise OrdersearchError(f"expected y of shape (N, {self.channels}, H, W), got {tuple(y.shape)}")
@@ -186,19 +207,8 @@ class MultistageContextModel(nn.Module):
         computed for the border: training crops need a third less work.
         """
         self._check(y, prior)
-        h = self.config.kernel // 2
         n = self.schedule.patch
-        scaled = self._scaled(y, prior)
-        if border:
-            if border < h or min(y.shape[2:]) <= 2 * border:
-                raise OrdersearchError(f"border {border}: needs at least {h} and something inside it")
-            b = border - h
-            y_pad = scaled[:, :, b:y.shape[2] - b, b:y.shape[3] - b]
-            y = y[:, :, border:y.shape[2] - border, border:y.shape[3] - border]
-            if prior is not None:
-                prior = prior[:, :, border:prior.shape[2] - border, border:prior.shape[3] - border]
-        else:
-            y_pad = F.pad(scaled, (h, h, h, h))
+        y_pad, y, prior = self._window(y, prior, border)
         ctx = y.new_zeros(y.shape[0], self.bias.shape[1], *y.shape[2:])
         params = self._per_position()
         for index, (r, c) in enumerate(self._positions):

@@ -44,7 +44,7 @@ class StackedContextModels(nn.Module):
         self.register_buffer("masks", torch.stack([m.masks for m in models]))  # (K, P, 1, 1, k, k)
         self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in models]))  # (K, P, ctx, C, k, k)
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in models]))  # (K, P, ctx)
-        convs = [[layer for layer in m.entropy_parameters if isinstance(layer, nn.Conv2d)] for m in models]
+        convs = [_convs(m) for m in models]
         self.ep_weight = nn.ParameterList(
             [nn.Parameter(torch.stack([c[i].weight.detach() for c in convs])) for i in range(len(convs[0]))])
         self.ep_bias = nn.ParameterList(
@@ -66,20 +66,9 @@ class StackedContextModels(nn.Module):
         kk, b = y.shape[:2]
         if kk != self.k:
             raise OrdersearchError(f"expected a batch per model ({self.k}), got {kk}")
-        flat_prior = None if prior is None else prior.flatten(0, 1)
-        t._check(y.flatten(0, 1), flat_prior)
-        h, n = t.config.kernel // 2, t.schedule.patch
-        scaled = t._scaled(y, prior)
-        if border:
-            if border < h or min(y.shape[3:]) <= 2 * border:
-                raise OrdersearchError(f"border {border}: needs at least {h} and something inside it")
-            s = border - h
-            y_pad = scaled[..., s:y.shape[3] - s, s:y.shape[4] - s]
-            y = y[..., border:y.shape[3] - border, border:y.shape[4] - border]
-            if prior is not None:
-                prior = prior[..., border:prior.shape[3] - border, border:prior.shape[4] - border]
-        else:
-            y_pad = F.pad(scaled, (h, h, h, h))
+        t._check(y.flatten(0, 1), None if prior is None else prior.flatten(0, 1))
+        n = t.schedule.patch
+        y_pad, y, prior = t._window(y, prior, border)
         height, width = y.shape[3:]
         grouped = y_pad.transpose(0, 1).reshape(b, -1, *y_pad.shape[3:])  # (B, K*C, H+2h, W+2h)
         ctx_channels = self.bias.shape[2]
@@ -117,8 +106,12 @@ class StackedContextModels(nn.Module):
             for k, m in enumerate(models):
                 m.weight.copy_(self.weight[k])
                 m.bias.copy_(self.bias[k])
-                convs = [layer for layer in m.entropy_parameters if isinstance(layer, nn.Conv2d)]
-                for conv, w, bias in zip(convs, self.ep_weight, self.ep_bias):
+                for conv, w, bias in zip(_convs(m), self.ep_weight, self.ep_bias):
                     conv.weight.copy_(w[k])
                     conv.bias.copy_(bias[k])
         return models
+
+
+def _convs(model: MultistageContextModel) -> list[nn.Conv2d]:
+    """The 1x1 convolutions of a model's entropy-parameters network, in order."""
+    return [layer for layer in model.entropy_parameters if isinstance(layer, nn.Conv2d)]

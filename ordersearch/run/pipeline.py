@@ -112,7 +112,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, progress: bool, command
         table = fit_estimator(config.estimator, evaluator, n, config.seed).cost_table(n, config.kernel, progress)
         cache.save(table=table)
     timings["cost table"] = time.time() - start
-    say(f"[1/4] cost table done in {timings['cost table']:.0f} s{' (from the store)' if cache.hit else ''}")
+    say(f"[1/4] cost table done in {timings['cost table']:.0f} s{' (from the store)' if cache.stored is not None else ''}")
     scorer = TableScorer(table, n, config.kernel, config.estimator)
     results: dict[str, SearchResult] = {}
     say(f"[2/4] search: {', '.join(config.strategies)}")
@@ -161,10 +161,10 @@ class _TableCache:
     """
 
     def __init__(self, store: Path, config: RunConfig, data: str):
-        self.hit = False
         blob = json.dumps([__version__, config.estimator, config.seed, config.patch, config.kernel,
                            config.train.to_dict(), data], sort_keys=True)  # a new release recomputes
         self.path = store / "tables" / f"{hashlib.sha256(blob.encode()).hexdigest()[:32]}.npz"
+        self.stored = self._load()  # read once: table and front come from the same file
 
     def _load(self) -> dict | None:
         if not self.path.is_file():
@@ -176,16 +176,14 @@ class _TableCache:
             return None  # damaged: recompute
 
     def table(self) -> np.ndarray | None:
-        cached = self._load()
-        self.hit = cached is not None
-        return None if cached is None else cached["table"]
+        return None if self.stored is None else self.stored["table"]
 
     def front(self) -> list[ParetoPoint] | None:
-        cached = self._load()
-        if cached is None or "front_grids" not in cached:
+        s = self.stored
+        if s is None or "front_grids" not in s:
             return None
         return [ParetoPoint(int(t), float(r), Schedule.from_grid(g), float(e)) for t, r, g, e in
-                zip(cached["front_stages"], cached["front_rates"], cached["front_grids"], cached["front_exact"])]
+                zip(s["front_stages"], s["front_rates"], s["front_grids"], s["front_exact"])]
 
     def save(self, table: np.ndarray, front: list[ParetoPoint] | None = None) -> None:
         arrays = {"table": table}
