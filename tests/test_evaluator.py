@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from ordersearch import Schedule
 from ordersearch.data import LatentSet, gaussian_field
@@ -172,3 +173,64 @@ def test_stacked_training_gives_the_one_at_a_time_results(data, field):
         assert ev.val_bits_per_latent == pytest.approx(ref.val_bits_per_latent, rel=1e-4)
     # and the seeds differ from each other by more than stacking moves them
     assert stacked[0].bits_per_latent != pytest.approx(stacked[3].bits_per_latent, rel=1e-6)
+
+
+@pytest.mark.parametrize("stack", [1, 3])
+def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_result(tmp_path, field, stack):
+    """Ctrl-C midway through a training: the next evaluation continues from the checkpoint (no step done
+    twice) and ends exactly where an uninterrupted training ends; the checkpoint is removed when it is stored."""
+    from ordersearch.evaluation import EvaluationStore
+    from ordersearch.evaluation import training
+
+    _, lat = field
+    cfg = TrainConfig(max_steps=60, eval_every=10, patience=10, warm_steps=0, crop=8, batch=4)
+    items = [(Schedule.named(name, 2), 0) for name in ("raster", "checkerboard", "snake")][:stack]
+    reference = Evaluator(lat, cfg, "cpu", progress=False, stack=stack).evaluate_many(items)
+
+    store = EvaluationStore(tmp_path)
+    evaluator = Evaluator(lat, cfg, "cpu", store, progress=False, stack=stack, checkpoint_every=0)
+    real_step, steps = torch.optim.AdamW.step, []
+
+    def step_then_stop(self, *args, **kwargs):  # Ctrl-C arriving after 35 optimiser steps
+        if len(steps) == 35:
+            raise KeyboardInterrupt
+        steps.append(1)
+        return real_step(self, *args, **kwargs)
+
+    torch.optim.AdamW.step = step_then_stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            evaluator.evaluate_many(items)
+    finally:
+        torch.optim.AdamW.step = real_step
+    saved = list((tmp_path / "checkpoints").glob("*.pt"))
+    assert len(saved) == 1 and len(store) == 0
+    assert training.Checkpoint(saved[0]).load()["step"] == 35
+
+    counted = []
+    torch.optim.AdamW.step = lambda self, *a, **k: (counted.append(1), real_step(self, *a, **k))[1]
+    try:
+        resumed = Evaluator(lat, cfg, "cpu", store, progress=False, stack=stack).evaluate_many(items)
+    finally:
+        torch.optim.AdamW.step = real_step
+    assert len(counted) == 60 - 35  # only the steps the interrupted training had not done
+    for ev, ref in zip(resumed, reference):
+        assert (ev.steps, ev.best_step) == (ref.steps, ref.best_step)
+        assert ev.bits_per_latent == ref.bits_per_latent and ev.curve == ref.curve
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))
+
+
+def test_a_damaged_checkpoint_is_ignored(tmp_path, field):
+    from ordersearch.evaluation import EvaluationStore
+
+    _, lat = field
+    cfg = TrainConfig(max_steps=20, eval_every=10, warm_steps=0, crop=8, batch=4)
+    reference = Evaluator(lat, cfg, "cpu", progress=False).evaluate(Schedule.named("raster", 2))
+    store = EvaluationStore(tmp_path)
+    evaluator = Evaluator(lat, cfg, "cpu", store, progress=False)
+    key = evaluator.key(("schedule", "[[0, 1], [2, 3]]", "dedicated"), 0)
+    path = store.checkpoint_path([key])
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    assert evaluator.evaluate(Schedule.named("raster", 2)).bits_per_latent == reference.bits_per_latent
+    assert not path.exists()

@@ -182,8 +182,32 @@ def test_verify_and_compare_schedule_files(latent_file, tmp_path, capsys):
     assert "bad.json" in capsys.readouterr().err
 
 
+def _outputs(folder, other=None) -> dict[str, object]:
+    """Every file a run and `plot` write, with what may differ between two runs taken out: timings, the
+    run's own folder name and the time of writing (in the provenance)."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if not path.is_file() or rel.split("/")[0] in ("store", "optuna.db", ".lock"):
+            continue
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path)
+            out[rel] = frame.drop(columns=[c for c in ("seconds",) if c in frame])
+        elif path.suffix in (".md", ".json"):
+            text = path.read_text().split("## Timings")[0]
+            text = text.replace(str(folder.parent), str(other.parent)) if other else text
+            if path.suffix == ".json":
+                text = json.loads(text)
+                text["provenance"].pop("created")
+            out[rel] = text
+        else:
+            out[rel] = path.read_bytes()
+    return out
+
+
 def test_interrupted_run_resumes_to_the_same_result(latent_file, tmp_path):
-    """SIGINT in the middle of the Optuna search; the re-run finishes with what an uninterrupted run finds."""
+    """SIGINT in the middle of the Optuna search, SIGKILL in the middle of verification; the run resumed
+    twice writes every file an uninterrupted run writes, figures included (timings aside)."""
     import os
     import signal
     import sqlite3
@@ -195,36 +219,45 @@ def test_interrupted_run_resumes_to_the_same_result(latent_file, tmp_path):
                 "--out", str(out), "--max-steps", "20", "--seeds", "1", "--max-seeds", "1", "--budget", "80",
                 "--quiet"]
 
-    reference = subprocess.run(command(tmp_path / "a"), env=env, capture_output=True, text=True, timeout=600)
-    assert reference.returncode == 0, reference.stderr
-    proc = subprocess.Popen(command(tmp_path / "b"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    db = tmp_path / "b" / "patch2" / "optuna.db"
-    deadline, complete = time.time() + 300, 0
-    while time.time() < deadline and complete < 10 and proc.poll() is None:
-        time.sleep(0.2)
+    def count(db, sql):
         try:
             with sqlite3.connect(db, timeout=1) as con:
-                complete = con.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+                return con.execute(sql).fetchone()[0]
         except sqlite3.Error:
-            continue
-    assert proc.poll() is None, "the run finished before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+            return 0
+
+    def interrupt(sig, db, sql, at_least):
+        proc = subprocess.Popen(command(tmp_path / "b"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and count(db, sql) < at_least and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        proc.send_signal(sig)
+        return proc, proc.communicate(timeout=120)[1]
+
+    reference = subprocess.run(command(tmp_path / "a"), env=env, capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr
+    folder = tmp_path / "b" / "patch2"
+    proc, err = interrupt(signal.SIGINT, folder / "optuna.db", "SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'",
+                          10)
     assert proc.returncode == 130 and "interrupted; run the same command to resume" in err, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
-    assert not (tmp_path / "b" / "patch2" / "best.json").exists()
+    assert not (folder / "best.json").exists()
+    # killed outright once two verification trainings (the warm start among them) are stored
+    proc, _ = interrupt(signal.SIGKILL, folder / "store" / "evaluations.sqlite", "SELECT COUNT(*) FROM evaluations", 2)
+    assert proc.returncode == -signal.SIGKILL and not (folder / "best.json").exists()
     resumed = subprocess.run(command(tmp_path / "b"), env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    a, b = (json.loads((tmp_path / x / "patch2" / "best.json").read_text()) for x in ("a", "b"))
-    assert a["stages"] == b["stages"] and a["metrics"]["bits_per_latent"] == b["metrics"]["bits_per_latent"]
-    ea, eb = (pd.read_csv(tmp_path / x / "patch2" / "evaluations.csv").sort_values(["schedule", "seed"])
-              for x in ("a", "b"))
-    assert ea.schedule.tolist() == eb.schedule.tolist()
-    np.testing.assert_array_equal(ea.bits_per_latent.to_numpy(), eb.bits_per_latent.to_numpy())
-    # the Optuna rows of the trace are rebuilt from the study: the resumed trace is the uninterrupted one
-    ta, tb = (pd.read_csv(tmp_path / x / "patch2" / "trace.csv").drop(columns="seconds") for x in ("a", "b"))
-    pd.testing.assert_frame_equal(ta, tb)
+    for x in ("a", "b"):
+        assert main(["plot", str(tmp_path / x / "patch2")]) == 0
+    a, b = _outputs(tmp_path / "a" / "patch2"), _outputs(folder, tmp_path / "a" / "patch2")
+    assert sorted(a) == sorted(b) and "trace.csv" in a and any(k.startswith("figures/") for k in a)
+    for name in a:
+        if isinstance(a[name], pd.DataFrame):
+            pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+        else:
+            assert a[name] == b[name], name
 
 
 def test_poisoning_the_test_split_does_not_change_the_choice(tmp_path):

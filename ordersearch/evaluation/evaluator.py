@@ -32,7 +32,7 @@ from .config import TrainConfig
 from .measure import measure
 from .record import Evaluation
 from .store import EvaluationStore, context_subject, evaluation_key, schedule_subject
-from .training import Trained, train_dedicated, train_stacked
+from .training import Checkpoint, Trained, train_dedicated, train_stacked
 
 WARM = Schedule.named("single", 1)
 #: models trained as one stack on a GPU (on an H100 the 22 4x4 candidate-seeds of a run train 8.3x faster
@@ -55,7 +55,7 @@ class Evaluator:
 
     def __init__(self, latents: LatentSet | Splits, config: TrainConfig = TrainConfig(),
                  device: str | torch.device = "auto", store: EvaluationStore | None = None, progress: bool = True,
-                 stack: int | None = None):
+                 stack: int | None = None, checkpoint_every: float = 60.0):
         self.splits = as_splits(latents)
         self.config = config
         self.device = resolve_device(device)
@@ -63,6 +63,9 @@ class Evaluator:
         #: saves nothing: the step is arithmetic-bound, see benchmarks/bench_verify.py)
         self.stack = stack or (STACK_CUDA if self.device.type == "cuda" else 1)
         self.store = store
+        #: seconds between checkpoints of a training in progress (folder stores only): an interrupted
+        #: evaluation loses at most this much training
+        self.checkpoint_every = checkpoint_every
         self.progress = progress
         self.data = data_fingerprint(self.splits)
         self._warm: dict[int, dict[str, torch.Tensor]] = {}
@@ -81,7 +84,7 @@ class Evaluator:
         self.splits.check(schedule.patch, self.config.crop)
         canonical = schedule.canonical("translations")
         result = self._cached(schedule_subject(canonical), seed, None if cached_only else
-                              lambda: self._train_schedule(canonical, seed))
+                              lambda checkpoint: self._train_schedule(canonical, seed, checkpoint=checkpoint))
         return None if result is None else result.translated(schedule)
 
     def evaluate_many(self, items: Iterable[tuple[Schedule, int]]) -> list[Evaluation]:
@@ -104,7 +107,9 @@ class Evaluator:
             for _, same in itertools.groupby(indices, key=lambda i: canonical[i][0].patch):
                 same = list(same)
                 for at in range(0, len(same), self.stack):
-                    yield from self._train_schedules([canonical[i] for i in same[at:at + self.stack]], config)
+                    chunk = same[at:at + self.stack]
+                    yield from self._train_schedules([canonical[i] for i in chunk], config,
+                                                     self._checkpoint([keyed[i][0] for i in chunk]))
 
         results = (list(train(list(range(len(items))))) if self.store is None else
                    self.store.cached_many(keyed, train))
@@ -129,8 +134,8 @@ class Evaluator:
             return model
 
         return self._cached(context_subject(context, patch), seed, None if cached_only else
-                            lambda: self._train_one_mask(model_for, "dedicated-set", patch, context, seed,
-                                                         f"train f(C={code})"))
+                            lambda checkpoint: self._train_one_mask(model_for, "dedicated-set", patch, context,
+                                                                    seed, f"train f(C={code})", checkpoint))
 
     def evaluate_serial(self, seed: int = 0) -> Evaluation:
         """The serial raster autoregressive baseline (``models.serial``), same protocol (not stored)."""
@@ -145,10 +150,18 @@ class Evaluator:
 
     # ---------------------------------------------------------------- training
     def _cached(self, kind_subject: tuple[str, str, str], seed: int,
-                run: Callable[[], Evaluation] | None, config: TrainConfig | None = None) -> Evaluation | None:
+                run: Callable[[Checkpoint | None], Evaluation] | None) -> Evaluation | None:
+        """The stored evaluation, else ``run(checkpoint)``'s, stored."""
         if self.store is None:
-            return None if run is None else run()
-        return self.store.cached(self.key(kind_subject, seed, config), kind_subject[0], kind_subject[1], run)
+            return None if run is None else run(None)
+        key = self.key(kind_subject, seed)
+        return self.store.cached(key, kind_subject[0], kind_subject[1],
+                                 None if run is None else lambda: run(self._checkpoint([key])))
+
+    def _checkpoint(self, keys: list[str]) -> Checkpoint | None:
+        """Where the training of these keys (one model, or one stack) keeps its checkpoint, if anywhere."""
+        path = None if self.store is None else self.store.checkpoint_path(keys)
+        return None if path is None else Checkpoint(path, self.checkpoint_every)
 
     def _seeded(self, build: Callable[..., torch.nn.Module], seed: int, config: TrainConfig) -> torch.nn.Module:
         """``build(channels, prior channels, model config)`` on the device, initialised from ``seed``."""
@@ -157,20 +170,21 @@ class Evaluator:
         return build(s.channels, s.prior_channels, config.model).to(self.device)
 
     def _train_schedule(self, schedule: Schedule, seed: int, config: TrainConfig | None = None,
-                        label: str | None = None) -> Evaluation:
+                        label: str | None = None, checkpoint: Checkpoint | None = None) -> Evaluation:
         config = (config or self.config).decided(self.splits)
         model = self._seeded(functools.partial(MultistageContextModel, schedule), seed, config)
         n = schedule.patch
         return self._train(model, config, seed, "dedicated", n, schedule, None,
-                           label or f"train {n}x{n} schedule seed {seed}")
+                           label or f"train {n}x{n} schedule seed {seed}", checkpoint)
 
-    def _train_schedules(self, items: list[tuple[Schedule, int]], config: TrainConfig) -> list[Evaluation]:
+    def _train_schedules(self, items: list[tuple[Schedule, int]], config: TrainConfig,
+                         checkpoint: Checkpoint | None = None) -> list[Evaluation]:
         """Dedicated evaluations of (schedule, seed) pairs of one patch size, trained as one stack."""
         warm = config.warm_steps == 0 and items[0][0] == WARM
         if len(items) == 1:
             schedule, seed = items[0]
             return [self._train_schedule(schedule, seed, config,
-                                         f"warm start (prior only) seed {seed}" if warm else None)]
+                                         f"warm start (prior only) seed {seed}" if warm else None, checkpoint)]
         config = config.decided(self.splits)
         if config.warm_steps > 0:
             self.warm_starts([seed for _, seed in items])
@@ -184,28 +198,35 @@ class Evaluator:
         start = time.time()
         label = f"{len(items)} warm starts together" if warm else f"train {len(items)} {n}x{n} models together"
         trained = train_stacked(models, self.splits, config, [seed for _, seed in items], self.device,
-                                self.progress, label)
+                                self.progress, label, checkpoint)
         seconds = (time.time() - start) / len(items)  # the stack's time, shared evenly
-        return [self._record(t, config, seed, "dedicated", n, schedule, None, seconds)
-                for t, (schedule, seed) in zip(trained, items)]
+        results = [self._record(t, config, seed, "dedicated", n, schedule, None, seconds)
+                   for t, (schedule, seed) in zip(trained, items)]
+        if checkpoint is not None:
+            checkpoint.clear()
+        return results
 
     def _train_one_mask(self, model_for, estimator: str, patch: int, context: list[Position] | None, seed: int,
-                        label: str) -> Evaluation:
+                        label: str, checkpoint: Checkpoint | None = None) -> Evaluation:
         """Train and measure a model whose one convolution mask serves every latent."""
         config = self.config.decided(self.splits)
         model = self._seeded(model_for, seed, config)
-        ev = self._train(model, config, seed, estimator, patch, WARM, context, label)
+        ev = self._train(model, config, seed, estimator, patch, WARM, context, label, checkpoint)
         ev.per_position = [[ev.bits_per_latent] * patch for _ in range(patch)]
         ev.stages = None
         return ev
 
     def _train(self, model: MultistageContextModel, config: TrainConfig, seed: int, estimator: str, patch: int,
-               measured_as: Schedule, context: list[Position] | None, label: str) -> Evaluation:
+               measured_as: Schedule, context: list[Position] | None, label: str,
+               checkpoint: Checkpoint | None = None) -> Evaluation:
         start = time.time()
         if config.warm_steps > 0:
             self._load_warm_start(model, seed)
-        trained = train_dedicated(model, self.splits, config, seed, self.device, self.progress, label)
-        return self._record(trained, config, seed, estimator, patch, measured_as, context, time.time() - start)
+        trained = train_dedicated(model, self.splits, config, seed, self.device, self.progress, label, checkpoint)
+        result = self._record(trained, config, seed, estimator, patch, measured_as, context, time.time() - start)
+        if checkpoint is not None:
+            checkpoint.clear()
+        return result
 
     def _record(self, trained: Trained, config: TrainConfig, seed: int, estimator: str, patch: int,
                 measured_as: Schedule, context: list[Position] | None, seconds: float) -> Evaluation:

@@ -4,7 +4,8 @@ It stores and finds; it never trains (``evaluation.evaluator`` decides what to
 train and asks the store first).
 
 Where it lives: a folder (an SQLite file ``evaluations.sqlite`` in WAL mode,
-the trained weights beside it in ``models/<key>.pt``), or any SQLAlchemy
+the trained weights beside it in ``models/<key>.pt``, the checkpoints of
+trainings in progress in ``checkpoints/``), or any SQLAlchemy
 database URL, such as the Optuna study's own ``postgresql://...``: then the
 weights go into the database too, and every machine that reaches it shares
 the evaluations.
@@ -162,6 +163,14 @@ class EvaluationStore:
         if self.folder is None:
             raise OrdersearchError("a database store keeps weights in the database: use EvaluationStore.weights")
         return self.folder / "models" / f"{key}.pt"
+
+    def checkpoint_path(self, keys: list[str]) -> Path | None:
+        """Where a folder store keeps the checkpoint of the training of ``keys`` in progress (a database
+        store keeps none: a training cut off there starts over)."""
+        if self.folder is None:
+            return None
+        name = keys[0] if len(keys) == 1 else hashlib.sha256(" ".join(keys).encode()).hexdigest()[:32]
+        return self.folder / "checkpoints" / f"{name}.pt"
 
     def weights(self, key: str) -> bytes | None:
         """The saved state dict of ``key``'s trained model (``torch.load`` it from ``io.BytesIO``), if any."""

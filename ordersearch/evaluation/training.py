@@ -14,20 +14,29 @@ The dedicated models (``train_dedicated``) and the shared scorer
 ``train_stacked`` runs the same loop over K models in one stacked module:
 one loss and one validation per model, each stopping and keeping its best
 state on its own.
+
+A training in progress can keep a :class:`Checkpoint` (model, optimiser,
+random streams, best state, curves) at most ``every`` seconds apart; a
+training started again with the same checkpoint continues from it and ends
+exactly where the uninterrupted one would have (same batches, same steps).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..data.latents import Splits
+from ..files import atomic_write
 from ..models.entropy import bits
 from ..models.multistage import MultistageContextModel, inner
 from ..models.stacked import StackedContextModels
@@ -57,21 +66,54 @@ class Trained:
     best_step: int
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a training in progress keeps its state, written at most ``every`` seconds apart.
+
+    A damaged or foreign checkpoint (another model's shapes) is ignored: the
+    training starts over rather than fail.
+    """
+
+    path: Path
+    every: float = 60.0
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception:  # torch raises many types for a damaged file: start over
+            return None
+
+    def save(self, state: dict) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write(self.path, buf.getvalue())
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def cosine_lr(loop: LoopConfig, step: int) -> float:
     """The learning rate at ``step``: cosine from ``lr`` down to ``lr / 20``."""
     return loop.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / loop.max_steps)))
 
 
 def train_loop(model: nn.Module, batch_loss: Callable[[], torch.Tensor], validate: Callable[[], float],
-               loop: LoopConfig, progress: bool = False, label: str = "train") -> Trained:
-    """Train ``model`` on ``batch_loss()`` until ``validate()`` stops improving; see the module docstring."""
+               loop: LoopConfig, progress: bool = False, label: str = "train",
+               rngs: Sequence[np.random.Generator] = (), checkpoint: Checkpoint | None = None) -> Trained:
+    """Train ``model`` on ``batch_loss()`` until ``validate()`` stops improving; see the module docstring.
+
+    ``rngs``: the random streams ``batch_loss`` draws from, kept in the ``checkpoint``.
+    """
     trained = _loop(model, 1, lambda: batch_loss().view(1), lambda: np.array([validate()]), loop, progress,
-                    label)
+                    label, rngs, checkpoint)
     return trained[0]
 
 
 def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], validate: Callable[[], np.ndarray],
-          loop: LoopConfig, progress: bool, label: str) -> list[Trained]:
+          loop: LoopConfig, progress: bool, label: str, rngs: Sequence[np.random.Generator] = (),
+          checkpoint: Checkpoint | None = None) -> list[Trained]:
     """The loop for ``k`` models in one module: losses and validations are (k,); with k > 1 every tensor of
     the module's state has the models along dim 0, and each model stops and keeps its best state on its own."""
     from tqdm.auto import tqdm
@@ -83,9 +125,22 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
     active = np.ones(k, dtype=bool)
     best_state: dict[str, torch.Tensor] | None = None
     curves: list[list[tuple[int, float, float]]] = [[] for _ in range(k)]
-    running, start = [], time.time()
-    bar = tqdm(total=p.max_steps, desc=label, unit="step", disable=not progress or None, leave=False)
-    step = 0
+    running: list[torch.Tensor] = []
+    step, elapsed = 0, 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        fresh = ({n: t.detach().clone() for n, t in model.state_dict().items()}, [r.bit_generator.state for r in rngs])
+        try:
+            step, elapsed, running, best_state, curves = _restore(saved, model, opt, rngs, k, best, since,
+                                                                   best_step, steps, active)
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError):  # not this training's: start over
+            model.load_state_dict(fresh[0])
+            for r, state in zip(rngs, fresh[1]):
+                r.bit_generator.state = state
+            return _loop(model, k, batch_loss, validate, loop, progress, label, rngs, None)
+    start, last_save = time.time() - elapsed, time.time()
+    bar = tqdm(total=p.max_steps, initial=step, desc=label, unit="step", disable=not progress or None,
+               leave=False)
     while step < p.max_steps and active.any():
         if p.max_seconds is not None and time.time() - start > p.max_seconds:
             break
@@ -115,11 +170,41 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
                 best_state = _keep(best_state, model.state_dict(), improved, k)
             active &= since < p.patience
             bar.set_postfix(val=f"{v.min():.4f}")
+        if checkpoint is not None and time.time() - last_save >= checkpoint.every and step < p.max_steps:
+            checkpoint.save({
+                "step": step, "elapsed": time.time() - start, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "rngs": json.dumps([r.bit_generator.state for r in rngs]),
+                "best": torch.from_numpy(best), "since": torch.from_numpy(since),
+                "best_step": torch.from_numpy(best_step), "steps": torch.from_numpy(steps),
+                "active": torch.from_numpy(active), "best_state": best_state or {},
+                "curves": json.dumps(curves), "running": torch.stack(running) if running else torch.zeros(0, k)})
+            last_save = time.time()
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return [Trained(model, curves[i], int(steps[i]), int(best_step[i])) for i in range(k)]
+
+
+def _restore(saved: dict, model: nn.Module, opt: torch.optim.Optimizer, rngs: Sequence[np.random.Generator],
+             k: int, best: np.ndarray, since: np.ndarray, best_step: np.ndarray, steps: np.ndarray,
+             active: np.ndarray) -> tuple[int, float, list[torch.Tensor], dict | None, list]:
+    """Load a checkpoint into the loop's state (arrays in place); raises if it is not this training's."""
+    states = json.loads(saved["rngs"])
+    curves = [[tuple(c) for c in curve] for curve in json.loads(saved["curves"])]
+    if len(states) != len(rngs) or len(curves) != k or saved["best"].shape != (k,):
+        raise ValueError("checkpoint of another training")
+    device = next(model.parameters()).device
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optimizer"])
+    for r, state in zip(rngs, states):
+        r.bit_generator.state = state
+    for array, name in ((best, "best"), (since, "since"), (best_step, "best_step"), (steps, "steps"),
+                        (active, "active")):
+        array[:] = saved[name].numpy()
+    best_state = {n: t.to(device) for n, t in saved["best_state"].items()} or None
+    running = [r.to(device) for r in saved["running"]]
+    return int(saved["step"]), float(saved["elapsed"]), running, best_state, curves
 
 
 def _keep(best: dict[str, torch.Tensor] | None, state: dict[str, torch.Tensor], improved: np.ndarray, k: int
@@ -134,7 +219,7 @@ def _keep(best: dict[str, torch.Tensor] | None, state: dict[str, torch.Tensor], 
 
 
 def train_dedicated(model: nn.Module, splits: Splits, config: TrainConfig, seed: int, device: torch.device,
-                    progress: bool = False, label: str = "train") -> Trained:
+                    progress: bool = False, label: str = "train", checkpoint: Checkpoint | None = None) -> Trained:
     """Train a context model on random crops of the train split, early-stopped on the val split."""
     rng = np.random.default_rng(seed)
     train, val = OnDevice(splits.train, device), OnDevice(splits.val, device)
@@ -147,11 +232,12 @@ def train_dedicated(model: nn.Module, splits: Splits, config: TrainConfig, seed:
     loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
                          config.max_seconds)
     return train_loop(model, batch_loss, lambda: val.mean_bits(model, config.score_border), loop, progress,
-                      label)
+                      label, [rng], checkpoint)
 
 
 def train_stacked(models: list[MultistageContextModel], splits: Splits, config: TrainConfig, seeds: list[int],
-                  device: torch.device, progress: bool = False, label: str = "train") -> list[Trained]:
+                  device: torch.device, progress: bool = False, label: str = "train",
+                  checkpoint: Checkpoint | None = None) -> list[Trained]:
     """``train_dedicated`` of every model at once: model k on seed ``seeds[k]``'s crops, its own early stop.
 
     One module (``StackedContextModels``), one optimiser step per training
@@ -182,6 +268,6 @@ def train_stacked(models: list[MultistageContextModel], splits: Splits, config: 
 
     loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
                       config.max_seconds)
-    trained = _loop(stacked, k, batch_loss, validate, loop, progress, label)
+    trained = _loop(stacked, k, batch_loss, validate, loop, progress, label, rngs, checkpoint)
     models = stacked.unstacked([m.to(device) for m in models])
     return [Trained(m.eval(), t.curve, t.steps, t.best_step) for m, t in zip(models, trained)]

@@ -88,18 +88,38 @@ def conclude(schedules: dict[str, Schedule], evaluations: dict[str, list[Evaluat
     return Verified(dict(schedules), evaluations, winner, comparisons, pooled)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``42 s`` or ``7 min``."""
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
+@dataclass(frozen=True)
+class Finished:
+    """One finished (or found) training of ``verify``: what it was, and how far verification is."""
+
+    label: str
+    evaluation: Evaluation
+    done: int
+    planned: int  # trainings planned so far: adaptive seeds may add more
+    seconds_left: float  # at this invocation's pace
+
+    @property
+    def line(self) -> str:
+        ev = self.evaluation
+        return (f"verified {self.done}/{self.planned} (about {duration(self.seconds_left)} left): {self.label} seed {ev.seed}: "
+                f"{ev.bits_per_latent:.4f} bits/latent on test (val {ev.val_bits_per_latent:.4f}, "
+                f"{ev.steps} steps, {ev.seconds:.0f} s)")
+
+
 def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 3, max_seeds: int | None = None,
-           report: Callable[[str], None] | None = None) -> Verified:
+           report: Callable[[Finished], None] | None = None) -> Verified:
     """Dedicated evaluation of every labelled schedule with ``seeds`` seeds (seed-major, cached), concluded.
 
     Adaptive seeds: while the leader is indistinguishable from some candidates
     and fewer than ``max_seeds`` seeds were trained, one more seed of the
     leader and of those candidates only; ``Verified.unresolved`` names what is
-    still indistinguishable when the budget runs out.
+    still indistinguishable when the budget runs out. ``report`` hears of
+    every finished training.
     """
     if not schedules:
         raise OrdersearchError("nothing to verify: no schedules given")
@@ -119,9 +139,7 @@ def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 3,
                 done += 1
                 if report:
                     left = (time.time() - start) / done * (planned - done)  # more if more seeds are needed
-                    report(f"verified {done}/{planned} (about {_duration(left)} left): {label} seed {seed}: "
-                           f"{ev.bits_per_latent:.4f} bits/latent on test (val {ev.val_bits_per_latent:.4f}, "
-                           f"{ev.steps} steps, {ev.seconds:.0f} s)")
+                    report(Finished(label, ev, done, planned, left))
 
     if evaluator.stack > 1 and evaluator.config.warm_steps > 0:
         evaluator.warm_starts(range(max_seeds))  # together now, rather than one per adaptive round

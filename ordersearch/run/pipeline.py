@@ -40,6 +40,7 @@ from ..search.base import grid_text
 from ..search.pareto import ParetoPoint
 from . import folder as files
 from .config import CONTROL, RunConfig
+from .progress import RunProgress
 from .summary import summary
 
 
@@ -73,7 +74,11 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
     check_patch(config.patch, search=True)
     config.folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(config.folder):
-        return _run(latents, config, progress, command)
+        shown = RunProgress(config.patch, progress)
+        try:
+            return _run(latents, config, shown, command)
+        finally:
+            shown.close()
 
 
 @contextlib.contextmanager
@@ -89,9 +94,10 @@ def _folder_lock(folder: Path):
         yield  # the lock goes with the file, and with the process if it dies
 
 
-def _run(latents: LatentSet | Splits, config: RunConfig, progress: bool, command: str) -> RunResult:
+def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, command: str) -> RunResult:
     from tqdm.auto import tqdm
 
+    progress, say = shown.enabled, shown.say
     n = config.patch
     folder = config.folder
     store = EvaluationStore(folder / files.STORE)
@@ -100,8 +106,6 @@ def _run(latents: LatentSet | Splits, config: RunConfig, progress: bool, command
     splits.check(n, config.train.crop)  # before any search work
     storage = config.storage or f"sqlite:///{(folder / files.OPTUNA).resolve()}"
     timings: dict[str, float] = {}
-
-    say = _say if progress else (lambda line: None)
     say(f"run --patch {n}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test entries, "
         f"device {evaluator.device}; writing {folder}")
     start = time.time()
@@ -113,6 +117,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, progress: bool, command
         cache.save(table=table)
     timings["cost table"] = time.time() - start
     say(f"[1/4] cost table done in {timings['cost table']:.0f} s{' (from the store)' if cache.stored is not None else ''}")
+    shown.phase_done("search")
     scorer = TableScorer(table, n, config.kernel, config.estimator)
     results: dict[str, SearchResult] = {}
     say(f"[2/4] search: {', '.join(config.strategies)}")
@@ -121,6 +126,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, progress: bool, command
             scorer, Budget(trials=config.trials, seconds=config.seconds))
         timings[f"search {name}"] = results[name].seconds
         say(f"[2/4] {name}: rate {results[name].rate:.4f} (cheap) in {results[name].seconds:.1f} s")
+    shown.phase_done("Pareto front")
     start = time.time()
     front = cache.front()
     if front is None:
@@ -128,6 +134,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, progress: bool, command
         cache.save(table=table, front=front)
     timings["pareto front"] = time.time() - start
     say(f"[3/4] Pareto front: best schedule for 1 to {n * n} stages in {timings['pareto front']:.1f} s")
+    shown.phase_done("verification")
 
     labelled = [(name, r.schedule) for name, r in results.items()]
     if "dp" in results:
@@ -143,7 +150,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, progress: bool, command
     say(f"[4/4] verification: {len(candidates)} candidates x {config.seeds} seeds (up to {config.max_seeds} for "
         f"those indistinguishable from the leader), "
         f"{'one at a time' if evaluator.stack == 1 else f'up to {evaluator.stack} trained together'}")
-    verified = verify(candidates, evaluator, config.seeds, config.max_seeds, report=say)
+    verified = verify(candidates, evaluator, config.seeds, config.max_seeds, report=shown.finished)
     timings["verification"] = time.time() - start
     say(f"[4/4] verification done in {timings['verification']:.0f} s: leader {verified.winner}")
     fidelity = agreement([verified.mean(k) for k in candidates], [cheap[k] for k in candidates])
@@ -195,13 +202,6 @@ class _TableCache:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write(self.path, buf.getvalue())
-
-
-def _say(line: str) -> None:
-    """One line of progress on stderr (also in logs and CI, where the bars are off)."""
-    import sys
-
-    print(f"ordersearch: {line}", file=sys.stderr, flush=True)
 
 
 def negative_controls(table: np.ndarray, patch: int, seed: int) -> dict[str, Schedule]:

@@ -1,0 +1,58 @@
+"""What ``run`` tells a person while it works: a line per phase and per finished training, one overall bar.
+
+::
+
+    ordersearch: [1/4] cost table: ...          lines on stderr, in a terminal, a log file or CI alike
+    ordersearch: verified 3/33 (about 4 min left): raster seed 0: ...
+    run 4x4 |#####-----| 9/36 [02:10, verification, about 4 min left]    the bar: terminals only
+
+The bar counts the three quick phases and every training verification has
+planned so far (adaptive seeds may add more); its time estimate is the
+verification's own (the pace of this invocation's trainings), not tqdm's
+average over unequal units.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..evaluation.verify import Finished, duration
+
+
+class RunProgress:
+    """Phase lines and the overall bar of one run; silent when ``enabled`` is false (``--quiet``)."""
+
+    PHASES = 3  # cost table, search, Pareto front; verification counts its trainings
+
+    def __init__(self, patch: int, enabled: bool = True):
+        from tqdm.auto import tqdm
+
+        self.enabled = enabled
+        # disable=None: a bar only on a terminal; a log gets the lines alone
+        self.bar = tqdm(total=self.PHASES, desc=f"run {patch}x{patch}", position=0, leave=False,
+                        disable=not enabled or None, file=sys.stderr,
+                        bar_format="{desc} |{bar}| {n}/{total} [{elapsed}{postfix}]")
+        self.bar.set_postfix_str("cost table", refresh=False)
+
+    def say(self, line: str) -> None:
+        """One line of progress on stderr (above the bar on a terminal)."""
+        if not self.enabled:
+            return
+        if self.bar.disable:
+            print(f"ordersearch: {line}", file=sys.stderr, flush=True)
+        else:
+            self.bar.write(f"ordersearch: {line}", file=sys.stderr)
+
+    def phase_done(self, next_phase: str) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix_str(next_phase)
+
+    def finished(self, f: Finished) -> None:
+        """A training of verification ended: its line, and the bar moved on (its total grown if needed)."""
+        self.say(f.line)
+        self.bar.total = self.PHASES + f.planned
+        self.bar.n = self.PHASES + f.done
+        self.bar.set_postfix_str(f"verification, about {duration(f.seconds_left)} left")
+
+    def close(self) -> None:
+        self.bar.close()
