@@ -16,7 +16,7 @@ from typing import NoReturn
 import numpy as np
 
 from ._version import __version__
-from .errors import LatentError, OrdersearchError, ScheduleError, redact
+from .errors import LatentError, OrdersearchError, ScheduleError, printable, redact
 from .schedule import NAMED_SCHEDULES, Schedule, check_patch
 from .schedule_io import DEFAULT_KERNEL, load_schedule
 
@@ -71,10 +71,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             schedule, meta = load_schedule(path)
         except ScheduleError as e:
-            print(f"INVALID {e}", file=sys.stderr)
+            print(printable(f"INVALID {e}"), file=sys.stderr)
             failed += 1
         else:
-            print(f"OK {path}: {_describe(schedule)}, kernel {meta.kernel}")
+            print(printable(f"OK {path}: {_describe(schedule)}, kernel {meta.kernel}"))
     return 1 if failed else 0
 
 
@@ -497,28 +497,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ordersearch`` command; returns the exit code."""
+    """Entry point of the ``ordersearch`` command; returns the exit code.
+
+    Warnings raised on the way (a library's, or numpy's on odd input) are held
+    back: after a one-line error they would only bury it; after success each
+    is printed once, as ``ordersearch: warning: ...``. ``--debug`` shows them
+    where they happen, and tracebacks.
+    """
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug:
+        return args.func(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        code = _run(args)
+    if code == 0:
+        for message in dict.fromkeys(printable(str(w.message).splitlines()[0]) for w in caught if str(w.message)):
+            print(f"ordersearch: warning: {message}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``args.func(args)``, every error one line on stderr."""
     try:
         return args.func(args)
     except OrdersearchError as e:
-        if args.debug:
-            raise
-        print(f"ordersearch: error: {redact(str(e))}", file=sys.stderr)
+        print(f"ordersearch: error: {printable(redact(str(e)))}", file=sys.stderr)
         return 2
-    except OSError as e:  # a path problem found late (a read-only folder, an output that is a file): one line
-        if args.debug:
-            raise
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"ordersearch: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("ordersearch: interrupted; run the same command to resume", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # stdout closed early (e.g. `| head`): not an error; silence the flush at exit.
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as e:  # a path problem found late (a read-only folder, an output that is a file): one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(printable(f"ordersearch: error: {where}{e.strerror or e}"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ordersearch: interrupted; run the same command to resume", file=sys.stderr)
+        return 130

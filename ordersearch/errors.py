@@ -43,3 +43,12 @@ def redact(text: str, *urls: str | None) -> str:
                 text = text.replace(secret, "***")
     text = _URL_PASSWORD.sub(lambda m: m["head"] + "***@", text)
     return _PARAM_PASSWORD.sub(lambda m: m["head"] + "***", text)
+
+
+def printable(text: str) -> str:
+    """``text`` with every unprintable character (line breaks, terminal controls) escaped, as ``\\x1e``:
+    a file name holding a newline or an escape sequence can neither split an error line nor drive a
+    terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -96,6 +96,37 @@ def test_console_script_no_traceback_unless_debug(tmp_path):
         assert r.returncode != 0 and "Traceback" in r.stderr and "ScheduleError" in r.stderr
 
 
+def test_warnings_never_bury_a_one_line_error(tmp_path, monkeypatch, capsys):
+    """A warning raised on the way to an error is dropped; on success it is printed once, after the output."""
+    import warnings
+
+    import ordersearch.cli as cli
+    from ordersearch import Schedule, save_schedule
+
+    good = save_schedule(Schedule.named("raster", 2), tmp_path / "raster.json")
+    real = cli.load_schedule
+
+    def loader(path):
+        for _ in range(3):
+            warnings.warn("odd\nthing", UserWarning)
+        return real(path)
+
+    monkeypatch.setattr(cli, "load_schedule", loader)
+    assert main(["show", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ordersearch: error:") and "odd" not in err
+    assert main(["show", str(good)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "ordersearch: warning: odd\n" and "decoding stage" in captured.out
+
+
+def test_unprintable_file_names_are_escaped_in_the_one_error_line(tmp_path, capsys):
+    name = tmp_path / "a\nb\x1b[31mc\x1e.json"
+    assert main(["show", str(name)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "\x1b" not in err and "a\\nb\\x1b[31mc\\x1e.json" in err, err
+
+
 def test_run_writes_into_runs_not_into_the_committed_results():
     from ordersearch.cli import build_parser
     from ordersearch.run import RunConfig

@@ -344,3 +344,38 @@ def test_a_second_run_on_a_folder_being_written_is_refused(latent_file, tmp_path
         assert "another ordersearch run is writing this folder" in capsys.readouterr().err
     assert not (tmp_path / "patch2" / "best.json").exists()
     assert main(["run", "--patch", "2", "--latents", str(latent_file), "--out", str(tmp_path), *FAST]) == 0
+
+
+def test_on_a_terminal_one_overall_bar_counts_the_whole_run(latent_file, tmp_path):
+    """In a terminal: the phase lines, and one bar over the run whose total grows to the trainings planned
+    and whose postfix carries verification's time estimate."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    quiet_free = [a for a in FAST if a != "--quiet"]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal 160 wide
+    proc = subprocess.Popen([sys.executable, "-m", "ordersearch", "run", "--patch", "2", "--latents",
+                             str(latent_file), "--out", str(tmp_path), *quiet_free],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    assert proc.wait(timeout=600) == 0
+    text = screen.decode(errors="replace")
+    trainings = len(pd.read_csv(tmp_path / "patch2" / "evaluations.csv"))
+    assert "ordersearch: [1/4] cost table" in text and "ordersearch: [4/4] verification done" in text
+    counts = re.findall(r"run 2x2 \|[^|]*\| (\d+)/(\d+) \[[^\]]*\]", text)
+    assert ("0", "3") in counts  # from the first second: the quick phases
+    assert (str(3 + trainings), str(3 + trainings)) in counts  # at the end: every training counted
+    assert re.search(r"run 2x2 \|[^|]*\| \d+/\d+ \[[\d:]+, verification, about \d+ (s|min) left\]", text)

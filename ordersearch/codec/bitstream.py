@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.images import MAX_PIXELS as _IMAGE_PIXELS
 from ..errors import OrdersearchError
 from ..models.entropy import SCALE_BOUND
 from ..schedule import MAX_PATCH
@@ -32,9 +33,10 @@ _SIZES = struct.Struct(">IIHHHHHHHH8sH")
 #: the scale grid: 256 log-spaced values from the scale bound to 256
 SCALES = np.exp(np.linspace(np.log(SCALE_BOUND), np.log(256.0), 256))
 MEAN_STEP = 1 / 256
-#: Largest image the codec encodes or decodes: 16.7 megapixels (its float64 transforms hold the whole image,
-#: about 2 GB per megapixel when decoding); a header naming more is refused before any work
-MAX_PIXELS = 4096 * 4096
+#: Largest image the codec encodes or decodes (16.7 megapixels, the largest image read); a header naming
+#: more is refused before any work. The transforms run tile by tile: decoding the largest image peaks at
+#: about 1.2 GB (benchmarks/bench_codec.py).
+MAX_PIXELS = _IMAGE_PIXELS
 #: Largest bitstream file decode reads: far above what an image of MAX_PIXELS codes to (tens of megabytes)
 MAX_BITSTREAM_BYTES = 256 * 2**20
 
@@ -126,22 +128,30 @@ def read_streams(data: bytes, pos: int, count: int) -> list[np.ndarray]:
     return streams
 
 
-def decode_exactly(coder, model, *params: np.ndarray) -> np.ndarray:
-    """Decode one symbol per row of ``params`` from ``coder``, which these symbols must use up exactly.
+def decode_exactly(coder, model, *params: np.ndarray, count: int | None = None, last: bool = True) -> np.ndarray:
+    """Decode one symbol per row of ``params`` (or ``count`` symbols of a concrete ``model``) from ``coder``,
+    which these symbols must use up exactly (``last``: they are the stream's last ones).
 
     An ANS decoder that runs past the end of its words still returns
     symbols, so a forged header (a larger image) or an appended word would
     otherwise decode "successfully": the coder must still hold data before
     the last symbol and none after it (``CodecError`` otherwise).
     """
-    if len(params[0]) == 0:
+    n = len(params[0]) if count is None else count
+
+    def decode(k: int, at: int) -> np.ndarray:
+        return coder.decode(model, *(p[at:at + k] for p in params)) if count is None else coder.decode(model, k)
+
+    if not last:
+        return np.asarray(decode(n, 0))
+    if n == 0:
         if not coder.is_empty():
             raise CodecError("corrupted bitstream: a stream holds data the header has no symbols for")
         return np.zeros(0, dtype=np.int64)
-    head = coder.decode(model, *(p[:-1] for p in params))
+    head = decode(n - 1, 0)
     if coder.is_empty():
         raise CodecError("corrupted bitstream: a stream holds fewer symbols than the header says")
-    last = coder.decode(model, *(p[-1:] for p in params))
+    tail = decode(1, n - 1)
     if not coder.is_empty():
         raise CodecError("corrupted bitstream: a stream holds more data than the header's symbols")
-    return np.concatenate([head, last])
+    return np.concatenate([head, tail])

@@ -29,7 +29,7 @@ import torch
 from ..errors import OrdersearchError
 from ..models.entropy import bits
 from ..models.multistage import ModelConfig, MultistageContextModel
-from ..models.hyperprior import STRIDE, BaseCodec, pad
+from ..models.hyperprior import STRIDE, BaseCodec, image_tensor
 from ..schedule import Schedule
 from .bitstream import (MAX_PIXELS, CodecError, Header, decode_exactly, header_size, pack, quantize,
                         read_header, read_streams)
@@ -114,9 +114,8 @@ class MultistageCodec:
             raise OrdersearchError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
         if image.shape[0] * image.shape[1] > MAX_PIXELS:
             raise OrdersearchError(f"image of {image.shape[1]}x{image.shape[0]} pixels: the codec takes at most "
-                                   f"{MAX_PIXELS} (its transforms hold the whole image in memory)")
-        x = pad(torch.from_numpy(np.ascontiguousarray(image).copy()).permute(2, 0, 1)[None].double().div(255))
-        y, z = self.base.analyze(x)
+                                   f"{MAX_PIXELS}")
+        y, z = self.base.analyze(image_tensor(image), torch.float64)
         if min(y.shape[2:]) < self.schedule.patch:
             raise OrdersearchError(f"the image's latent ({y.shape[2]}x{y.shape[3]}) is smaller than the "
                                    f"{self.schedule.patch}x{self.schedule.patch} patch")
@@ -125,11 +124,10 @@ class MultistageCodec:
         streams = []
         # z: one categorical per channel
         table = self._z_tables(z.shape[1], z_rng)
-        zs = z[0].numpy().astype(np.int64)
+        zs = (z[0].numpy().astype(np.int64) + z_rng).astype(np.int32)
         coder = constriction.stream.stack.AnsCoder()
-        probs = np.repeat(table, zs.shape[1] * zs.shape[2], axis=0)
-        coder.encode_reverse((zs.reshape(-1) + z_rng).astype(np.int32), constriction.stream.model.Categorical(
-            perfect=False), probs)
+        for c in reversed(range(len(table))):  # a stack: the last channel first, so channel 0 decodes first
+            coder.encode_reverse(zs[c].ravel(), constriction.stream.model.Categorical(table[c], perfect=False))
         streams.append(coder.get_compressed().tobytes())
         streams += self._encode_y(y, prior, y_rng)
         data = pack(self._header(image.shape[:2], y.shape[1:], z.shape[1:], y_rng, z_rng, len(streams)), streams)
@@ -221,20 +219,19 @@ class MultistageCodec:
             raise CodecError("corrupted bitstream: latent shapes or ranges do not match the image size")
         try:
             coder = constriction.stream.stack.AnsCoder(streams[0])
-            probs = np.repeat(self._z_tables(zc, header.z_range), zh * zw, axis=0)
-            z = decode_exactly(coder, constriction.stream.model.Categorical(perfect=False), probs).astype(np.int64)
-            z = torch.from_numpy((z - header.z_range).reshape(1, zc, zh, zw)).double()
+            # one table per channel, never one per symbol: a forged range costs (2 range + 1) x channels floats
+            tables = self._z_tables(zc, header.z_range)
+            z = np.concatenate([decode_exactly(coder, constriction.stream.model.Categorical(t, perfect=False),
+                                               count=zh * zw, last=c == zc - 1) for c, t in enumerate(tables)])
+            z = torch.from_numpy((z.astype(np.int64) - header.z_range).reshape(1, zc, zh, zw)).double()
             y = self._decode_y(streams[1:], self._prior(z), (yc, yh, yw), header.y_range)
         except CodecError:
             raise
         except (ValueError, RuntimeError, AssertionError, OrdersearchError) as e:
             raise CodecError(f"corrupted bitstream: entropy decoding failed ({e})") from None
-        x = self.base.synthesize(y)[0, :, :H, :W]
-        return np.round(x.permute(1, 2, 0).numpy() * 255).astype(np.uint8), y
+        return self.base.synthesize_image(y, H, W), y
 
     def reconstruct(self, image: np.ndarray) -> np.ndarray:
         """What decoding must give: the base codec's own reconstruction of ``image``."""
-        x = pad(torch.from_numpy(np.asarray(image)).permute(2, 0, 1)[None].double().div(255))
-        y, _ = self.base.analyze(x)
-        h, w = image.shape[:2]
-        return np.round(self.base.synthesize(y)[0, :, :h, :w].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        y, _ = self.base.analyze(image_tensor(image), torch.float64)
+        return self.base.synthesize_image(y, *image.shape[:2])

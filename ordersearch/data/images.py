@@ -12,21 +12,49 @@ from ..errors import ImageError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
 #: Smallest image side accepted: smaller ones give less than one 4x4 patch of latents.
 MIN_SIDE = 32
+#: Largest image read (and coded): 16.7 megapixels. Its size is checked in the file's header, before any
+#: pixel is decoded, so a small file that declares a huge image costs nothing.
+MAX_PIXELS = 4096 * 4096
+#: Largest image file read
+MAX_IMAGE_BYTES = 256 * 2**20
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """RGB uint8 array (H, W, 3); grayscale and palette images are converted, alpha dropped."""
+    """RGB uint8 array (H, W, 3); grayscale and palette images are converted, alpha dropped.
+
+    Only a regular file of at most MAX_IMAGE_BYTES declaring at most MAX_PIXELS is decoded.
+    """
+    import io
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
+
+    from ..files import read_regular_file
 
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = im.convert("RGB")
+        data = read_regular_file(path, MAX_IMAGE_BYTES)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"{path}: not a readable image ({e})") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
+    except (ValueError, OSError) as e:  # a FIFO or device, too large, unreadable
+        raise ImageError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise ImageError(f"{path}: {im.width}x{im.height} pixels; at most {MAX_PIXELS} are read")
+                im.load()
+                rgb = im.convert("RGB")
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: declares more than {MAX_PIXELS} pixels; at most {MAX_PIXELS} are read") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageError(f"{path}: not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                         ) from None
     if min(rgb.size) < MIN_SIDE:
         raise ImageError(f"{path}: too small ({rgb.width}x{rgb.height}; each side must be at least {MIN_SIDE})")
     return np.asarray(rgb)

@@ -21,6 +21,11 @@ context model (measured on an earlier version of this codec: a linear
 predictor from all 24 window neighbours saved 0.5% on the test photos), so
 no order could be told from another. With a scale hyperprior the mean is left
 to the spatial context, as in the setting the context models were made for.
+
+Memory: g_a and g_s run tile by tile (``TILE`` latents a side, each tile
+with ``MARGIN`` latents of overlap, wider than the transforms' reach), so a
+large image costs the memory of a 512x512 one plus its own arrays; an image
+of one tile or less is transformed in one piece.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from .entropy import FactorizedPrior, bits, gaussian_likelihood
 
 #: Spatial factor the image size must be a multiple of (g_a: 16, h_a: 4 more).
 STRIDE = 64
+#: latents per side of one tile of g_a / g_s (512 pixels), and the overlap around each, in latents
+TILE, MARGIN = 32, 4
 WEIGHTS = Path(__file__).parent / "weights" / "base_codec.pt"
 
 
@@ -103,15 +110,26 @@ class BaseCodec(nn.Module):
         return F.softplus(self.h_s(z_int))
 
     @torch.no_grad()
-    def analyze(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Integer latents ``(y_int, z_int)`` of images x (sides multiples of 64)."""
-        y = self.g_a(x)
+    def analyze(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer latents ``(y_int, z_int)`` of images x (sides multiples of 64).
+
+        ``x`` in [0, 1], or uint8 in 0..255 and turned into ``dtype`` a tile
+        at a time (a large image is never held as floats whole).
+        """
+        start = (lambda t: t.to(dtype).div(255)) if x.dtype == torch.uint8 else (lambda t: t)
+        y = _tiled(self.g_a, x, 16, 1, start, lambda t: t)
         return torch.round(y), torch.round(self.h_a(y.abs()))
 
     @torch.no_grad()
     def synthesize(self, y_int: torch.Tensor) -> torch.Tensor:
         """Reconstruction in [0, 1] from integer latents."""
-        return self.g_s(y_int).clamp(0, 1)
+        return _tiled(self.g_s, y_int, 1, 16, lambda t: t, lambda t: t.clamp(0, 1))
+
+    @torch.no_grad()
+    def synthesize_image(self, y_int: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """The 8-bit RGB image (height, width, 3) of one latent (1, M, h, w), rounded a tile at a time."""
+        x = _tiled(self.g_s, y_int, 1, 16, lambda t: t, lambda t: torch.round(t.clamp(0, 1) * 255).to(torch.uint8))
+        return x[0, :, :height, :width].permute(1, 2, 0).cpu().numpy()
 
     @torch.no_grad()
     def encode_array(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -171,6 +189,38 @@ class BaseCodec(nn.Module):
         model = cls(BaseCodecConfig(**blob["config"]))
         model.load_state_dict({k: v.float() for k, v in blob["state"].items()})
         return model.to(device).eval()
+
+
+def _tiled(transform: nn.Module, x: torch.Tensor, per_in: int, per_out: int, start, finish) -> torch.Tensor:
+    """``finish(transform(start(x)))``, computed tile by tile over the latent grid.
+
+    ``per_in`` / ``per_out``: elements of x / of the result per latent
+    (g_a: 16 pixels -> 1 latent; g_s: 1 -> 16). Each tile is transformed with
+    MARGIN latents of its neighbours around it and only its centre kept, so
+    the result is the whole-image one up to floating-point rounding.
+    """
+    lh, lw = x.shape[-2] // per_in, x.shape[-1] // per_in
+    if lh <= TILE and lw <= TILE:
+        return finish(transform(start(x)))
+    out = None
+    for r0 in range(0, lh, TILE):
+        for c0 in range(0, lw, TILE):
+            r1, c1 = min(r0 + TILE, lh), min(c0 + TILE, lw)
+            a0, a1, b0, b1 = max(r0 - MARGIN, 0), min(r1 + MARGIN, lh), max(c0 - MARGIN, 0), min(c1 + MARGIN, lw)
+            t = finish(transform(start(x[..., a0 * per_in:a1 * per_in, b0 * per_in:b1 * per_in])))
+            if out is None:
+                out = t.new_empty(*t.shape[:2], lh * per_out, lw * per_out)
+            out[..., r0 * per_out:r1 * per_out, c0 * per_out:c1 * per_out] = \
+                t[..., (r0 - a0) * per_out:(r1 - a0) * per_out, (c0 - b0) * per_out:(c1 - b0) * per_out]
+    return out
+
+
+def image_tensor(image: np.ndarray, multiple: int = STRIDE) -> torch.Tensor:
+    """One RGB uint8 image (H, W, 3) as a uint8 tensor (1, 3, H', W'), edge-padded to multiples of ``multiple``
+    (the values ``pad`` gives, without a float copy of the whole image)."""
+    h, w = image.shape[:2]
+    padded = np.pad(np.asarray(image, dtype=np.uint8), ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
+    return torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)))[None]
 
 
 def pad(x: torch.Tensor, multiple: int = STRIDE) -> torch.Tensor:
