@@ -270,4 +270,6 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     KINDS[args.kind](args.work, args.examples)
     print(f"{args.kind}: {args.examples} cases, every one a clean exit")
+    # this process's own peak (ru_maxrss would also count the parent's memory at fork time)
+    print("peak kB", open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
     sys.exit(0)

@@ -34,8 +34,8 @@ _SIZES = struct.Struct(">IIHHHHHHHH8sH")
 SCALES = np.exp(np.linspace(np.log(SCALE_BOUND), np.log(256.0), 256))
 MEAN_STEP = 1 / 256
 #: Largest image the codec encodes or decodes (16.7 megapixels, the largest image read); a header naming
-#: more is refused before any work. The transforms run tile by tile: decoding the largest image peaks at
-#: about 1.2 GB (benchmarks/bench_codec.py).
+#: more is refused before any work. The transforms run tile by tile: encoding or decoding the largest image
+#: peaks at about 1.1 GB, torch included (results/bench_codec_memory.md).
 MAX_PIXELS = _IMAGE_PIXELS
 #: Largest bitstream file decode reads: far above what an image of MAX_PIXELS codes to (tens of megabytes)
 MAX_BITSTREAM_BYTES = 256 * 2**20

@@ -24,7 +24,7 @@ to the spatial context, as in the setting the context models were made for.
 
 Memory: g_a and g_s run tile by tile (``TILE`` latents a side, each tile
 with ``MARGIN`` latents of overlap, wider than the transforms' reach), so a
-large image costs the memory of a 512x512 one plus its own arrays; an image
+large image costs the memory of a 384x384 one plus its own arrays; an image
 of one tile or less is transformed in one piece.
 """
 
@@ -47,8 +47,8 @@ from .entropy import FactorizedPrior, bits, gaussian_likelihood
 
 #: Spatial factor the image size must be a multiple of (g_a: 16, h_a: 4 more).
 STRIDE = 64
-#: latents per side of one tile of g_a / g_s (512 pixels), and the overlap around each, in latents
-TILE, MARGIN = 32, 4
+#: latents per side of one tile of g_a / g_s (256 pixels), and the overlap around each, in latents
+TILE, MARGIN = 16, 4
 WEIGHTS = Path(__file__).parent / "weights" / "base_codec.pt"
 
 

@@ -1,0 +1,209 @@
+"""The held-out code-length estimator: per context set a small model fitted deterministically, scored on val.
+
+For every context set C (its window mask D: the offsets d with d mod n in C)
+a discretized-Gaussian model of a latent y given its decoded neighbours::
+
+    x_d   = y_d / s_d                       the neighbour at d, same channel, in units of its hyperprior scale
+    p_d   = sum_c' W_d[c', c] x_d[c']       all channels of the neighbour at d: their least-squares
+                                            prediction of y / s_0 (W_d fitted once on train, per offset)
+    mean  = s_0 * (b + sum_{d in D} w_d x_d + w'_d p_d)
+    log sigma = log s_0 + a + c log s_0 + sum_{d in D} v_d |x_d| + v'_d |p_d|
+    bits  = -log2( Phi((y + 1/2 - mean) / sigma) - Phi((y - 1/2 - mean) / sigma) )
+
+so both the mean and the scale depend on the decoded neighbours (their own
+channel and, through p_d, every channel), their magnitudes and the prior
+scale (s = 1 without a prior). The 4 |window| + 3 parameters of a set (those
+outside D held at zero) are fitted on one fixed sample of train windows by
+L-BFGS (no SGD noise: the same data gives the same table), and f(C) is the
+mean code length on one fixed sample of **val** windows shared by every
+set, so differences between sets are paired. All sets of a batch are fitted
+at once: their features are shared, each set's parameters are masked
+columns of one matrix. The parameters are shared across channels; a
+channel's own statistics enter through the prior scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.latents import LatentSet, Splits
+from ..errors import OrdersearchError
+from ..models.entropy import SCALE_BOUND
+from ..schedule import check_kernel, context_window_masks
+from .base import CostEstimator
+
+
+@dataclass(frozen=True)
+class HeldoutConfig:
+    """Sample sizes and optimiser budget of the held-out estimator."""
+
+    train_windows: int = 32768
+    val_windows: int = 32768
+    sets_per_batch: int = 256
+    #: L-BFGS iterations per batch of sets
+    max_iter: int = 60
+    seed: int = 0
+
+
+def _normalized(latents: LatentSet, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Entry i's y and its scale (1 without prior), float64."""
+    y = latents.y[i].astype(np.float64)
+    s = np.ones_like(y) if latents.prior is None else np.maximum(latents.prior[i].astype(np.float64), SCALE_BOUND)
+    return y, s
+
+
+def _offsets(kernel: int) -> list[tuple[int, int]]:
+    h = kernel // 2
+    return [(a, b) for a in range(-h, h + 1) for b in range(-h, h + 1)]
+
+
+def _shifted(u: np.ndarray, dr: int, dc: int, h: int) -> np.ndarray:
+    """u moved so that position (r, c) holds u[r + dr, c + dc] (zeros outside)."""
+    padded = np.pad(u, ((0, 0), (h, h), (h, h)))
+    return padded[:, h + dr:h + dr + u.shape[1], h + dc:h + dc + u.shape[2]]
+
+
+def cross_channel_predictors(latents: LatentSet, kernel: int, ridge: float = 1.0) -> np.ndarray:
+    """(K*K, C, C): for each window offset d, the least-squares prediction of a latent (in units of its scale)
+    from all channels of its neighbour at d (in theirs): the information other channels carry, per offset."""
+    h, offsets = kernel // 2, _offsets(kernel)
+    c = latents.channels
+    uu, uy = np.zeros((len(offsets), c, c)), np.zeros((len(offsets), c, c))
+    for i in range(len(latents.y)):
+        y, s = _normalized(latents, i)
+        u = y / s
+        target = u.reshape(c, -1)
+        for k, (dr, dc) in enumerate(offsets):
+            if (dr, dc) == (0, 0):
+                continue
+            src = _shifted(u, dr, dc, h).reshape(c, -1)
+            uu[k] += src @ src.T
+            uy[k] += src @ target.T
+    w = np.zeros_like(uu)
+    for k, (dr, dc) in enumerate(offsets):
+        if (dr, dc) != (0, 0):
+            w[k] = np.linalg.solve(uu[k] + ridge * np.eye(c), uy[k])  # (source, target)
+    return w
+
+
+def sample_windows(latents: LatentSet, kernel: int, count: int, rng: np.random.Generator,
+                   predictors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` random latents of the set (uniform over elements): centre y, its scale, and (count, 2 K*K)
+    features: the neighbours in units of their scale (same channel), then each offset's cross-channel
+    prediction of the centre (``cross_channel_predictors``); zeros outside the latent."""
+    h, offsets = kernel // 2, _offsets(kernel)
+    k2 = len(offsets)
+    sizes = np.array([a.size for a in latents.y], dtype=np.float64)
+    entries = rng.choice(len(latents.y), size=count, p=sizes / sizes.sum())
+    y0, s0, x = np.empty(count), np.empty(count), np.zeros((count, 2 * k2))
+    for i in np.unique(entries):
+        rows = np.flatnonzero(entries == i)
+        y, s = _normalized(latents, i)
+        u = y / s
+        c, hh, ww = y.shape
+        ch, r, col = rng.integers(c, size=len(rows)), rng.integers(hh, size=len(rows)), rng.integers(ww, size=len(rows))
+        y0[rows], s0[rows] = y[ch, r, col], s[ch, r, col]
+        for k, (dr, dc) in enumerate(offsets):
+            if (dr, dc) == (0, 0):
+                continue
+            rr, cc = r + dr, col + dc
+            inside = (rr >= 0) & (rr < hh) & (cc >= 0) & (cc < ww)
+            vec = np.zeros((c, len(rows)))  # every channel of the neighbour at d
+            vec[:, inside] = u[:, rr[inside], cc[inside]]
+            x[rows, k] = vec[ch, np.arange(len(rows))]
+            x[rows, k2 + k] = np.einsum("sn,sn->n", predictors[k][:, ch], vec)
+    return y0, s0, x
+
+
+class HeldoutEstimator(CostEstimator):
+    """f(C) as held-out code length of a small per-set model (see the module docstring)."""
+
+    name = "heldout"
+    split = "val"
+
+    def __init__(self, train: tuple[np.ndarray, ...], val: tuple[np.ndarray, ...], kernel: int,
+                 config: HeldoutConfig = HeldoutConfig(), progress: bool = False):
+        self.kernel = check_kernel(kernel)
+        self.config = config
+        self.progress = progress
+        self._train = [torch.from_numpy(a) for a in train]
+        self._val = [torch.from_numpy(a) for a in val]
+
+    @classmethod
+    def from_splits(cls, splits: Splits, kernel: int, config: HeldoutConfig = HeldoutConfig(),
+                    progress: bool = False) -> HeldoutEstimator:
+        """Fitted on ``splits.train``, scored on ``splits.val`` (fixed samples drawn from ``config.seed``)."""
+        rng = np.random.default_rng(config.seed)
+        k = check_kernel(kernel)
+        predictors = cross_channel_predictors(splits.train, k)
+        return cls(sample_windows(splits.train, k, config.train_windows, rng, predictors),
+                   sample_windows(splits.val, k, config.val_windows, rng, predictors), k, config, progress)
+
+    # ---------------------------------------------------------------- the model
+    @staticmethod
+    def _bits(params: torch.Tensor, masks: torch.Tensor, data: list[torch.Tensor]) -> torch.Tensor:
+        """(N, B) code lengths of the N windows under the B sets' models; params (B, 2 F + 3), F features."""
+        y0, s0, x = data
+        f = x.shape[1]
+        masks = masks.repeat(1, f // masks.shape[1])  # a set's mask covers each feature block
+        w, v = params[:, :f] * masks, params[:, f:2 * f] * masks
+        b, a, c = params[:, 2 * f], params[:, 2 * f + 1], params[:, 2 * f + 2]
+        log_s0 = torch.log(s0)[:, None]
+        mean = s0[:, None] * (b + x @ w.T)
+        sigma = torch.exp(log_s0 * (1 + c) + a + x.abs() @ v.T).clamp_min(SCALE_BOUND)
+        z_hi, z_lo = (y0[:, None] + 0.5 - mean) / sigma, (y0[:, None] - 0.5 - mean) / sigma
+        # the bin's probability from the tail it lies in: accurate far out, where Phi - Phi would cancel
+        p = torch.where(z_lo > 0, torch.special.ndtr(-z_lo) - torch.special.ndtr(-z_hi),
+                        torch.special.ndtr(z_hi) - torch.special.ndtr(z_lo))
+        return -torch.log2(p.clamp_min(1e-12))
+
+    def _fit(self, masks: torch.Tensor) -> torch.Tensor:
+        f = self._train[2].shape[1]
+        params = torch.zeros(masks.shape[0], 2 * f + 3, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([params], lr=1, max_iter=self.config.max_iter, history_size=20,
+                                line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+
+        def closure():
+            opt.zero_grad()
+            loss = self._bits(params, masks, self._train).mean(0).sum()  # independent sets: a sum of their losses
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return params.detach()
+
+    def rates(self, masks: np.ndarray) -> np.ndarray:
+        """(S,) held-out bits per latent element for each window mask (S, K, K)."""
+        from tqdm.auto import tqdm
+
+        flat = np.asarray(masks, dtype=bool).reshape(len(masks), -1).copy()
+        flat[:, flat.shape[1] // 2] = False
+        unique, inverse = np.unique(flat, axis=0, return_inverse=True)
+        out = np.empty(len(unique))
+        step = self.config.sets_per_batch
+        starts = range(0, len(unique), step)
+        for start in tqdm(starts, desc=f"heldout cost table ({len(unique)} sets)", leave=False,
+                          disable=not self.progress or len(starts) < 2 or None):
+            m = torch.from_numpy(unique[start:start + step]).double()
+            params = self._fit(m)
+            with torch.no_grad():
+                out[start:start + step] = self._bits(params, m, self._val).mean(0).numpy()
+        return out[inverse.ravel()]
+
+    def costs(self, codes: np.ndarray, patch: int) -> np.ndarray:
+        return self.rates(context_window_masks(np.asarray(codes), patch, self.kernel))
+
+    def cost_table(self, patch: int, kernel: int | None = None, progress: bool = False) -> np.ndarray:
+        """Every set of the patch, fitted in batches of ``sets_per_batch`` (one progress bar)."""
+        if kernel is not None and kernel != self.kernel:
+            raise OrdersearchError(f"the heldout estimator was fitted for a {self.kernel}x{self.kernel} window, "
+                                   f"not {kernel}x{kernel}")
+        self.progress = self.progress or progress
+        codes = np.arange(0, 2 ** (patch * patch), 2)
+        table = np.full(2 ** (patch * patch), np.nan)
+        table[codes] = self.costs(codes, patch)
+        return table
+
