@@ -130,15 +130,43 @@ def _train_config(args: argparse.Namespace, kernel: int):
     return replace(config, max_steps=args.max_steps) if args.max_steps else config
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .run import RunConfig, run, terminal_table
+def _strategies(args: argparse.Namespace) -> tuple[str, ...]:
     from .search import STRATEGY_NAMES
 
     strategies = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     for s in strategies:
         if s not in STRATEGY_NAMES and not s.startswith("beam"):
             raise OrdersearchError(f"--strategies: unknown strategy {s!r}; known: {', '.join(STRATEGY_NAMES)}")
-    for flag, value in (("--budget", args.budget), ("--seeds", args.seeds), ("--verify-top", args.verify_top)):
+    if args.budget < 1:
+        raise OrdersearchError(f"--budget must be at least 1, got {args.budget}")
+    return strategies
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .run import RunConfig, search_only
+
+    strategies = _strategies(args)
+    check_patch(args.patch, search=True)
+    device = _device(args)
+    latents = _load_data(args, device)
+    config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=strategies, trials=args.budget,
+                       seconds=args.seconds, estimator=args.estimator, device=str(device), out=args.out,
+                       storage=args.storage, seed=args.seed, train=_train_config(args, args.kernel))
+    command = "ordersearch " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ordersearch") else ""
+    cheap = search_only(latents, config, progress=not args.quiet, command=command)
+    width = max(len(k) for k in cheap.results)
+    for name, res in cheap.results.items():
+        print(f"{name:<{width}}  {res.rate:.4f} bits/latent ({args.estimator}, not verified)  "
+              f"{config.folder / 'schedules' / (name + '.json')}")
+    print(f"report: {config.folder / 'search.md'}; verify with: ordersearch run --patch {args.patch} --out {args.out}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import RunConfig, run, terminal_table
+
+    strategies = _strategies(args)
+    for flag, value in (("--seeds", args.seeds), ("--verify-top", args.verify_top)):
         if value < 1:
             raise OrdersearchError(f"{flag} must be at least 1, got {value}")
     max_seeds = max(6, args.seeds) if args.max_seeds is None else args.max_seeds
@@ -392,19 +420,31 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="search, verify and export the best order for a patch size",
                          description="Cheap cost table -> search strategies -> dedicated verification of the top "
                          "candidates and the named baselines -> files under OUT/patchN/. Re-running resumes.")
-    run.add_argument("--patch", type=int, required=True, metavar="N", help="patch size: 2, 3 or 4")
-    data = run.add_argument_group("data (default: the built-in latents)")
-    data.add_argument("--latents", type=Path, metavar="FILE", help=".npz or .pt latent file")
-    data.add_argument("--images", type=Path, metavar="DIR", help="folder of images, through the base codec")
-    run.add_argument("--kernel", type=int, default=5, metavar="K", help="context window (default 5)")
-    run.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
-                     help=f"comma-separated (default {','.join(DEFAULT_STRATEGIES)}); also exhaustive, beam, "
-                     "random, optuna-cmaes, optuna-random")
-    run.add_argument("--budget", type=int, default=200, metavar="TRIALS",
-                     help="schedules each budgeted strategy may score (default 200)")
-    run.add_argument("--seconds", type=float, metavar="S", help="wall-clock limit per strategy")
-    run.add_argument("--estimator", choices=list(ESTIMATOR_NAMES), default=DEFAULT_ESTIMATOR,
-                     help=f"estimator of the cost table (default {DEFAULT_ESTIMATOR}; see results/fidelity.md)")
+    search = sub.add_parser("search", help="cost table and search only (seconds to minutes, nothing verified)",
+                            description="The cheap phases of run: cost table -> search strategies -> Pareto "
+                            "front, with every strategy's schedule as a v1 JSON under OUT/patchN/schedules/ and "
+                            "a report in OUT/patchN/search.md. No dedicated training; a later run on the same "
+                            "--out reuses the table and the trials.")
+    for p in (run, search):
+        p.add_argument("--patch", type=int, required=True, metavar="N", help="patch size: 2, 3 or 4")
+        data = p.add_argument_group("data (default: the built-in latents)")
+        data.add_argument("--latents", type=Path, metavar="FILE", help=".npz or .pt latent file")
+        data.add_argument("--images", type=Path, metavar="DIR", help="folder of images, through the base codec")
+        p.add_argument("--kernel", type=int, default=5, metavar="K", help="context window (default 5)")
+        p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
+                       help=f"comma-separated (default {','.join(DEFAULT_STRATEGIES)}); also exhaustive, beam, "
+                       "random, optuna-cmaes, optuna-random")
+        p.add_argument("--budget", type=int, default=200, metavar="TRIALS",
+                       help="schedules each budgeted strategy may score (default 200)")
+        p.add_argument("--seconds", type=float, metavar="S", help="wall-clock limit per strategy")
+        p.add_argument("--estimator", choices=list(ESTIMATOR_NAMES), default=DEFAULT_ESTIMATOR,
+                       help=f"estimator of the cost table (default {DEFAULT_ESTIMATOR}; see results/fidelity.md)")
+    search.add_argument("--device", default="auto", help=DEVICE_HELP)
+    search.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default runs/)")
+    search.add_argument("--storage", metavar="URL", help="Optuna storage (default sqlite in OUT/patchN/)")
+    search.add_argument("--seed", type=int, default=0, help="seed of the search strategies (default 0)")
+    search.add_argument("--quiet", action="store_true", help="no progress bars")
+    search.set_defaults(func=cmd_search, max_steps=None)
     run.add_argument("--verify-top", type=int, default=2, metavar="K",
                      help="dp's K best orders verified by dedicated training (default 2)")
     run.add_argument("--seeds", type=int, default=3,

@@ -379,3 +379,28 @@ def test_on_a_terminal_one_overall_bar_counts_the_whole_run(latent_file, tmp_pat
     assert ("0", "3") in counts  # from the first second: the quick phases
     assert (str(3 + trainings), str(3 + trainings)) in counts  # at the end: every training counted
     assert re.search(r"run 2x2 \|[^|]*\| \d+/\d+ \[[\d:]+, verification, about \d+ (s|min) left\]", text)
+
+
+def test_search_writes_schedules_and_a_report_without_training(latent_file, tmp_path, capsys):
+    """`search`: cost table, strategies and front in seconds, every strategy's schedule as v1 JSON; a later
+    `run` on the same folder reuses the table; bad input is one line."""
+    start = time.time()
+    assert main(["search", "--patch", "2", "--latents", str(latent_file), "--out", str(tmp_path), "--budget", "15",
+                 "--quiet"]) == 0
+    assert time.time() - start < 60
+    out = capsys.readouterr().out
+    folder = tmp_path / "patch2"
+    for name in ("dp", "greedy", "optuna-tpe"):
+        schedule, meta = load_schedule(folder / "schedules" / f"{name}.json")
+        assert meta.metrics["verified"] is False and meta.metrics["linear-gaussian"] > 0 and name in out
+    assert not (folder / "store" / "evaluations.sqlite").exists()  # nothing trained
+    assert "Nothing here is verified" in (folder / "search.md").read_text()
+    assert len(pd.read_csv(folder / "costs.csv")) == 8 and (pd.read_csv(folder / "pareto.csv").kind == "front").any()
+    run = subprocess.run([sys.executable, "-m", "ordersearch", "run", "--patch", "2", "--latents", str(latent_file),
+                          "--out", str(tmp_path), *[a for a in FAST if a != "--quiet"]], capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0 and "cost table done in 0 s (from the store)" in run.stderr, run.stderr[-2000:]
+    assert main(["search", "--patch", "2", "--latents", str(tmp_path / "missing.npz"), "--out", str(tmp_path)]) == 2
+    assert main(["search", "--patch", "2", "--strategies", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "missing.npz" in err and "unknown strategy 'nope'" in err

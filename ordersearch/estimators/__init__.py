@@ -3,6 +3,7 @@
 ===================  =======================================================
 ``oracle``           exact, for Gaussian random fields (``GaussianOracle``)
 ``linear-gaussian``  moments of the train latents, Gaussian conditioning
+``heldout``          a small model per set fitted by L-BFGS on train, code length on val
 ``shared``           one order-agnostic network trained over random sets
 ``dedicated-set``    one trained model per context set (lazy, expensive)
 ===================  =======================================================
@@ -21,6 +22,7 @@ from ..errors import OrdersearchError
 from ..evaluation.evaluator import Evaluator
 from .base import CostEstimator
 from .dedicated import DedicatedSetEstimator
+from .heldout import HeldoutConfig, HeldoutEstimator
 from .linear_gaussian import LinearGaussianEstimator, binned_gaussian_entropy
 from .oracle import GaussianOracle
 from .shared import SharedConfig, SharedEstimator, Windows, fit_shared
@@ -28,6 +30,8 @@ from .shared import SharedConfig, SharedEstimator, Windows, fit_shared
 #: name -> fit(evaluator, patch, seed): the estimators ``run`` and ``search`` can fill a cost table with
 ESTIMATORS: dict[str, Callable[[Evaluator, int, int], CostEstimator]] = {
     "linear-gaussian": lambda ev, patch, seed: LinearGaussianEstimator.from_latents(ev.splits.train, ev.kernel),
+    "heldout": lambda ev, patch, seed: HeldoutEstimator.from_splits(ev.splits, ev.kernel, HeldoutConfig(seed=seed),
+                                                                  ev.progress),
     "shared": lambda ev, patch, seed: fit_shared(ev.splits, patch, SharedConfig(kernel=ev.kernel), seed, ev.device,
                                                  ev.progress),
     "dedicated-set": lambda ev, patch, seed: DedicatedSetEstimator(ev),
@@ -46,6 +50,8 @@ __all__ = [
     "DedicatedSetEstimator",
     "ESTIMATORS",
     "GaussianOracle",
+    "HeldoutConfig",
+    "HeldoutEstimator",
     "LinearGaussianEstimator",
     "SharedConfig",
     "SharedEstimator",

@@ -2,12 +2,13 @@
 
 from .config import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES, RunConfig
 from .folder import COLUMNS, run_folders, stored_weights
-from .pipeline import RunResult, run, scorer_rate
+from .pipeline import Cheap, RunResult, run, scorer_rate, search_only
 from .plots import FIGURES, plot, plot_run
 from .summary import summary, terminal_table
 
 __all__ = [
     "COLUMNS",
+    "Cheap",
     "DEFAULT_ESTIMATOR",
     "DEFAULT_STRATEGIES",
     "FIGURES",
@@ -18,6 +19,7 @@ __all__ = [
     "run",
     "run_folders",
     "scorer_rate",
+    "search_only",
     "stored_weights",
     "summary",
     "terminal_table",

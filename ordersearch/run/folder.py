@@ -10,6 +10,7 @@
     pareto.csv           best grouped schedule for every step budget, and the named schedules
     trace.csv            every scorer call and scored schedule of every strategy
     summary.md           the report
+    search.md            what ``ordersearch search`` (the cheap phases only) found
     figures/             what ``ordersearch plot`` draws
     store/               the evaluation store (trained models), optuna.db: the Optuna studies
 
@@ -34,6 +35,7 @@ from ..schedule_io import load_schedule
 BEST = "best.json"
 SCHEDULES = "schedules"
 SUMMARY = "summary.md"
+SUMMARY_SEARCH = "search.md"  # what ``ordersearch search`` reports (summary.md is the run's)
 FIGURES = "figures"
 STORE = "store"
 OPTUNA = "optuna.db"

@@ -94,38 +94,43 @@ def _folder_lock(folder: Path):
         yield  # the lock goes with the file, and with the process if it dies
 
 
-def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, command: str) -> RunResult:
+@dataclass
+class Cheap:
+    """What the cheap phases found: the cost table, each strategy's result, the Pareto front, their seconds."""
+
+    table: np.ndarray
+    scorer: TableScorer
+    results: dict[str, SearchResult]
+    front: list[ParetoPoint]
+    timings: dict[str, float]
+
+
+def cheap_search(evaluator: Evaluator, config: RunConfig, shown: RunProgress, phases: int = 4) -> Cheap:
+    """Phases 1-3 of a run, each cached in the run's store: cost table, search strategies, Pareto front."""
     from tqdm.auto import tqdm
 
-    progress, say = shown.enabled, shown.say
-    n = config.patch
-    folder = config.folder
-    store = EvaluationStore(folder / files.STORE)
-    evaluator = Evaluator(latents, config.train, config.device, store, progress)
-    splits = evaluator.splits
-    splits.check(n, config.train.crop)  # before any search work
+    progress, say, n, folder = shown.enabled, shown.say, config.patch, config.folder
     storage = config.storage or f"sqlite:///{(folder / files.OPTUNA).resolve()}"
     timings: dict[str, float] = {}
-    say(f"run --patch {n}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test entries, "
-        f"device {evaluator.device}; writing {folder}")
     start = time.time()
     cache = _TableCache(folder / files.STORE, config, evaluator.data)
-    say(f"[1/4] cost table: {config.estimator} estimator, {2 ** (n * n)} context sets")
+    say(f"[1/{phases}] cost table: {config.estimator} estimator, {2 ** (n * n)} context sets")
     table = cache.table()
     if table is None:
         table = fit_estimator(config.estimator, evaluator, n, config.seed).cost_table(n, config.kernel, progress)
         cache.save(table=table)
     timings["cost table"] = time.time() - start
-    say(f"[1/4] cost table done in {timings['cost table']:.0f} s{' (from the store)' if cache.stored is not None else ''}")
+    say(f"[1/{phases}] cost table done in {timings['cost table']:.0f} s"
+        f"{' (from the store)' if cache.stored is not None else ''}")
     shown.phase_done("search")
     scorer = TableScorer(table, n, config.kernel, config.estimator)
     results: dict[str, SearchResult] = {}
-    say(f"[2/4] search: {', '.join(config.strategies)}")
+    say(f"[2/{phases}] search: {', '.join(config.strategies)}")
     for name in tqdm(config.strategies, desc="search strategies", disable=not progress or None, leave=False):
         results[name] = make_strategy(name, config.seed, storage).search(
             scorer, Budget(trials=config.trials, seconds=config.seconds))
         timings[f"search {name}"] = results[name].seconds
-        say(f"[2/4] {name}: rate {results[name].rate:.4f} (cheap) in {results[name].seconds:.1f} s")
+        say(f"[2/{phases}] {name}: rate {results[name].rate:.4f} (cheap) in {results[name].seconds:.1f} s")
     shown.phase_done("Pareto front")
     start = time.time()
     front = cache.front()
@@ -133,8 +138,68 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
         front = pareto_front(scorer, progress=progress)
         cache.save(table=table, front=front)
     timings["pareto front"] = time.time() - start
-    say(f"[3/4] Pareto front: best schedule for 1 to {n * n} stages in {timings['pareto front']:.1f} s")
+    say(f"[3/{phases}] Pareto front: best schedule for 1 to {n * n} stages in {timings['pareto front']:.1f} s")
     shown.phase_done("verification")
+    return Cheap(table, scorer, results, front, timings)
+
+
+def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, command: str = "") -> Cheap:
+    """``ordersearch search``: the cheap phases of ``run`` only (no dedicated training) and their files.
+
+    Writes into the run folder (so a later ``run`` there reuses the table,
+    the front and every Optuna trial): costs.csv, pareto.csv, trace.csv,
+    schedules/<strategy>.json and a short summary.md.
+    """
+    check_patch(config.patch, search=True)
+    config.folder.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(config.folder):
+        shown = RunProgress(config.patch, progress)
+        try:
+            evaluator = Evaluator(latents, config.train, config.device, None, progress)
+            evaluator.splits.check(config.patch, config.train.crop)
+            shown.say(f"search --patch {config.patch}: cost table and search only, no dedicated training; "
+                      f"writing {config.folder}")
+            cheap = cheap_search(evaluator, config, shown, phases=3)
+        finally:
+            shown.close()
+    folder, n = config.folder, config.patch
+    provenance = {"data": evaluator.data, "command": redact(command, config.storage), "estimator": config.estimator}
+    for name, res in cheap.results.items():
+        save_schedule(res.schedule, folder / files.SCHEDULES / f"{name}.json", kernel=config.kernel, name=name,
+                      metrics={config.estimator: res.rate, "estimator": config.estimator,
+                               "split": _estimator_split(config.estimator), "verified": False},
+                      provenance={**provenance, "strategy": name})
+    _write_search_tables(folder, config, cheap)
+    lines = [f"# ordersearch search: {n}x{n} patch (cost table and search only)", "",
+             f"Command: `{command or 'ordersearch search --patch ' + str(n)}`", "",
+             f"Estimator: {config.estimator} (bits per latent element, scored on its "
+             f"{_estimator_split(config.estimator)} split). Nothing here is verified by dedicated training: "
+             f"`ordersearch run --patch {n}` on the same --out reuses this table and these trials, then verifies.",
+             "", "| strategy | rate (cheap) | scorer calls | schedule |", "|---|---|---|---|"]
+    lines += [f"| {name} | {res.rate:.4f} | {res.calls} | {grid_text(res.schedule)} |"
+              for name, res in cheap.results.items()]
+    lines += ["", "| stages | best rate (cheap) | schedule |", "|---|---|---|"]
+    lines += [f"| {p.stages} | {p.rate:.4f} | {grid_text(p.schedule)} |" for p in cheap.front]
+    lines += ["", "## Timings (seconds)", ""] + [f"- {k}: {t:.1f}" for k, t in cheap.timings.items()]
+    atomic_write(folder / files.SUMMARY_SEARCH, ("\n".join(lines) + "\n").encode())
+    return cheap
+
+
+def _estimator_split(name: str) -> str:
+    return {"linear-gaussian": "train", "heldout": "val", "shared": "val", "dedicated-set": "test"}.get(name, "?")
+
+
+def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, command: str) -> RunResult:
+    say, n = shown.say, config.patch
+    folder = config.folder
+    store = EvaluationStore(folder / files.STORE)
+    evaluator = Evaluator(latents, config.train, config.device, store, shown.enabled)
+    splits = evaluator.splits
+    splits.check(n, config.train.crop)  # before any search work
+    say(f"run --patch {n}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test entries, "
+        f"device {evaluator.device}; writing {folder}")
+    cheap = cheap_search(evaluator, config, shown)
+    table, scorer, results, front, timings = cheap.table, cheap.scorer, cheap.results, cheap.front, cheap.timings
 
     labelled = [(name, r.schedule) for name, r in results.items()]
     if "dp" in results:
@@ -160,6 +225,10 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     return result
 
 
+#: estimators whose table depends on the dedicated training protocol
+_TRAINED_WITH_PROTOCOL = ("shared", "dedicated-set")
+
+
 class _TableCache:
     """The cost table and Pareto front of a run, kept beside its evaluations: a resumed run does not redo them.
 
@@ -168,8 +237,11 @@ class _TableCache:
     """
 
     def __init__(self, store: Path, config: RunConfig, data: str):
+        # the training protocol only where the estimator trains with it: `search` then `run --max-steps N`
+        # share a linear-Gaussian or held-out table
+        protocol = config.train.to_dict() if config.estimator in _TRAINED_WITH_PROTOCOL else None
         blob = json.dumps([__version__, config.estimator, config.seed, config.patch, config.kernel,
-                           config.train.to_dict(), data], sort_keys=True)  # a new release recomputes
+                           protocol, data], sort_keys=True)  # a new release recomputes
         self.path = store / "tables" / f"{hashlib.sha256(blob.encode()).hexdigest()[:32]}.npz"
         self.stored = self._load()  # read once: table and front come from the same file
 
@@ -267,16 +339,22 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
         {"schedule": label, "seed": e.seed, "split": split, "image": i, "bits": b, "latents": k}
         for label, evs in v.evaluations.items() for e in evs for split in ("val", "test")
         for i, (b, k) in enumerate(zip(*e.split_bits(split)))])
+    _write_search_tables(folder, c, Cheap(table, None, r.results, r.front, r.timings))
+    atomic_write(folder / files.SUMMARY, summary(r, splits, command).encode())
+
+
+def _write_search_tables(folder: Path, c: RunConfig, cheap: Cheap) -> None:
+    """costs.csv, pareto.csv and trace.csv: what the cheap phases found."""
+    n, table = c.patch, cheap.table
     codes = np.arange(0, 2 ** (n * n), 2)
     sizes = context_window_masks(codes, n, c.kernel).sum(axis=(1, 2))
     files.write_table(folder, "costs.csv", [
         {"code": int(k), "context": " ".join(f"{a},{b}" for a, b in sorted(context_from_index(k, n))),
          "decoded_neighbours": int(size), "bits_per_latent": float(table[k])} for k, size in zip(codes, sizes)])
     rows = [{"kind": "front", "label": f"best {p.stages} stages", "stages": p.schedule.num_stages, "budget": p.stages,
-             "bits_per_latent": p.rate, "grid": grid_text(p.schedule)} for p in r.front]
+             "bits_per_latent": p.rate, "grid": grid_text(p.schedule)} for p in cheap.front]
     rows += [{"kind": "named", "label": name, "stages": s.num_stages, "budget": s.num_stages,
               "bits_per_latent": scorer_rate(table, s), "grid": grid_text(s)} for name, s in baselines(n).items()]
     files.write_table(folder, "pareto.csv", rows)
-    files.write_table(folder, "trace.csv", [{"strategy": name, **asdict(t)} for name, res in r.results.items()
+    files.write_table(folder, "trace.csv", [{"strategy": name, **asdict(t)} for name, res in cheap.results.items()
                                             for t in res.trace])
-    atomic_write(folder / files.SUMMARY, summary(r, splits, command).encode())
