@@ -54,9 +54,10 @@ class HeldoutConfig:
     zero_keep: float = 0.25
     val_windows: int = 32768
     sets_per_batch: int = 256
-    #: L-BFGS iterations per batch of sets started from scratch, and per batch started from smaller sets' fits
+    #: most L-BFGS iterations per batch of sets started from scratch, and per batch started from smaller
+    #: sets' fits (fewer are run once an iteration gains less than 1e-6 bits per set)
     max_iter: int = 60
-    warm_iter: int = 10
+    warm_iter: int = 40
     seed: int = 0
 
 
@@ -186,8 +187,10 @@ class HeldoutEstimator(CostEstimator):
         params = torch.zeros(masks.shape[0], 2 * f + 3, dtype=DTYPE) if start is None else start.expand(
             masks.shape[0], -1).clone()
         params.requires_grad_(True)
+        # stops when an iteration gains less than 1e-6 bits per set (float32 resolves about that much)
         opt = torch.optim.LBFGS([params], lr=1, max_iter=iterations or self.config.max_iter, history_size=20,
-                                line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-9)
+                                line_search_fn="strong_wolfe", tolerance_grad=1e-7,
+                                tolerance_change=1e-6 * len(masks))
 
         def closure():
             opt.zero_grad()

@@ -148,7 +148,7 @@ def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool =
 
     Writes into the run folder (so a later ``run`` there reuses the table,
     the front and every Optuna trial): costs.csv, pareto.csv, trace.csv,
-    schedules/<strategy>.json and a short summary.md.
+    schedules/<strategy>.json and the report search.md.
     """
     check_patch(config.patch, search=True)
     config.folder.mkdir(parents=True, exist_ok=True)
@@ -162,19 +162,24 @@ def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool =
             cheap = cheap_search(evaluator, config, shown, phases=3)
         finally:
             shown.close()
-    folder, n = config.folder, config.patch
-    provenance = {"data": evaluator.data, "command": redact(command, config.storage), "estimator": config.estimator}
+        _write_search(cheap, config, evaluator.data, command)
+    return cheap
+
+
+def _write_search(cheap: Cheap, config: RunConfig, data: str, command: str) -> None:
+    folder, n, split = config.folder, config.patch, _ESTIMATOR_SPLIT.get(config.estimator, "?")
+    provenance = {"data": data, "command": redact(command, config.storage), "estimator": config.estimator}
     for name, res in cheap.results.items():
         save_schedule(res.schedule, folder / files.SCHEDULES / f"{name}.json", kernel=config.kernel, name=name,
-                      metrics={config.estimator: res.rate, "estimator": config.estimator,
-                               "split": _estimator_split(config.estimator), "verified": False},
+                      metrics={config.estimator: res.rate, "estimator": config.estimator, "split": split,
+                               "verified": False},
                       provenance={**provenance, "strategy": name})
     _write_search_tables(folder, config, cheap)
     lines = [f"# ordersearch search: {n}x{n} patch (cost table and search only)", "",
              f"Command: `{command or 'ordersearch search --patch ' + str(n)}`", "",
-             f"Estimator: {config.estimator} (bits per latent element, scored on its "
-             f"{_estimator_split(config.estimator)} split). Nothing here is verified by dedicated training: "
-             f"`ordersearch run --patch {n}` on the same --out reuses this table and these trials, then verifies.",
+             f"Estimator: {config.estimator} (bits per latent element, scored on its {split} split). Nothing here "
+             f"is verified by dedicated training: `ordersearch run --patch {n}` on the same --out reuses this "
+             "table and these trials, then verifies.",
              "", "| strategy | rate (cheap) | scorer calls | schedule |", "|---|---|---|---|"]
     lines += [f"| {name} | {res.rate:.4f} | {res.calls} | {grid_text(res.schedule)} |"
               for name, res in cheap.results.items()]
@@ -182,11 +187,11 @@ def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool =
     lines += [f"| {p.stages} | {p.rate:.4f} | {grid_text(p.schedule)} |" for p in cheap.front]
     lines += ["", "## Timings (seconds)", ""] + [f"- {k}: {t:.1f}" for k, t in cheap.timings.items()]
     atomic_write(folder / files.SUMMARY_SEARCH, ("\n".join(lines) + "\n").encode())
-    return cheap
 
 
-def _estimator_split(name: str) -> str:
-    return {"linear-gaussian": "train", "heldout": "val", "shared": "val", "dedicated-set": "test"}.get(name, "?")
+#: the split each registered estimator scores its table on (``CostEstimator.split``; a cached table has no
+#: estimator object to ask)
+_ESTIMATOR_SPLIT = {"linear-gaussian": "train", "heldout": "val", "shared": "val", "dedicated-set": "val"}
 
 
 def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, command: str) -> RunResult:
