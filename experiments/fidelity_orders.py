@@ -20,7 +20,6 @@ Also times the full held-out tables (2x2, 3x3, 4x4) and their peak memory.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ import torch
 from scipy.stats import kendalltau
 
 from ordersearch import Schedule
+from ordersearch.evaluation import order_agreement
 from ordersearch.estimators import HeldoutConfig, HeldoutEstimator, LinearGaussianEstimator
 from ordersearch.estimators.heldout import cross_channel_predictors, sample_windows
 from ordersearch.models import builtin
@@ -55,13 +55,6 @@ def orders(patch: int) -> pd.DataFrame:
     frame["schedule_obj"] = [Schedule.from_grid([[int(v) for v in row.split()] for row in g.split(" / ")])
                              for g in frame.grid]
     return frame[[s.is_permutation and s.patch == patch for s in frame.schedule_obj]]
-
-
-def sign_agreement(a: dict[str, float], b: dict[str, float]) -> float:
-    common = sorted(set(a) & set(b))
-    pairs = list(itertools.combinations(common, 2))
-    same = [np.sign(a[x] - a[y]) == np.sign(b[x] - b[y]) for x, y in pairs]
-    return float(np.mean(same))
 
 
 def main() -> None:
@@ -104,14 +97,13 @@ def main() -> None:
         seeds = [s for s, d in per_seed.items() if len(d) >= 3]
         for name in tables:
             cheap = {label: float(tables[name][n][s.context_indices().ravel()].mean()) for label, s in schedules.items()}
-            agreement = [sign_agreement(cheap, per_seed[s]) for s in seeds]
+            agreement, ceiling = order_agreement(cheap, {s: per_seed[s] for s in seeds})
             tau = [kendalltau([cheap[k] for k in per_seed[s]], list(per_seed[s].values()))[0] for s in seeds]
-            report["estimators"][name].setdefault("pair_sign_agreement", {})[str(n)] = float(np.mean(agreement))
+            report["estimators"][name].setdefault("pair_sign_agreement", {})[str(n)] = agreement
             report["estimators"][name].setdefault("tau_orders", {})[str(n)] = float(np.mean(tau))
             report["estimators"][name].setdefault("range_orders", {})[str(n)] = [min(cheap.values()),
                                                                                  max(cheap.values())]
-        report["seed_ceiling"][str(n)] = float(np.mean([sign_agreement(per_seed[a], per_seed[b])
-                                                        for a, b in itertools.combinations(seeds, 2)]))
+        report["seed_ceiling"][str(n)] = ceiling
         report.setdefault("orders", {})[str(n)] = sorted(schedules)
     h = report["estimators"]["heldout"]
     met = (h["level_error_2x2"] < 0.01, h["tau_2x2_sets"] >= 0.85,

@@ -163,7 +163,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .run import RunConfig, run, terminal_table
+    from .run import RunConfig, run, terminal_table, trust_line
 
     strategies = _strategies(args)
     for flag, value in (("--seeds", args.seeds), ("--verify-top", args.verify_top)):
@@ -182,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     command = "ordersearch " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ordersearch") else ""
     result = run(latents, config, progress=not args.quiet, command=command)
     print(terminal_table(result))
+    print(trust_line(result))
     print(f"best: {result.verified.winner}, written to {config.folder / 'best.json'}; "
           f"report: {config.folder / 'summary.md'}")
     return 0

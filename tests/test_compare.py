@@ -115,3 +115,17 @@ def test_errors():
         compare([], [ev([1.0])])
     with pytest.raises(OrdersearchError, match="share no seed"):
         compare([ev([1.0, 2.0], seed=0)], [ev([1.0, 2.0], seed=1)])
+
+
+def test_pair_sign_agreement_and_its_seed_ceiling():
+    from ordersearch.evaluation import order_agreement, sign_agreement
+
+    truth = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+    assert sign_agreement(truth, truth) == 1.0
+    assert sign_agreement(truth, {k: -v for k, v in truth.items()}) == 0.0
+    assert sign_agreement(truth, {"a": 1.0, "b": 3.0, "c": 2.0}) == 2 / 3  # only the common labels count
+    assert np.isnan(sign_agreement(truth, {"a": 1.0}))
+    seeds = {0: truth, 1: {**truth, "d": 0.0}}  # the second seed puts d first
+    cheap, ceiling = order_agreement(truth, seeds)
+    assert cheap == (1.0 + 3 / 6) / 2 and ceiling == 3 / 6
+    assert np.isnan(order_agreement(truth, {0: truth})[1])  # one seed: no ceiling

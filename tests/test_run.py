@@ -85,6 +85,8 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     # one seed: training noise unknown, so no candidate is shown worse, and the report says so
     assert "Best set (not shown worse than the leader)" in summary and "one seed, no claim" in summary
     assert "## Does the order matter here?" in summary and "control-random-1" in summary
+    # one seed: how far the cheap table's order of orders can be trusted is not measurable, and it says so
+    assert "How far the search can be trusted: not measurable here" in summary and "trusted" in table
     assert "leader" in table.splitlines()[2]
     per_image = pd.read_csv(folder / "per_image.csv")
     assert set(per_image.split) == {"val", "test"} and set(per_image.schedule) == set(evals.schedule)
@@ -294,6 +296,8 @@ def test_on_a_gaussian_field_the_analytic_optimum_is_in_the_best_set(tmp_path):
     optimum = min(analytic.values())
     assert any(analytic[label] <= optimum + 1e-9 for label in meta.metrics["best_set"]), (meta.metrics, analytic)
     leader = meta.name.split("(")[1].rstrip(")")
+    assert "How far the search can be trusted: over the verified orders of this run" in (
+        folder / "summary.md").read_text()
     for p in (folder / "schedules").glob("*.json"):
         vs = load_schedule(p)[1].metrics.get("vs_best")
         if vs and vs["verdict"] == "worse":  # shown worse than the leader ...

@@ -16,8 +16,8 @@
 from .config import TrainConfig
 from .evaluator import Evaluator, as_splits, data_fingerprint
 from .record import Evaluation
-from .statistics import (Agreement, Comparison, agreement, compare, pooled_seed_variance, rate_interval,
-                         seed_variance, weighted_mean_se)
+from .statistics import (Agreement, Comparison, agreement, compare, order_agreement, pooled_seed_variance,
+                         rate_interval, seed_variance, sign_agreement, weighted_mean_se)
 from .store import EvaluationStore, evaluation_key, is_url, retry_table_race
 from .training import LoopConfig, Trained, train_dedicated, train_loop, train_stacked
 from .verify import Verified, conclude, verify
@@ -39,10 +39,12 @@ __all__ = [
     "data_fingerprint",
     "evaluation_key",
     "is_url",
+    "order_agreement",
     "pooled_seed_variance",
     "rate_interval",
     "retry_table_race",
     "seed_variance",
+    "sign_agreement",
     "train_dedicated",
     "train_loop",
     "train_stacked",

@@ -187,3 +187,27 @@ def agreement(dedicated: Sequence[float], cheap: Sequence[float]) -> Agreement:
     rho = spearmanr(d, c).statistic if len(d) > 2 else float("nan")
     mae = float(np.mean(np.abs(d - c))) if len(d) else float("nan")
     return Agreement(float(tau), float(rho), mae, mae / float(np.mean(d)) if len(d) else float("nan"), len(d))
+
+
+def sign_agreement(a: dict[str, float], b: dict[str, float]) -> float:
+    """Fraction of pairs of the labels both hold whose difference has the same sign under ``a`` and ``b``
+    (NaN below two common labels): what decides a search is which of two orders is lower."""
+    import itertools
+
+    common = sorted(set(a) & set(b))
+    pairs = list(itertools.combinations(common, 2))
+    if not pairs:
+        return float("nan")
+    return float(np.mean([np.sign(a[x] - a[y]) == np.sign(b[x] - b[y]) for x, y in pairs]))
+
+
+def order_agreement(cheap: dict[str, float], per_seed: dict[int, dict[str, float]]) -> tuple[float, float]:
+    """(cheap vs dedicated, dedicated seed vs seed) pair sign agreement over orders: the first is the mean
+    over seeds, the second the mean over pairs of seeds (the ceiling a perfect estimator would reach)."""
+    import itertools
+
+    seeds = [s for s in sorted(per_seed) if len(per_seed[s]) >= 2]
+    cheap_vs = [sign_agreement(cheap, per_seed[s]) for s in seeds]
+    ceiling = [sign_agreement(per_seed[a], per_seed[b]) for a, b in itertools.combinations(seeds, 2)]
+    return (float(np.mean(cheap_vs)) if cheap_vs else float("nan"),
+            float(np.mean(ceiling)) if ceiling else float("nan"))

@@ -4,7 +4,7 @@ from .config import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES, RunConfig
 from .folder import COLUMNS, run_folders, stored_weights
 from .pipeline import Cheap, RunResult, run, scorer_rate, search_only
 from .plots import FIGURES, plot, plot_run
-from .summary import summary, terminal_table
+from .summary import summary, terminal_table, trust_line
 
 __all__ = [
     "COLUMNS",
@@ -23,4 +23,5 @@ __all__ = [
     "stored_weights",
     "summary",
     "terminal_table",
+    "trust_line",
 ]

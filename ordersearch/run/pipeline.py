@@ -32,7 +32,7 @@ from ..data.latents import LatentSet, Splits
 from ..estimators import fit_estimator
 from ..errors import OrdersearchError, redact
 from ..files import atomic_write
-from ..evaluation import Agreement, EvaluationStore, Evaluator, Verified, agreement, verify
+from ..evaluation import Agreement, EvaluationStore, Evaluator, Verified, agreement, order_agreement, verify
 from ..schedule import Schedule, baselines, check_patch, context_from_index, context_window_masks
 from ..schedule_io import save_schedule
 from ..search import DP, Budget, SearchResult, TableScorer, make_strategy, pareto_front
@@ -55,6 +55,8 @@ class RunResult:
     fidelity: Agreement
     timings: dict[str, float]
     data: str
+    #: over the verified orders (permutations) of this run: (cheap vs dedicated, seed vs seed) pair sign agreement
+    trust: tuple[float, float] = (float("nan"), float("nan"))
 
 
 def _unique(labelled: list[tuple[str, Schedule]]) -> dict[str, Schedule]:
@@ -224,7 +226,14 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     timings["verification"] = time.time() - start
     say(f"[4/4] verification done in {timings['verification']:.0f} s: leader {verified.winner}")
     fidelity = agreement([verified.mean(k) for k in candidates], [cheap[k] for k in candidates])
-    result = RunResult(config, results, front, verified, candidates, cheap, fidelity, timings, evaluator.data)
+    orders = [k for k, s in candidates.items() if s.is_permutation and s.patch == n]
+    per_seed: dict[int, dict[str, float]] = {}
+    for k in orders:
+        for e in verified.evaluations[k]:
+            per_seed.setdefault(e.seed, {})[k] = e.bits_per_latent
+    trust = order_agreement({k: cheap[k] for k in orders}, per_seed)
+    result = RunResult(config, results, front, verified, candidates, cheap, fidelity, timings, evaluator.data,
+                       trust)
     write_outputs(result, table, splits, command)
     store.close()
     return result

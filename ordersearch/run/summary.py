@@ -41,7 +41,8 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
     for name, res in r.results.items():  # its seconds are under Timings
         lines.append(f"| {name} | {res.rate:.4f} | {res.calls} | {grid_text(res.schedule)} |")
     lines += ["", f"Agreement of the cheap estimator with dedicated training over the {len(r.candidates)} verified "
-              f"schedules: {r.fidelity}. Only the dedicated numbers decide.", "",
+              f"schedules: {r.fidelity}. Only the dedicated numbers decide.", ""]
+    lines += [trust_line(r), "",
               "## Rate vs decoding stages (Pareto front, cheap estimator)", "",
               "| stages | best rate | schedule |", "|---|---|---|"]
     lines += [f"| {p.stages} | {p.rate:.4f} | {grid_text(p.schedule)} |" for p in r.front]
@@ -52,6 +53,19 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
               f"evaluation store (their training time is not in these numbers).", ""]
     lines += [f"- {k}: {t:.1f}" for k, t in r.timings.items()]
     return "\n".join(lines) + "\n"
+
+
+def trust_line(r: RunResult) -> str:
+    """How far the search on the cheap table can be trusted: does it order pairs of orders as training does?"""
+    cheap, ceiling = r.trust
+    if cheap != cheap or ceiling != ceiling:  # NaN: fewer than two orders, or one seed
+        return ("How far the search can be trusted: not measurable here (it needs two verified orders and two "
+                "seeds).")
+    verdict = ("as well as a second training seed does" if cheap >= ceiling - 0.10 else
+               "worse than chance" if cheap < 0.5 else "better than chance, short of a second seed")
+    return (f"How far the search can be trusted: over the verified orders of this run, the cheap table orders "
+            f"{100 * cheap:.0f}% of the pairs as dedicated training does (mean over seeds), where two training "
+            f"seeds agree on {100 * ceiling:.0f}%: {verdict}.")
 
 
 def _pooled(v) -> str:
