@@ -110,7 +110,7 @@ class BaseCodec(nn.Module):
         return F.softplus(self.h_s(z_int))
 
     @torch.no_grad()
-    def analyze(self, x: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def analyze(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """Integer latents ``(y_int, z_int)`` of images x (sides multiples of 64).
 
         ``x`` in [0, 1], or uint8 in 0..255 and turned into ``dtype`` a tile
