@@ -552,7 +552,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.debug:
         return args.func(args)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
+        warnings.simplefilter("default")  # each warning once, as Python shows them by default
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.filterwarnings("ignore", category=category)  # hidden by default, hidden here
         code = _run(args)
     if code == 0:
         for message in dict.fromkeys(printable(str(w.message).splitlines()[0]) for w in caught if str(w.message)):
