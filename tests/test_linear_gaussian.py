@@ -93,3 +93,16 @@ def test_heldout_estimator_ranks_the_2x2_sets_of_a_gaussian_field_and_dp_finds_t
         GaussianOracle(f).schedule_rate(DP().search(TableScorer(exact, 2)).schedule), rel=1e-9)
     again = HeldoutEstimator.from_splits(latents.split(), 5, HeldoutConfig(train_windows=16384, val_windows=16384))
     np.testing.assert_array_equal(again.cost_table(2)[codes], table[codes])  # deterministic: no SGD noise
+
+
+def test_heldout_refuses_a_prior_that_is_not_one_scale_per_channel():
+    from ordersearch.data.latents import LatentSet
+    from ordersearch.errors import OrdersearchError
+    from ordersearch.estimators import HeldoutEstimator
+
+    rng = np.random.default_rng(0)
+    y = [rng.integers(-3, 4, (2, 12, 12)) for _ in range(6)]
+    prior = [np.ones((4, 12, 12), dtype=np.float32) for _ in range(6)]  # (mean, scale) per channel
+    latents = LatentSet.create(y, prior, split_labels=np.array([0, 0, 0, 0, 1, 2]))
+    with pytest.raises(OrdersearchError, match="one scale per channel"):
+        HeldoutEstimator.from_splits(latents.split(), 5)

@@ -156,6 +156,10 @@ class HeldoutEstimator(CostEstimator):
         """Fitted on ``splits.train``, scored on ``splits.val`` (fixed samples drawn from ``config.seed``)."""
         rng = np.random.default_rng(config.seed)
         k = check_kernel(kernel)
+        for part in (splits.train, splits.val):
+            if part.prior is not None and part.prior_channels != part.channels:
+                raise OrdersearchError(f"the heldout estimator reads the prior as one scale per channel "
+                                       f"({part.channels} channels), got {part.prior_channels}")
         predictors = cross_channel_predictors(splits.train, k)
         return cls(sample_windows(splits.train, k, config.train_windows, rng, predictors),
                    sample_windows(splits.val, k, config.val_windows, rng, predictors), k, config, progress)
@@ -221,13 +225,14 @@ class HeldoutEstimator(CostEstimator):
             return self._tables[patch].copy()
         codes = np.arange(0, 2 ** (patch * patch), 2)
         sizes = np.array([bin(int(c)).count("1") for c in codes])
-        order = codes[np.argsort(sizes, kind="stable")]
+        rank = np.argsort(sizes, kind="stable")
+        order, sizes = codes[rank], sizes[rank]
         masks = torch.from_numpy(context_window_masks(order, patch, self.kernel).reshape(len(order), -1)).to(DTYPE)
         fitted: dict[int, torch.Tensor] = {}
         table = np.full(2 ** (patch * patch), np.nan)
         prior_only = self._fit(torch.zeros(1, masks.shape[1], dtype=DTYPE))
         step = self.config.sets_per_batch
-        by_size = [np.flatnonzero(sizes[np.argsort(sizes, kind="stable")] == k) for k in range(sizes.max() + 1)]
+        by_size = [np.flatnonzero(sizes == k) for k in range(sizes.max() + 1)]
         batches = [idx[i:i + step] for idx in by_size for i in range(0, len(idx), step)]
         for idx in tqdm(batches, desc=f"heldout cost table {patch}x{patch} ({len(codes)} sets)", leave=False,
                         disable=not (self.progress or progress) or len(batches) < 2 or None):
