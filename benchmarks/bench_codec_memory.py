@@ -32,8 +32,8 @@ from ordersearch.models.multistage import ModelConfig, MultistageContextModel
 
 #: the command in a fresh process that reports its own peak (VmHWM: ru_maxrss would count this parent's
 #: memory at fork time too)
-_CHILD = ("import sys; from ordersearch.cli import main; code = main(sys.argv[1:]); "
-          "print('peak kB', open('/proc/self/status').read().split('VmHWM:')[1].split()[0]); sys.exit(code)")
+_CHILD = ("import sys; from ordersearch.cli import main; from ordersearch.files import peak_memory_bytes; "
+          "code = main(sys.argv[1:]); print('peak kB', peak_memory_bytes() // 1024); sys.exit(code)")
 
 
 def measured(argv: list[str]) -> tuple[float, int, str]:

@@ -33,6 +33,7 @@ from scipy.stats import kendalltau
 
 from ordersearch import Schedule
 from ordersearch.evaluation import order_agreement
+from ordersearch.files import peak_memory_bytes
 from ordersearch.estimators import HeldoutConfig, HeldoutEstimator, LinearGaussianEstimator
 from ordersearch.estimators.heldout import cross_channel_predictors, sample_windows
 from ordersearch.models import builtin
@@ -46,7 +47,7 @@ SETS_2X2 = {"2x2 set []": [], "2x2 set [(0, 1)]": [(0, 1)], "2x2 set [(1, 0)]": 
 
 
 def peak_mib() -> float:
-    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+    return peak_memory_bytes() / 2**20
 
 
 def orders(patch: int) -> pd.DataFrame:

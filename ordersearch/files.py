@@ -62,3 +62,10 @@ def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"more than {limit} bytes; at most {limit} are read")
     return data
+
+
+def peak_memory_bytes() -> int:
+    """This process's peak resident memory (Linux ``VmHWM``; ``ru_maxrss`` of a child would also count its
+    parent's memory at fork time)."""
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmHWM:")[1].split()[0]) * 1024

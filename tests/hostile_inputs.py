@@ -271,5 +271,7 @@ if __name__ == "__main__":
     KINDS[args.kind](args.work, args.examples)
     print(f"{args.kind}: {args.examples} cases, every one a clean exit")
     # this process's own peak (ru_maxrss would also count the parent's memory at fork time)
-    print("peak kB", open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
+    from ordersearch.files import peak_memory_bytes
+
+    print("peak kB", peak_memory_bytes() // 1024)
     sys.exit(0)
