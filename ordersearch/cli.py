@@ -235,54 +235,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights(args: argparse.Namespace, schedule: Schedule, meta):
-    """The schedule's context-model weights: --weights FILE, its run's store, or (--train) trained now."""
-    from .models import translated_state
-    from .run import stored_weights
+def _weights(args: argparse.Namespace):
+    """The schedule's context-model weights: --weights FILE, the file beside it, its run's store, or (--train)
+    trained now."""
+    from .run import load_weights, stored_weights
 
     if args.weights is not None:
-        import torch
-
-        try:
-            state = torch.load(args.weights, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise OrdersearchError(f"--weights {args.weights}: no such file") from None
-        except Exception as e:  # torch raises many types for files that are not its own
-            raise OrdersearchError(f"--weights {args.weights}: not a weights file ({str(e).splitlines()[0]})") from None
-        if (not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values())
-                or "masks" not in state or state["masks"].ndim != 5):
-            raise OrdersearchError(f"--weights {args.weights}: not the weights of a multistage context model")
-        if state["masks"].shape[0] != schedule.patch ** 2:
-            raise OrdersearchError(f"--weights {args.weights}: weights for {state['masks'].shape[0]} patch positions, "
-                                   f"the schedule has {schedule.patch ** 2}")
-        # the evaluation store keeps a schedule's weights for its canonical translate
-        try:
-            return translated_state(state, schedule.canonical().translation_to(schedule))
-        except (RuntimeError, KeyError) as e:
-            raise OrdersearchError(f"--weights {args.weights}: do not fit the schedule ({str(e)[:200]})") from None
+        return load_weights(args.weights)  # the codec moves them to the schedule's positions, or says they do not fit
     try:
         return stored_weights(args.schedule)
     except OrdersearchError:
         if not getattr(args, "train", False):
             raise
-    from .evaluation import EvaluationStore, Evaluator, data_fingerprint
-    from .models import builtin
-    from .run.folder import weights_source
+    from .run.folder import train_weights
 
-    config, data, folders = weights_source(args.schedule, meta.kernel, meta.provenance)
-    latents = builtin()
-    if data != data_fingerprint(latents.split()):
-        raise OrdersearchError(f"{args.schedule}: it was found on other latents than the built-in ones; the codec "
-                               "can only train on latents of its own base codec (run `ordersearch verify` on them)")
-    print(f"{args.schedule}: no trained context model in its run's store; training one on the built-in latents "
-          f"into {folders[0]} (minutes on a CPU)", file=sys.stderr)
-    store = EvaluationStore(folders[0])
-    try:
-        Evaluator(latents, config, _device(args), store).evaluate(schedule)
-    finally:
-        store.close()
-    print(f"trained the context model; saved in the evaluation store {folders[0]}", file=sys.stderr)
-    return stored_weights(args.schedule)
+    return train_weights(args.schedule, _device(args))
 
 
 def _check_output(path: Path) -> None:
@@ -297,7 +264,7 @@ def _codec(args: argparse.Namespace):
     from .codec import MultistageCodec
 
     schedule, meta = load_schedule(args.schedule)
-    state = _weights(args, schedule, meta)
+    state = _weights(args)
     try:
         return MultistageCodec.from_state(schedule, state, kernel=meta.kernel)
     except OrdersearchError as e:

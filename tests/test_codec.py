@@ -95,8 +95,13 @@ def test_weights_from_a_file_and_for_a_translated_schedule(tmp_path):
     torch.save(model_for(Schedule.named("raster", 2)).state_dict(), wrong)
     from ordersearch.errors import OrdersearchError
 
-    with pytest.raises(OrdersearchError, match="do not fit"):
+    with pytest.raises(OrdersearchError, match="weights for 4 patch positions, the schedule has 16"):
         Codec.from_state(shifted, torch.load(wrong, weights_only=True))
+    # weights of the canonical translate are moved by the codec itself; another order's weights are refused
+    moved = Codec.from_state(shifted, state)
+    assert torch.equal(moved.model.masks, codec.model.masks) and moved.identity == codec.identity
+    with pytest.raises(OrdersearchError, match="belong to another schedule"):
+        Codec.from_state(shifted, model_for(Schedule.named("raster", 4)).state_dict())
     # the command line takes the same file for the shifted schedule: the store keeps canonical weights
     from PIL import Image
 
@@ -135,7 +140,38 @@ def test_encode_decode_cli(tmp_path, capsys):
     assert main(["decode", str(tmp_path), str(tmp_path / "o.png"), *common]) == 2
     assert "is a folder, not a bitstream" in capsys.readouterr().err
     assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "z.osc"), "--schedule", str(spath)]) == 2
-    assert "pass --train to train one, or --weights" in capsys.readouterr().err
+    assert "pass --train to train one" in capsys.readouterr().err
+
+
+def test_weights_shipped_beside_the_schedule_file(tmp_path, capsys):
+    """best.json + best.weights.pt (float16): encode and decode need no store, no --weights, no training."""
+    from PIL import Image
+
+    from ordersearch.run import save_weights, weights_file
+
+    schedule = SCHEDULES["lin2023"]
+    spath = save_schedule(schedule, tmp_path / "best.json")
+    model = model_for(schedule.canonical())
+    save_weights(weights_file(spath), model.state_dict())
+    assert weights_file(spath).name == "best.weights.pt"
+    assert all(v.dtype == torch.float16 for v in torch.load(weights_file(spath), weights_only=True).values())
+    Image.fromarray(image(64, 96)).save(tmp_path / "in.png")
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.osc"), "--schedule", str(spath)]) == 0
+    assert main(["decode", str(tmp_path / "x.osc"), str(tmp_path / "out.png"), "--schedule", str(spath)]) == 0
+    capsys.readouterr()
+    # the same numbers as the float32 model rounded to float16 once, whatever translate it was trained for
+    half = {k: v.half().float() for k, v in model.state_dict().items()}
+    codec = Codec.from_state(schedule, half)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), codec.reconstruct(image(64, 96)))
+    assert codec.decompress((tmp_path / "x.osc").read_bytes()).shape == (64, 96, 3)
+    # a weights file left beside an edited schedule is refused in one line, not decoded into garbage
+    save_schedule(Schedule.named("raster", 4), spath)
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "y.osc"), "--schedule", str(spath)]) == 2
+    err = capsys.readouterr().err
+    assert "belong to another schedule" in err and err.count("\n") == 1 and not (tmp_path / "y.osc").exists()
+    weights_file(spath).write_bytes(b"not torch")
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "y.osc"), "--schedule", str(spath)]) == 2
+    assert "best.weights.pt: not a weights file" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -63,7 +63,16 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     assert any("checkerboard" in label for label in labels) and any("single" in label for label in labels)
     from ordersearch.run import stored_weights
 
-    assert "masks" in stored_weights(folder / "best.json")  # the codec finds the winner's trained model
+    # the winner's trained model ships beside best.json (float16): the codec needs no store
+    from ordersearch.models import fitted_state
+
+    shipped = stored_weights(folder / "best.json")
+    assert (folder / "best.weights.pt").is_file() and torch.equal(fitted_state(shipped, best)["masks"], shipped["masks"])
+    import shutil
+
+    shutil.move(folder / "best.weights.pt", tmp_path / "w.pt")
+    assert torch.equal(stored_weights(folder / "best.json")["weight"].half().float(), shipped["weight"])  # the store's
+    shutil.move(tmp_path / "w.pt", folder / "best.weights.pt")
     # the exact search found the analytic optimum of the Gaussian field (the cheap table is exact there)
     from ordersearch.search import DP, Session, TableScorer
 

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import OrdersearchError
 from ..models.entropy import bits
-from ..models.multistage import ModelConfig, MultistageContextModel
+from ..models.multistage import ModelConfig, MultistageContextModel, fitted_state
 from ..models.hyperprior import STRIDE, BaseCodec, image_tensor
 from ..schedule import Schedule
 from .bitstream import (MAX_PIXELS, CodecError, Header, decode_exactly, header_size, pack, quantize,
@@ -70,12 +70,11 @@ class MultistageCodec:
     @classmethod
     def from_state(cls, schedule: Schedule, state: dict[str, torch.Tensor], kernel: int | None = None,
                    prior_scale: bool = True) -> MultistageCodec:
-        """A codec for ``schedule`` from its context model's state dict (weights for these very positions).
+        """A codec for ``schedule`` from its context model's state dict (weights of it or of a translate of it).
 
         ``kernel``: the window the schedule file names, checked against the weights'.
         """
-        if "masks" not in state:
-            raise OrdersearchError("the weights are not a multistage context model's (no 'masks')")
+        state = fitted_state(state, schedule)
         k = int(state["masks"].shape[-1])
         if kernel is not None and kernel != k:
             raise OrdersearchError(f"the weights are for a {k}x{k} window but the schedule file says {kernel}")

@@ -13,7 +13,7 @@
 from .builtin import builtin, builtin_info
 from .entropy import SCALE_BOUND, FactorizedPrior, bits, gaussian_likelihood, gaussian_mixture_likelihood
 from .hyperprior import STRIDE, BaseCodec, BaseCodecConfig, images_to_latents, pad
-from .multistage import ModelConfig, MultistageContextModel, prior_is_scale, translated_state
+from .multistage import ModelConfig, MultistageContextModel, fitted_state, prior_is_scale, translated_state
 from .serial import SerialContextModel, causal_mask
 from .shared import SharedScorer
 from .stacked import StackedContextModels
@@ -33,6 +33,7 @@ __all__ = [
     "builtin",
     "builtin_info",
     "causal_mask",
+    "fitted_state",
     "gaussian_likelihood",
     "gaussian_mixture_likelihood",
     "images_to_latents",

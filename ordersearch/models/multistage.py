@@ -89,6 +89,31 @@ def translated_state(state: dict[str, torch.Tensor], shift: tuple[int, int] | No
     return moved
 
 
+def fitted_state(state: dict[str, torch.Tensor], schedule: Schedule) -> dict[str, torch.Tensor]:
+    """``state`` moved to ``schedule``'s positions, whichever translate of it the weights were trained for.
+
+    The masks the weights carry say which schedule they belong to: weights
+    of another schedule are an error here, not a codec that cannot decode.
+    """
+    masks = state.get("masks")
+    if not isinstance(masks, torch.Tensor) or masks.ndim != 5:
+        raise OrdersearchError("not the weights of a multistage context model (no per-position masks)")
+    n = schedule.patch
+    if masks.shape[0] != n * n:
+        raise OrdersearchError(f"weights for {masks.shape[0]} patch positions, the schedule has {n * n}")
+    k = int(masks.shape[-1])
+    want = torch.from_numpy(schedule.masks(k)).reshape(n * n, 1, 1, k, k) != 0
+    if tuple(masks.shape[1:3]) != (1, 1):
+        raise OrdersearchError(f"not the weights of a multistage context model (masks of shape {tuple(masks.shape)})")
+    for shift in [(r, c) for r in range(n) for c in range(n)]:
+        if torch.equal(torch.roll(masks.reshape(n, n, 1, 1, k, k), shift, dims=(0, 1)).reshape(want.shape) != 0, want):
+            try:
+                return translated_state(state, shift)
+            except (KeyError, RuntimeError) as e:
+                raise OrdersearchError(f"weights do not fit the schedule ({str(e)[:200]})") from None
+    raise OrdersearchError("the weights belong to another schedule: what each position reads fits no translate of it")
+
+
 class MultistageContextModel(nn.Module):
     """Per-position masked convolutions + a shared entropy-parameters network."""
 

@@ -1,7 +1,7 @@
 """The ``ordersearch run`` job: configuration, pipeline, the run folder it writes, its report and figures."""
 
 from .config import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES, RunConfig
-from .folder import COLUMNS, run_folders, stored_weights
+from .folder import COLUMNS, load_weights, run_folders, save_weights, stored_weights, weights_file
 from .pipeline import Cheap, RunResult, run, scorer_rate, search_only
 from .plots import FIGURES, plot, plot_run
 from .summary import summary, terminal_table, trust_line
@@ -14,14 +14,17 @@ __all__ = [
     "FIGURES",
     "RunConfig",
     "RunResult",
+    "load_weights",
     "plot",
     "plot_run",
     "run",
     "run_folders",
+    "save_weights",
     "scorer_rate",
     "search_only",
     "stored_weights",
     "summary",
     "terminal_table",
     "trust_line",
+    "weights_file",
 ]

@@ -3,6 +3,7 @@
 ::
 
     best.json            the winner as a v1 schedule (metrics: dedicated rate, seeds, vs runner-up)
+    best.weights.pt      its trained context model (seed 0, float16): what ``encode`` and ``decode`` load
     schedules/<l>.json   every verified candidate (metrics: per-position bits, vs best)
     evaluations.csv      one row per (candidate, seed): dedicated test rate
     per_image.csv        bits of every val and test image, per candidate and seed: every interval re-derives
@@ -23,16 +24,19 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from ..errors import OrdersearchError
+from ..errors import OrdersearchError, printable
 from ..files import atomic_write
 from ..schedule_io import load_schedule
 
 BEST = "best.json"
+WEIGHTS_SUFFIX = ".weights.pt"  # beside a schedule file: its trained context model
+MAX_WEIGHTS_BYTES = 1 << 30
 SCHEDULES = "schedules"
 SUMMARY = "summary.md"
 SUMMARY_SEARCH = "search.md"  # what ``ordersearch search`` reports (summary.md is the run's)
@@ -124,10 +128,14 @@ def stored_weights(schedule_file: Path, seed: int = 0) -> dict[str, torch.Tensor
     up in the run's store (``<run>/store``, or the one above for files in
     ``schedules/``). Any other file is looked up as trained on the built-in
     latents with the default protocol, in ``runs/store`` (where
-    ``ordersearch verify`` puts it). A missing model is a clear error that
-    says how to get one.
+    ``ordersearch verify`` puts it). A weights file beside the schedule file
+    (``best.weights.pt`` for ``best.json``) comes first: it is what a run
+    ships. A missing model is a clear error that says how to get one.
     """
     schedule, meta = load_schedule(schedule_file)
+    beside = weights_file(schedule_file)
+    if beside.exists():
+        return load_weights(beside)
     config, data, folders = weights_source(Path(schedule_file), meta.kernel, meta.provenance)
     from ..evaluation.store import EvaluationStore
 
@@ -141,9 +149,73 @@ def stored_weights(schedule_file: Path, seed: int = 0) -> dict[str, torch.Tensor
             store.close()
         if state is not None:
             return state
-    raise OrdersearchError(f"{schedule_file}: no trained context model for it in "
-                           f"{' or '.join(sorted({str(f) for f in folders}))}; pass --train to train one, "
-                           "or --weights FILE")
+    raise OrdersearchError(f"{schedule_file}: no trained context model for it (no {beside.name} beside it, none in "
+                           f"{' or '.join(sorted({str(f) for f in folders}))}); pass --train to train one "
+                           f"(minutes on a CPU; kept in {folders[0]}), or --weights FILE")
+
+
+def train_weights(schedule_file: Path, device: str = "auto") -> dict[str, torch.Tensor]:
+    """Train a schedule file's dedicated model (seed 0) on the built-in latents into its store; its weights.
+
+    The protocol is the one the file names (a run's), else the default; the
+    codec can only use models of latents of its own base codec.
+    """
+    from ..evaluation import EvaluationStore, Evaluator, data_fingerprint
+    from ..models import builtin
+
+    schedule, meta = load_schedule(schedule_file)
+    config, data, folders = weights_source(Path(schedule_file), meta.kernel, meta.provenance)
+    latents = builtin()
+    if data != data_fingerprint(latents.split()):
+        raise OrdersearchError(f"{schedule_file}: it was found on other latents than the built-in ones; the codec "
+                               "can only train on latents of its own base codec (run `ordersearch verify` on them)")
+    print(f"{schedule_file}: no trained context model beside it or in its run's store; training one on the built-in "
+          f"latents into {folders[0]} (minutes on a CPU)", file=sys.stderr)
+    store = EvaluationStore(folders[0])
+    try:
+        Evaluator(latents, config, device, store).evaluate(schedule)
+        state = store.schedule_state(schedule, config.to_dict(), data)
+    finally:
+        store.close()
+    print(f"trained the context model; saved in the evaluation store {folders[0]}", file=sys.stderr)
+    assert state is not None  # the evaluation just stored it
+    return state
+
+
+def weights_file(schedule_file: Path) -> Path:
+    """Where a schedule file's shipped weights lie: ``best.json`` -> ``best.weights.pt``."""
+    schedule_file = Path(schedule_file)
+    return schedule_file.with_name(schedule_file.stem + WEIGHTS_SUFFIX)
+
+
+def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """A context model's weights in float16 (half the bytes; encoder and decoder load the same numbers)."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu().half() if v.is_floating_point() else v.cpu() for k, v in state.items()}, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A weights file's state dict (float32), or one clear error: missing, not torch's, not tensors."""
+    from ..files import read_regular_file
+
+    try:
+        raw = read_regular_file(path, MAX_WEIGHTS_BYTES)
+    except FileNotFoundError:
+        raise OrdersearchError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise OrdersearchError(f"{path}: is a folder, not a weights file") from None
+    except ValueError as e:
+        raise OrdersearchError(f"{path}: {e}") from None
+    try:
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for files that are not its own
+        why = printable((str(e).splitlines() or [type(e).__name__])[0])[:200]
+        raise OrdersearchError(f"{path}: not a weights file ({why})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise OrdersearchError(f"{path}: not the weights of a context model (not a dict of tensors)")
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def weights_source(schedule_file: Path, kernel: int, provenance: dict):

@@ -235,6 +235,12 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     result = RunResult(config, results, front, verified, candidates, cheap, fidelity, timings, evaluator.data,
                        trust)
     write_outputs(result, table, splits, command)
+    # what encode / decode load for best.json, so the run folder compresses without its (git-ignored) store
+    winner = verified.evaluations[verified.winner]
+    state = store.schedule_state(candidates[verified.winner], config.train.to_dict(), evaluator.data,
+                                 min(e.seed for e in winner))
+    if state is not None:
+        files.save_weights(files.weights_file(folder / files.BEST), state)
     store.close()
     return result
 

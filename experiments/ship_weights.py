@@ -1,0 +1,87 @@
+"""Trained context models beside the committed schedules, so a fresh clone compresses with them.
+
+For each schedule file (default: results/patch{2,3,4}/best.json and the 2x2
+checkerboard) it writes ``<name>.weights.pt`` (float16) beside it: the
+schedule's dedicated model, seed 0, with the protocol its run names, taken
+from the run's store or trained now on the built-in latents (train split;
+early stopping on val). Then it compresses and decompresses every test photo
+with it (``data/photos`` from experiments/fetch_photos.py) and writes
+``results/shipped_weights.md``: file sizes, bpp and
+whether each round trip was exact.
+
+    python experiments/ship_weights.py [--device auto] [SCHEDULE.json ...]
+
+Training takes minutes per schedule on a 2-core CPU (a run's `--train`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ordersearch.codec import MultistageCodec
+from ordersearch.data import read_image
+from ordersearch.errors import OrdersearchError
+from ordersearch.run import load_weights, save_weights, stored_weights, weights_file
+from ordersearch.run.folder import train_weights
+from ordersearch.schedule_io import load_schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = [ROOT / f"results/patch{n}/best.json" for n in (2, 3, 4)] + [ROOT / "results/patch2/schedules/checkerboard.json"]
+
+
+def test_photos(folder: Path = ROOT / "data/photos") -> list[Path]:
+    """The held-out photos as ``experiments/fetch_photos.py`` prepared them (none if it was not run)."""
+    import csv
+
+    if not (folder / "manifest.csv").is_file():
+        return []
+    with open(folder / "manifest.csv") as f:
+        return [folder / f"{r['name']}.png" for r in csv.DictReader(f) if r["split"] == "test"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("schedules", nargs="*", type=Path, default=DEFAULT)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    photos = test_photos()
+    rows = []
+    for path in args.schedules:
+        start = time.time()
+        try:
+            state = stored_weights(path)
+        except OrdersearchError:
+            state = train_weights(path, args.device)
+        target = weights_file(path)
+        if not target.exists():
+            save_weights(target, state)
+        seconds = time.time() - start
+        schedule, meta = load_schedule(path)
+        codec = MultistageCodec.from_state(schedule, load_weights(target), kernel=meta.kernel)
+        bpp, exact, pixels = [], True, 0
+        for photo in photos:
+            image = read_image(photo)
+            data = codec.compress(image)
+            exact &= bool(np.array_equal(codec.decompress(data), codec.reconstruct(image)))
+            bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
+        rows.append((path.relative_to(ROOT), target.stat().st_size, seconds, float(np.mean(bpp)) if bpp else None,
+                     len(photos), exact))
+        print(rows[-1], flush=True)
+    lines = ["# Weights shipped beside the committed schedules", "",
+             "Command: `python experiments/ship_weights.py`. Each `<name>.weights.pt` holds the schedule's dedicated "
+             "context model (seed 0, float16, the protocol of its run) trained on the built-in latents' train split; "
+             "`ordersearch encode --schedule <name>.json` finds it. bpp: mean file size over the test photos "
+             "(headers and z included), each round trip checked bit-exact.", "",
+             "| schedule | weights (bytes) | seconds to get them | test photos | mean bpp | round trips exact |",
+             "|---|---|---|---|---|---|"]
+    for p, size, sec, b, k, ok in rows:
+        lines.append(f"| {p} | {size} | {sec:.0f} | {k} | {'-' if b is None else f'{b:.4f}'} | {ok} |")
+    (ROOT / "results/shipped_weights.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
