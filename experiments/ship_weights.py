@@ -62,7 +62,7 @@ def main() -> None:
         seconds = time.time() - start
         schedule, meta = load_schedule(path)
         codec = MultistageCodec.from_state(schedule, load_weights(target), kernel=meta.kernel)
-        bpp, exact, pixels = [], True, 0
+        bpp, exact = [], True
         for photo in photos:
             image = read_image(photo)
             data = codec.compress(image)
@@ -76,7 +76,7 @@ def main() -> None:
              "context model (seed 0, float16, the protocol of its run) trained on the built-in latents' train split; "
              "`ordersearch encode --schedule <name>.json` finds it. bpp: mean file size over the test photos "
              "(headers and z included), each round trip checked bit-exact.", "",
-             "| schedule | weights (bytes) | seconds to get them | test photos | mean bpp | round trips exact |",
+             "| schedule | weights (bytes) | seconds (training now, or finding the file) | test photos | mean bpp | round trips exact |",
              "|---|---|---|---|---|---|"]
     for p, size, sec, b, k, ok in rows:
         lines.append(f"| {p} | {size} | {sec:.0f} | {k} | {'-' if b is None else f'{b:.4f}'} | {ok} |")

@@ -263,12 +263,28 @@ def _check_output(path: Path) -> None:
 def _codec(args: argparse.Namespace):
     from .codec import MultistageCodec
 
+    if args.codec is not None:
+        from .codec.codec_file import load_codec
+
+        if args.weights is not None:
+            raise OrdersearchError("--weights goes with --schedule; a codec file carries its own")
+        return load_codec(args.codec)[0]
+
     schedule, meta = load_schedule(args.schedule)
     state = _weights(args)
     try:
         return MultistageCodec.from_state(schedule, state, kernel=meta.kernel)
     except OrdersearchError as e:
         raise OrdersearchError(f"--weights {args.weights}: {e}" if args.weights else str(e)) from None
+
+
+def _stages(codec, image: np.ndarray) -> int:
+    """Sequential decoding stages of ``image`` (the serial model's grow with the latent)."""
+    from .models.hyperprior import STRIDE
+
+    latent = STRIDE // 4  # four stride-2 transforms: 16 pixels per latent, padded to whole 64-pixel blocks
+    return codec.decoding_stages(-(-image.shape[0] // STRIDE) * (STRIDE // latent),
+                                 -(-image.shape[1] // STRIDE) * (STRIDE // latent))
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -289,7 +305,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {len(encoded.data)} bytes, {8 * len(encoded.data) / pixels:.4f} bpp "
           f"(y {y_bits / pixels:.4f}, z {encoded.z_bits / pixels:.4f}, header {8 * encoded.header_bytes / pixels:.4f}); "
           f"y within {100 * (y_bits / encoded.estimate_y_bits - 1):+.2f}% of the model's estimate; "
-          f"{codec.schedule.num_stages} decoding stages; {seconds:.2f}s")
+          f"{_stages(codec, image)} decoding stages; {seconds:.2f}s")
     return 0
 
 
@@ -318,7 +334,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     seconds = time.time() - start
     write_png(image, args.out)
     print(f"wrote {args.out}: {image.shape[1]}x{image.shape[0]}, {8 * len(data) / (image.shape[0] * image.shape[1]):.4f} "
-          f"bpp, {codec.schedule.num_stages} decoding stages, {seconds:.2f}s")
+          f"bpp, {_stages(codec, image)} decoding stages, {seconds:.2f}s")
     return 0
 
 
@@ -341,10 +357,115 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_codec_train(args: argparse.Namespace) -> int:
+    import hashlib
+    import json
+    import time
+    from dataclasses import asdict
+
+    from .codec.codec_file import load_codec, save_codec
+    from .evaluation.joint import JointConfig, fine_tune
+    from .models.joint import SERIAL
+    from .data import photo_splits, read_image
+    from .run import stored_weights
+
+    _check_output(args.out)
+    if args.serial:
+        schedule, label, context_state = SERIAL, args.label or SERIAL, None
+    else:
+        schedule, _ = load_schedule(args.schedule)
+        label = args.label or args.schedule.stem
+        try:  # start from the context model trained on the frozen latents, where there is one
+            context_state = stored_weights(args.schedule)
+        except OrdersearchError:
+            context_state = None
+    base = load_codec(args.base)[0].base if args.base else None
+    config = JointConfig(lmbda=args.lmbda, max_steps=args.max_steps, batch=args.batch, crop=args.crop,
+                         seed=args.seed, max_seconds=None if args.minutes is None else 60 * args.minutes)
+    photos = photo_splits(args.photos)
+    device = _device(args)
+    train = [read_image(p) for p in photos["train"]]
+    val = [read_image(p) for p in photos["val"]]
+    # the checkpoint belongs to this very fine-tuning: another lambda or schedule never resumes from it
+    key = json.dumps([str(schedule), asdict(config), str(args.base), context_state is not None], sort_keys=True)
+    checkpoint = args.out.with_name(f"{args.out.name}.{hashlib.sha256(key.encode()).hexdigest()[:12]}.partial")
+    if not args.quiet:
+        print(f"ordersearch: fine-tuning {label} at lambda {args.lmbda}: {len(train)} train / {len(val)} val photos "
+              f"on {device}, at most {config.max_steps} steps; context model from "
+              f"{'its trained weights' if context_state is not None else 'zero (the hyperprior alone)'}"
+              f"{'; resuming' if checkpoint.exists() else ''}", file=sys.stderr)
+    start = time.time()
+    tuned = fine_tune(schedule, train, val, config, device, base, context_state, checkpoint, not args.quiet)
+    seconds = time.time() - start
+    best = min(v for _, _, v in tuned.curve)
+    save_codec(args.out, schedule, tuned.model, {
+        "label": label, "lmbda": args.lmbda, "steps": tuned.steps, "best_step": tuned.best_step,
+        "hit_cap": tuned.hit_cap, "val_loss": best, "curve": tuned.curve, "seconds": round(seconds, 1),
+        "device": str(device), "config": asdict(config), "photos": str(args.photos),
+        "base": str(args.base) if args.base else "bundled",
+        "context_start": "trained weights" if context_state is not None else "zero"})
+    print(f"wrote {args.out}: {label} at lambda {args.lmbda}, {tuned.steps} steps (best at {tuned.best_step}"
+          f"{'; it hit the step cap still improving: raise --max-steps' if tuned.hit_cap else ''}), "
+          f"val loss {best:.4f}, {seconds:.0f} s on {device}")
+    return 0
+
+
+def cmd_codec_eval(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .codec.codec_file import load_codec
+    from .codec.rd import POINT_COLUMNS, bd_rate_table, measure
+    from .data import photo_splits
+    from .files import atomic_write
+
+    codecs = [(path, *load_codec(path)) for path in args.codecs]  # every file checked before any work
+    photos = photo_splits(args.photos)[args.split]
+    if args.out.exists() and not args.out.is_dir():
+        raise OrdersearchError(f"{args.out}: is a file; --out is a folder")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    bar = tqdm(total=len(codecs) * len(photos), desc="codec eval", unit="photo", disable=args.quiet or None,
+               file=sys.stderr, leave=False)
+    for path, codec, info in codecs:
+        label = info.get("label", path.stem)
+        bar.set_postfix_str(label)
+        rows += measure(codec, photos, label, float(info.get("lmbda", float("nan"))), lambda _: bar.update(1))
+    bar.close()
+    points = pd.DataFrame(rows, columns=list(POINT_COLUMNS))
+    if not points.exact.all():
+        raise OrdersearchError(f"decoding did not reproduce the encoder's image for {sorted(set(points.label[~points.exact]))}")
+    atomic_write(args.out / "points.csv", points.to_csv(index=False).encode())
+    table = bd_rate_table(points, args.references, resamples=args.resamples)
+    atomic_write(args.out / "bd_rate.csv", table.to_csv(index=False).encode())
+    summary = points.groupby(["label", "lmbda"])[["bpp", "psnr", "encode_seconds", "decode_seconds"]].mean()
+    print(f"{len(photos)} {args.split} photos from {args.photos}; means per codec:")
+    print(summary.round(4).to_string())
+    if len(table):
+        print("BD-rate (%, negative: fewer bits at the same PSNR), 95% bootstrap interval over photos:")
+        for r in table.itertuples():
+            interval = (f"[{r.low:+.2f}, {r.high:+.2f}]" if not np.isnan(r.low) else
+                        f"no interval: {r.undefined_resamples} of {args.resamples} resamples have no BD-rate")
+            print(f"  {r.label} vs {r.reference}: {r.bd_rate:+.2f} {interval}")
+    else:
+        print("no BD-rate: it needs two or more operating points (lambdas) of a label and of a reference "
+              f"({', '.join(args.references)})")
+    print(f"wrote {args.out / 'points.csv'} and {args.out / 'bd_rate.csv'}")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .run import plot
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    if (args.path / "points.csv").is_file():  # a folder of `codec eval`: its rate-distortion curves
+        from .codec.rd import plot_rd
+
+        for fmt in formats:
+            if fmt not in ("png", "svg", "pdf"):
+                raise OrdersearchError(f"unknown figure format {fmt!r}; choose png, svg or pdf")
+            print(plot_rd(args.path, fmt))
+        return 0
     for path in plot(args.path, formats):
         print(path)
     return 0
@@ -461,7 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("input", type=Path, metavar="IN", help="bitstream written by encode")
     decode.add_argument("out", type=Path, metavar="OUT.png", help="PNG image to write")
     for p, func in ((encode, cmd_encode), (decode, cmd_decode)):
-        p.add_argument("--schedule", type=Path, required=True, metavar="S.json", help="schedule file")
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--schedule", type=Path, metavar="S.json", help="schedule file")
+        which.add_argument("--codec", type=Path, metavar="CODEC.pt",
+                           help="a codec file of `ordersearch codec train` (base codec and context model in one)")
         p.add_argument("--weights", type=Path, metavar="FILE",
                        help="context-model weights (default: the schedule's dedicated model in its run store)")
         p.set_defaults(func=func)
@@ -492,15 +616,60 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--quiet", action="store_true", help="no progress bars")
     w.set_defaults(func=cmd_worker)
 
+    codec = sub.add_parser("codec", help="fine-tune the whole codec with a schedule; rate-distortion and BD-rate",
+                           description="Codec-level truth: `codec train` fine-tunes the bundled codec's transforms, "
+                           "hyperprior and a schedule's context model end to end on photos; `codec eval` sends "
+                           "photos through encode/decode of codec files and reports bpp, PSNR and BD-rate.")
+    csub = codec.add_subparsers(dest="codec_command", required=True, parser_class=_Parser)
+    ct = csub.add_parser("train", help="fine-tune base codec + context model of a schedule at one lambda",
+                         description="Fine-tune the base codec and a schedule's context model jointly (loss: bits "
+                         "of y and z per pixel + lambda * 255^2 * MSE), early stopping on the val photos; writes one "
+                         "codec file. An interrupted run resumes from OUT's checkpoint.")
+    which = ct.add_mutually_exclusive_group(required=True)
+    which.add_argument("--schedule", type=Path, metavar="S.json", help="schedule file (single: hyperprior alone)")
+    which.add_argument("--serial", action="store_true", help="the serial raster context model instead")
+    ct.add_argument("--lmbda", type=float, default=0.0067, metavar="L",
+                    help="rate-distortion trade-off (default 0.0067, the bundled codec's: about 0.3 bpp)")
+    ct.add_argument("--out", type=Path, required=True, metavar="CODEC.pt", help="codec file to write")
+    ct.add_argument("--base", type=Path, metavar="CODEC.pt", help="start the transforms from this codec file's "
+                    "(another operating point), not the bundled codec")
+    ct.add_argument("--label", help="name of this codec in tables (default: the schedule file's name, or serial)")
+    ct.add_argument("--max-steps", type=int, default=6000, metavar="N", help="step cap (default 6000)")
+    ct.add_argument("--minutes", type=float, metavar="M", help="time cap")
+    ct.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
+    ct.add_argument("--crop", type=int, default=128, help="crop side, a multiple of 64 (default 128)")
+    ct.add_argument("--seed", type=int, default=0)
+    ct.set_defaults(func=cmd_codec_train)
+    ce = csub.add_parser("eval", help="bpp, PSNR, times and BD-rate of codec files on photos",
+                         description="Compress and decompress every photo of a split with every codec file (real "
+                         "bitstreams: headers and z included), then BD-rate (PCHIP) of every label against the "
+                         "references, with a paired bootstrap interval over photos. Writes OUT/points.csv and "
+                         "OUT/bd_rate.csv.")
+    ce.add_argument("codecs", type=Path, nargs="+", metavar="CODEC.pt", help="codec files of `codec train`")
+    ce.add_argument("--split", default="test", choices=("train", "val", "test"), help="photos (default test)")
+    ce.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for points.csv and bd_rate.csv")
+    ce.add_argument("--references", nargs="+", default=["serial", "checkerboard", "single"], metavar="LABEL",
+                    help="labels to compare against (default: serial checkerboard single)")
+    ce.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    for p in (ct, ce):
+        p.add_argument("--photos", type=Path, default=Path("data/photos"), metavar="DIR",
+                       help="photos with a manifest.csv split (experiments/fetch_photos.py writes data/photos, the "
+                       "default) or train/, val/ and test/ folders")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+    ct.add_argument("--device", default="auto", help=DEVICE_HELP)
+    ce.set_defaults(func=cmd_codec_eval)
+
     plot = sub.add_parser("plot", help="figures of a run folder (or of every run folder below a path)",
                           description="Write figures/ in each run folder: order and bits-per-position heatmaps, "
-                          "verified rates with intervals, search traces, Pareto front, rate vs context size.")
+                          "verified rates with intervals, search traces, Pareto front, rate vs context size; "
+                          "in a folder of `codec eval` (points.csv), the rate-distortion curves.")
     plot.add_argument("path", type=Path, help="a run folder (OUT/patchN) or a folder holding several")
     plot.add_argument("--format", default="png", help="png, svg, pdf or a comma-separated list (default png)")
     plot.set_defaults(func=cmd_plot)
-    for command in sub.choices.values():  # --debug before or after the command name
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                             help="show tracebacks instead of one-line errors")
+    for command in [*sub.choices.values(), ct, ce]:  # --debug before or after the command name
+        if command is not codec:
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show tracebacks instead of one-line errors")
     return parser
 
 

@@ -21,7 +21,6 @@ import os
 import struct
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np

@@ -5,7 +5,7 @@ live in ``ordersearch.models`` (``builtin``, ``images_to_latents``).
 """
 
 from .gaussian import PRESETS, FieldChannel, GaussianField, gaussian_field
-from .images import IMAGE_SUFFIXES, list_images, read_image, write_png
+from .images import IMAGE_SUFFIXES, list_images, photo_splits, read_image, write_png
 from .latents import LatentSet, Splits, load_latents, save_latents
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "gaussian_field",
     "list_images",
     "load_latents",
+    "photo_splits",
     "read_image",
     "save_latents",
     "write_png",

@@ -71,6 +71,38 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+SPLITS = ("train", "val", "test")
+
+
+def photo_splits(folder: str | os.PathLike) -> dict[str, list[Path]]:
+    """The photos of ``folder`` by split: from its ``manifest.csv`` (name, split; ``<name>.png`` beside it,
+    as ``experiments/fetch_photos.py`` writes it), else from its ``train/``, ``val/`` and ``test/`` folders."""
+    import csv
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a folder of photos (run `python experiments/fetch_photos.py`, which "
+                         "writes data/photos, or pass a folder with train/, val/ and test/ image folders)")
+    manifest = folder / "manifest.csv"
+    if manifest.is_file():
+        try:
+            with open(manifest, newline="") as f:
+                rows = list(csv.DictReader(f))
+            found = {s: [folder / f"{r['name']}.png" for r in rows if r["split"] == s] for s in SPLITS}
+        except (KeyError, csv.Error, UnicodeDecodeError) as e:
+            raise ImageError(f"{manifest}: not a photo manifest (columns name, split): {e}") from None
+        missing = [p for paths in found.values() for p in paths if not p.is_file()]
+        if missing:
+            raise ImageError(f"{manifest}: names {missing[0].name} but there is no such file")
+    else:
+        found = {s: list_images(folder / s) if (folder / s).is_dir() else [] for s in SPLITS}
+    empty = [s for s in SPLITS if not found[s]]
+    if empty:
+        raise ImageError(f"{folder}: no {' / '.join(empty)} photos (a manifest.csv with a split column, or "
+                         "train/, val/ and test/ image folders)")
+    return found
+
+
 def write_png(image: np.ndarray, path: str | os.PathLike) -> None:
     """Write an RGB uint8 array as a PNG file, atomically."""
     import io

@@ -107,7 +107,7 @@ def sample_windows(latents: LatentSet, kernel: int, count: int, rng: np.random.G
     """``count`` random latents of the set (uniform over elements): centre y, its scale, and (count, 2 K*K)
     features: the neighbours in units of their scale (same channel), then each offset's cross-channel
     prediction of the centre (``cross_channel_predictors``); zeros outside the latent."""
-    h, offsets = kernel // 2, _offsets(kernel)
+    offsets = _offsets(kernel)
     k2 = len(offsets)
     sizes = np.array([a.size for a in latents.y], dtype=np.float64)
     entries = rng.choice(len(latents.y), size=count, p=sizes / sizes.sum())

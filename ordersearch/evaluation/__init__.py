@@ -10,11 +10,13 @@
 ``verify``             dedicated training of labelled candidates, winner vs each
 ``train_loop``         the one training loop every trainer uses
 ``train_stacked``      K dedicated models trained as one stacked module (the GPU path)
+``fine_tune``          the whole codec fine-tuned end to end with a schedule (``JointConfig``)
 =====================  ====================================================
 """
 
 from .config import TrainConfig
 from .evaluator import Evaluator, as_splits, data_fingerprint
+from .joint import FineTuned, JointConfig, fine_tune
 from .record import Evaluation
 from .statistics import (Agreement, Comparison, agreement, compare, order_agreement, pooled_seed_variance,
                          rate_interval, seed_variance, sign_agreement, weighted_mean_se)
@@ -28,6 +30,8 @@ __all__ = [
     "Evaluation",
     "EvaluationStore",
     "Evaluator",
+    "FineTuned",
+    "JointConfig",
     "LoopConfig",
     "TrainConfig",
     "Trained",
@@ -38,6 +42,7 @@ __all__ = [
     "conclude",
     "data_fingerprint",
     "evaluation_key",
+    "fine_tune",
     "is_url",
     "order_agreement",
     "pooled_seed_variance",

@@ -119,7 +119,9 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
     from tqdm.auto import tqdm
 
     p = loop
-    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    # a model may ask for parameter groups with their own learning-rate scale (``optimizer_groups``)
+    groups = model.optimizer_groups() if hasattr(model, "optimizer_groups") else [{"params": model.parameters()}]
+    opt = torch.optim.AdamW(groups, lr=p.lr, weight_decay=p.weight_decay)
     best, since = np.full(k, math.inf), np.zeros(k, dtype=int)
     best_step, steps = np.zeros(k, dtype=int), np.zeros(k, dtype=int)
     active = np.ones(k, dtype=bool)
@@ -146,7 +148,7 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
             break
         model.train()
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(p, step)
+            g["lr"] = cosine_lr(p, step) * g.get("scale", 1.0)
         losses = batch_loss()
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()  # disjoint parameters: each model's gradient is its own loss's

@@ -6,6 +6,7 @@
 ``SerialContextModel``      the serial raster autoregressive baseline
 ``SharedScorer``            one order-agnostic model for any context set
 ``BaseCodec``               the bundled scale hyperprior (images <-> latents)
+``JointModel``              base codec + context model as one module (fine-tuning the codec)
 ``builtin``                 the built-in latent set (photos through BaseCodec)
 =========================  ==================================================
 """
@@ -13,6 +14,7 @@
 from .builtin import builtin, builtin_info
 from .entropy import SCALE_BOUND, FactorizedPrior, bits, gaussian_likelihood, gaussian_mixture_likelihood
 from .hyperprior import STRIDE, BaseCodec, BaseCodecConfig, images_to_latents, pad
+from .joint import SERIAL, JointModel, context_model
 from .multistage import ModelConfig, MultistageContextModel, fitted_state, prior_is_scale, translated_state
 from .serial import SerialContextModel, causal_mask
 from .shared import SharedScorer
@@ -22,9 +24,11 @@ __all__ = [
     "BaseCodec",
     "BaseCodecConfig",
     "FactorizedPrior",
+    "JointModel",
     "ModelConfig",
     "MultistageContextModel",
     "SCALE_BOUND",
+    "SERIAL",
     "STRIDE",
     "SerialContextModel",
     "SharedScorer",
@@ -33,6 +37,7 @@ __all__ = [
     "builtin",
     "builtin_info",
     "causal_mask",
+    "context_model",
     "fitted_state",
     "gaussian_likelihood",
     "gaussian_mixture_likelihood",

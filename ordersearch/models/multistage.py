@@ -223,17 +223,22 @@ class MultistageContextModel(nn.Module):
                                    f"with {self.prior_channels} prior channels")
 
     # ---------------------------------------------------------------- the two paths
-    def forward(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0,
+                scored: torch.Tensor | None = None) -> torch.Tensor:
         """Likelihood of every element of integer-valued ``y`` (N, C, H, W): all stages in parallel.
 
         ``border`` (at least kernel // 2): the outer ``border`` rows and columns
         only serve as neighbours; the likelihoods of the inner part alone come
         back (equal to the inner part of the full result), and nothing is
         computed for the border: training crops need a third less work.
+        ``scored``: the values whose likelihood is returned, if not ``y``
+        itself (joint training: context from rounded y, likelihood of y + noise).
         """
         self._check(y, prior)
         n = self.schedule.patch
         y_pad, y, prior = self._window(y, prior, border)
+        if scored is not None:
+            y = inner(scored, border)
         ctx = y.new_zeros(y.shape[0], self.bias.shape[1], *y.shape[2:])
         params = self._per_position()
         for index, (r, c) in enumerate(self._positions):

@@ -226,7 +226,8 @@ def weights_source(schedule_file: Path, kernel: int, provenance: dict):
 
     train = (provenance.get("config") or {}).get("train")
     if train and "data" in provenance:
-        folders = [schedule_file.parent / STORE, schedule_file.parent.parent / STORE]
+        run = schedule_file.parent.parent if schedule_file.parent.name == SCHEDULES else schedule_file.parent
+        folders = list(dict.fromkeys([run / STORE, schedule_file.parent / STORE]))  # the run's store first
         return TrainConfig.from_dict(train), provenance["data"], folders
     from ..models.builtin import builtin
 

@@ -206,7 +206,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     say(f"run --patch {n}: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test entries, "
         f"device {evaluator.device}; writing {folder}")
     cheap = cheap_search(evaluator, config, shown)
-    table, scorer, results, front, timings = cheap.table, cheap.scorer, cheap.results, cheap.front, cheap.timings
+    table, results, front, timings = cheap.table, cheap.results, cheap.front, cheap.timings
 
     labelled = [(name, r.schedule) for name, r in results.items()]
     if "dp" in results:

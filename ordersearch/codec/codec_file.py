@@ -1,0 +1,78 @@
+"""The codec file: a fine-tuned codec (schedule or serial, base codec, context model) in one float16 file.
+
+``save_codec`` writes what ``evaluation.joint.fine_tune`` made; ``load_codec``
+gives back a ready ``MultistageCodec`` (or ``SerialCodec``): ``encode``,
+``decode`` and ``codec eval`` need nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..errors import OrdersearchError
+from ..files import atomic_write, read_regular_file
+from ..models.hyperprior import BaseCodec, BaseCodecConfig
+from ..models.joint import SERIAL, JointModel, context_model
+from ..models.multistage import fitted_state
+from ..schedule import Schedule
+from .multistage import MultistageCodec
+from .serial import SerialCodec
+
+__all__ = ["FORMAT", "load_codec", "save_codec"]
+
+FORMAT = "ordersearch-codec/1"
+MAX_CODEC_BYTES = 1 << 30
+
+
+def save_codec(path: Path, schedule: Schedule | str, model: JointModel, info: dict | None = None) -> None:
+    """One float16 file: schedule (or ``serial``), base codec and context model (``load_codec`` reads it)."""
+    half = lambda m: {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()  # noqa: E731
+                      for k, v in m.state_dict().items()}
+    blob = {"format": FORMAT,
+            "schedule": SERIAL if schedule == SERIAL else json.dumps(schedule.array().tolist()),
+            "kernel": model.context.config.kernel, "base_config": asdict(model.base.config),
+            "base": half(model.base), "context": half(model.context), "info": json.dumps(info or {})}
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def load_codec(path: Path) -> tuple[MultistageCodec, dict]:
+    """The codec of a codec file (multistage or serial) and the file's info, or one clear error."""
+    try:
+        raw = read_regular_file(path, MAX_CODEC_BYTES)
+    except FileNotFoundError:
+        raise OrdersearchError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise OrdersearchError(f"{path}: is a folder, not a codec file") from None
+    except ValueError as e:
+        raise OrdersearchError(f"{path}: {e}") from None
+    try:
+        blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception:  # torch raises many types for files that are not its own
+        blob = None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise OrdersearchError(f"{path}: not a codec file of `ordersearch codec train`")
+    try:
+        base = BaseCodec(BaseCodecConfig(**blob["base_config"]))
+        base.load_state_dict({k: v.float() for k, v in blob["base"].items()})
+        base.eval()
+        state = {k: v.float() if v.is_floating_point() else v for k, v in blob["context"].items()}
+        if blob["schedule"] == SERIAL:
+            context = context_model(SERIAL, base.config, int(blob["kernel"]))
+            context.load_state_dict(state)
+            codec: MultistageCodec = SerialCodec(context.eval(), base)
+        else:
+            schedule = Schedule.from_grid(json.loads(blob["schedule"]))
+            context = context_model(schedule, base.config, int(blob["kernel"]))
+            context.load_state_dict(fitted_state(state, schedule))
+            codec = MultistageCodec(schedule, context.eval(), base)
+        info = json.loads(blob["info"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise OrdersearchError(f"{path}: a damaged codec file ({' '.join(str(e).split())[:200]})") from None
+    return codec, info

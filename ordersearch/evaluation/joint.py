@@ -1,0 +1,126 @@
+"""Fine-tuning the whole codec (transforms, hyperprior, context model) with a schedule, end to end.
+
+``fine_tune`` trains a ``models.joint.JointModel`` on random crops of train
+photos (uniform noise for the rates, rounding straight through for the
+context and the synthesis) with the loop of ``training``: AdamW with a
+cosine decay (the context model at its own learning rate), early stopping
+on fixed centre crops of the val photos with real rounding (what the
+encoder would spend), checkpoints from which an interrupted fine-tuning
+continues and ends where it would have. The base transforms start from the
+bundled codec (or another), the context model from given weights (else
+zero: the hyperprior alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import OrdersearchError
+from ..models.hyperprior import STRIDE, BaseCodec
+from ..models.joint import SERIAL, JointModel, context_model
+from ..models.multistage import fitted_state
+from ..schedule import Schedule
+from .training import Checkpoint, LoopConfig, train_loop
+
+__all__ = ["FineTuned", "JointConfig", "fine_tune"]
+
+
+@dataclass(frozen=True)
+class JointConfig:
+    """Protocol of a fine-tuning: operating point, step cap, optimiser, crops, early stopping."""
+
+    lmbda: float = 0.0067  # the bundled codec's operating point (about 0.3 bpp)
+    max_steps: int = 6000
+    lr: float = 1e-4  # of the base codec's transforms: a fine-tuning, not a training from scratch
+    context_lr: float = 1e-3  # of the context model, which may start from zero (the dedicated protocol's rate)
+    batch: int = 8
+    crop: int = 128
+    eval_every: int = 250
+    patience: int = 4
+    val_crop: int = 256
+    seed: int = 0
+    max_seconds: float | None = None
+
+
+def _crops(photos: list[torch.Tensor], size: int, count: int, rng: np.random.Generator) -> torch.Tensor:
+    out = []
+    for i in rng.integers(len(photos), size=count):
+        p = photos[i]
+        y0, x0 = rng.integers(p.shape[1] - size + 1), rng.integers(p.shape[2] - size + 1)
+        crop = p[:, y0:y0 + size, x0:x0 + size]
+        out.append(crop.flip(-1) if rng.random() < 0.5 else crop)
+    return torch.stack(out).float().div(255)
+
+
+def _centre(photo: torch.Tensor, size: int) -> torch.Tensor:
+    h = min(size, photo.shape[1] // STRIDE * STRIDE)
+    w = min(size, photo.shape[2] // STRIDE * STRIDE)
+    r, c = (photo.shape[1] - h) // 2, (photo.shape[2] - w) // 2
+    return photo[None, :, r:r + h, c:c + w].float().div(255)
+
+
+@dataclass
+class FineTuned:
+    """A fine-tuned codec and how its training went."""
+
+    model: JointModel
+    steps: int
+    best_step: int
+    curve: list[tuple[int, float, float]]  # (step, mean train loss, val loss)
+    hit_cap: bool
+
+
+def fine_tune(schedule: Schedule | str, train: list[np.ndarray], val: list[np.ndarray], config: JointConfig,
+              device: torch.device | str = "cpu", base: BaseCodec | None = None,
+              context_state: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None,
+              progress: bool = False, checkpoint_every: float = 60.0) -> FineTuned:
+    """Fine-tune base codec and context model of ``schedule`` jointly on RGB uint8 photos (H, W, 3).
+
+    ``base``: where the transforms start (default: the bundled codec);
+    ``context_state``: where the context model starts (default: zero, the
+    hyperprior alone). ``checkpoint``: a file the training keeps its state in,
+    so an interrupted fine-tuning continues where it stopped (saved at most
+    ``checkpoint_every`` seconds apart) and ends where it would have.
+    """
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    c = config.crop
+    if c % STRIDE:
+        raise OrdersearchError(f"crop {c}: must be a multiple of {STRIDE}")
+    tensors = [torch.from_numpy(np.array(p)).permute(2, 0, 1).to(device) for p in train]
+    tensors = [t for t in tensors if min(t.shape[1:]) >= c]
+    if not tensors:
+        raise OrdersearchError(f"no train photo is at least {c}x{c} pixels (the training crop)")
+    vals = [_centre(torch.from_numpy(np.array(p)).permute(2, 0, 1), config.val_crop).to(device)
+            for p in val if min(p.shape[:2]) >= STRIDE]
+    if not vals:
+        raise OrdersearchError(f"no val photo is at least {STRIDE}x{STRIDE} pixels")
+    base = base if base is not None else BaseCodec.load()
+    context = context_model(schedule, base.config)
+    if context_state is not None:
+        context.load_state_dict(context_state if schedule == SERIAL else fitted_state(context_state, schedule))
+    model = JointModel(base, context, config.context_lr / config.lr).to(device).train()
+
+    noise = torch.Generator(device)
+
+    def batch_loss() -> torch.Tensor:
+        # the noise is seeded from the crop stream, the one the checkpoint keeps: a resumed run draws the same
+        noise.manual_seed(int(rng.integers(2**62)))
+        return model.loss(_crops(tensors, c, config.batch, rng), config.lmbda, generator=noise)[0]
+
+    def validate() -> float:
+        return float(np.mean([model.loss(v, config.lmbda, noise=False)[0].item() for v in vals]))
+
+    loop = LoopConfig(config.lr, 0.0, config.max_steps, config.eval_every, config.patience, config.max_seconds)
+    ck = None if checkpoint is None else Checkpoint(Path(checkpoint), checkpoint_every)
+    trained = train_loop(model, batch_loss, validate, loop, progress, "fine-tune", [rng], ck)
+    if ck is not None:
+        ck.clear()
+    model = trained.model.cpu().eval()
+    return FineTuned(model, trained.steps, trained.best_step, trained.curve,
+                     hit_cap=trained.steps >= config.max_steps and trained.best_step >= trained.steps - config.eval_every)

@@ -1,0 +1,165 @@
+"""Codec-level truth: joint fine-tuning, codec files, real rate-distortion points and BD-rate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from ordersearch import Schedule, save_schedule
+from ordersearch.cli import main
+from ordersearch.codec.codec_file import load_codec, save_codec
+from ordersearch.evaluation.joint import JointConfig, fine_tune
+from ordersearch.models.joint import SERIAL
+from ordersearch.codec.rd import bd_rate, bd_rate_table
+
+from test_codec import image
+
+TRAIN = [image(128, 128, seed=i) for i in range(4)]
+VAL = [image(64, 128, seed=9)]
+TINY = JointConfig(max_steps=30, batch=2, crop=64, eval_every=10, lr=1e-3)
+
+
+def _rate(model, photo: np.ndarray, lmbda: float) -> tuple[float, float]:
+    x = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        return model.loss(x, lmbda, noise=False)[1:]
+
+
+def test_lambda_trades_rate_for_distortion_and_the_codec_file_compresses(tmp_path):
+    torch.set_num_threads(1)
+    schedule = Schedule.named("checkerboard", 2)
+    low = fine_tune(schedule, TRAIN, VAL, JointConfig(**{**TINY.__dict__, "lmbda": 0.0005}))
+    high = fine_tune(schedule, TRAIN, VAL, JointConfig(**{**TINY.__dict__, "lmbda": 0.05}))
+    assert _rate(high.model, VAL[0], 0.05)[0] > _rate(low.model, VAL[0], 0.0005)[0]  # more lambda, more bits
+    assert low.curve[-1][2] < low.curve[0][2] and low.steps == 30
+    # the file carries the trained transforms (float16); decoding is exact
+    save_codec(tmp_path / "c.pt", schedule, low.model, {"label": "cb", "lmbda": 0.0005})
+    codec, info = load_codec(tmp_path / "c.pt")
+    assert info == {"label": "cb", "lmbda": 0.0005} and codec.schedule == schedule
+    x = torch.from_numpy(TRAIN[0].copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        assert torch.allclose(codec.base.g_a(x.double()).float(), low.model.base.g_a(x), atol=0.05)
+    photo = image(64, 96, seed=3)
+    assert np.array_equal(codec.decompress(codec.compress(photo)), codec.reconstruct(photo))
+
+
+def test_serial_and_single_fine_tune_and_round_trip(tmp_path):
+    torch.set_num_threads(1)
+    config = JointConfig(**{**TINY.__dict__, "max_steps": 4, "eval_every": 2})
+    for schedule in (SERIAL, Schedule.named("single", 2)):
+        tuned = fine_tune(schedule, TRAIN, VAL, config)
+        save_codec(tmp_path / "c.pt", schedule, tuned.model)
+        codec, _ = load_codec(tmp_path / "c.pt")
+        photo = image(64, 64, seed=4)
+        assert np.array_equal(codec.decompress(codec.compress(photo)), codec.reconstruct(photo))
+
+
+def test_an_interrupted_fine_tuning_resumes_and_ends_where_it_would_have(tmp_path):
+    """Killed after its first checkpoint, started again: the same weights as one uninterrupted run."""
+    script = textwrap.dedent(f"""
+        import sys, time, torch
+        sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
+        torch.set_num_threads(1)
+        from test_joint import TRAIN, VAL, TINY
+        from ordersearch import Schedule
+        from ordersearch.evaluation.joint import JointConfig, fine_tune
+        config = JointConfig(**{{**TINY.__dict__, "max_steps": 12, "eval_every": 4}})
+        tuned = fine_tune(Schedule.named("checkerboard", 2), TRAIN, VAL, config, checkpoint=sys.argv[1],
+                          checkpoint_every=0.0 if sys.argv[3] == "often" else 1e9)
+        torch.save(tuned.model.state_dict(), sys.argv[2])
+    """)
+    (tmp_path / "ft.py").write_text(script)
+    ck = tmp_path / "ft.partial"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "ft.py"), str(ck), str(tmp_path / "a.pt"), "often"])
+    import time
+
+    deadline = time.time() + 120
+    while not ck.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert ck.exists() and not (tmp_path / "a.pt").exists()
+    assert subprocess.run([sys.executable, str(tmp_path / "ft.py"), str(ck), str(tmp_path / "a.pt"), "often"]
+                          ).returncode == 0
+    assert not ck.exists()  # a finished fine-tuning leaves no checkpoint behind
+    assert subprocess.run([sys.executable, str(tmp_path / "ft.py"), str(tmp_path / "other"), str(tmp_path / "b.pt"),
+                           "never"]).returncode == 0
+    a, b = torch.load(tmp_path / "a.pt"), torch.load(tmp_path / "b.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bd_rate_against_independent_cubic_and_exact_cases():
+    # the package's README example (ffmpeg libx265 presets); VCEG-M33's cubic fit, done here by hand
+    ra, pa = [9487.76, 4593.60, 2486.44, 1358.24], [40.037, 38.615, 36.845, 34.851]
+    rt, pt = [9787.80, 4469.00, 2451.52, 1356.24], [40.121, 38.651, 36.970, 34.987]
+    fa, ft = np.polyfit(pa, np.log(ra), 3), np.polyfit(pt, np.log(rt), 3)
+    lo, hi = max(min(pa), min(pt)), min(max(pa), max(pt))
+    ia, it = np.polyint(fa), np.polyint(ft)
+    cubic = (np.exp(((np.polyval(it, hi) - np.polyval(it, lo)) - (np.polyval(ia, hi) - np.polyval(ia, lo)))
+                    / (hi - lo)) - 1) * 100
+    assert bd_rate((ra, pa), (rt, pt)) == pytest.approx(cubic, abs=0.05)  # PCHIP and cubic agree here
+    assert bd_rate((ra, pa), ([0.9 * r for r in ra], pa)) == pytest.approx(-10.0, abs=1e-9)
+    assert bd_rate((ra, pa), (ra, pa)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bd_rate_table_bootstrap_covers_a_known_saving():
+    """Test photos where the test codec spends 5% fewer bits at equal PSNR, plus per-photo noise."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for image_index in range(12):
+        spread = rng.normal(0, 0.05)
+        for lmbda, bpp, psnr in ((0.002, 0.15, 28.0), (0.004, 0.25, 29.5), (0.008, 0.4, 31.0), (0.016, 0.65, 32.5)):
+            base = bpp * np.exp(spread)
+            noise = rng.normal(0, 0.01)
+            rows.append({"label": "serial", "lmbda": lmbda, "image": f"i{image_index}", "bpp": base,
+                         "psnr": psnr + spread})
+            rows.append({"label": "lin2023", "lmbda": lmbda, "image": f"i{image_index}",
+                         "bpp": 0.95 * base * np.exp(noise), "psnr": psnr + spread})
+    table = bd_rate_table(pd.DataFrame(rows), ["serial"], resamples=300)
+    row = table.set_index("label").loc["lin2023"]
+    assert row.low < -5.0 < row.high and row.high - row.low < 3 and abs(row.bd_rate + 5) < 1.5
+    assert row.photos == 12 and row.operating_points == 4 and row.undefined_resamples == 0
+
+
+def test_codec_commands_from_schedule_file_to_bd_rate_table(tmp_path, capsys):
+    torch.set_num_threads(1)
+    photos = tmp_path / "photos"
+    for split, count in (("train", 3), ("val", 1), ("test", 2)):
+        (photos / split).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(image(128, 128, seed=10 * len(split) + i)).save(photos / split / f"{i}.png")
+    cb = save_schedule(Schedule.named("checkerboard", 2), tmp_path / "checkerboard.json")
+    common = ["--photos", str(photos), "--max-steps", "2", "--batch", "1", "--crop", "64", "--quiet"]
+    for lmbda in ("0.002", "0.02"):
+        assert main(["codec", "train", "--schedule", str(cb), "--lmbda", lmbda, "--out",
+                     str(tmp_path / f"cb{lmbda}.pt"), *common]) == 0
+        assert main(["codec", "train", "--serial", "--lmbda", lmbda, "--out", str(tmp_path / f"s{lmbda}.pt"),
+                     *common]) == 0
+    assert "2 steps" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.partial"))
+    assert main(["codec", "eval", *map(str, sorted(tmp_path.glob("*.pt"))), "--photos", str(photos), "--out",
+                 str(tmp_path / "rd"), "--resamples", "20", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    points = pd.read_csv(tmp_path / "rd" / "points.csv")
+    assert set(points.label) == {"checkerboard", "serial"} and len(points) == 8 and points.exact.all()
+    assert (points.bpp > 0).all() and (points.psnr > 10).all()
+    bd = pd.read_csv(tmp_path / "rd" / "bd_rate.csv")
+    assert set(zip(bd.label, bd.reference)) == {("checkerboard", "serial"), ("serial", "checkerboard")}
+    assert "checkerboard vs serial" in out
+    assert main(["plot", str(tmp_path / "rd")]) == 0 and (tmp_path / "rd" / "figures" / "rd.png").stat().st_size > 0
+    # bad input: one line, non-zero, nothing written
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert main(["codec", "eval", str(tmp_path / "junk.pt"), "--photos", str(photos), "--out",
+                 str(tmp_path / "rd2")]) == 2
+    err = capsys.readouterr().err
+    assert "not a codec file" in err and err.count("\n") == 1 and not (tmp_path / "rd2").exists()
+    assert main(["codec", "train", "--serial", "--out", str(tmp_path / "x.pt"), "--photos",
+                 str(tmp_path / "nowhere")]) == 2
+    assert "not a folder of photos" in capsys.readouterr().err
