@@ -305,3 +305,27 @@ def test_bad_weights_files_are_one_line_errors(tmp_path, capsys):
                      "--weights", str(tmp_path / name)])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and name in err, (name, err)
+
+
+def test_the_committed_best_schedules_compress_out_of_the_box(tmp_path, capsys):
+    """A fresh clone: results/patch*/best.json find their shipped weights; a held-out photo round-trips."""
+    from pathlib import Path
+
+    import matplotlib.cbook
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:  # a test-split photo of the built-in set
+        photo = np.asarray(Image.open(f).convert("RGB"))[:192, :256]
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    for name in ("patch2/best.json", "patch4/best.json", "patch2/schedules/checkerboard.json"):
+        spath = root / "results" / name
+        assert spath.with_name(spath.stem + ".weights.pt").is_file(), name
+        assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.osc"), "--schedule", str(spath)]) == 0
+        assert main(["decode", str(tmp_path / "x.osc"), str(tmp_path / "out.png"), "--schedule", str(spath)]) == 0
+        out = capsys.readouterr().out
+        bpp = float(out.split(" bpp")[0].rsplit(" ", 1)[1])
+        assert 0.05 < bpp < 1.5, out
+        decoded = np.asarray(Image.open(tmp_path / "out.png"))
+        mse = np.mean((decoded.astype(float) - photo) ** 2)
+        assert 10 * np.log10(255**2 / mse) > 25  # a trained codec's reconstruction, not noise

@@ -45,8 +45,16 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     first_seconds = time.time() - start
     table = capsys.readouterr().out
     folder = out / "patch2"
-    for name in ("best.json", "evaluations.csv", "costs.csv", "pareto.csv", "trace.csv", "summary.md", "optuna.db"):
+    for name in ("best.json", "evaluations.csv", "costs.csv", "pareto.csv", "trace.csv", "summary.md", "optuna.db",
+                 "checks.csv"):
         assert (folder / name).is_file(), name
+    # consistency checks: per-position bits add up; single and checkerboard were also trained at 4x4 (one seed:
+    # their comparisons cannot be tested, and say so rather than pass)
+    checks = pd.read_csv(folder / "checks.csv").set_index("check")
+    assert checks.status["per-position bits sum to the total"] == "passed"
+    assert checks.status["single at 2x2 = single at 4x4"] == "untestable"
+    assert checks.status["checkerboard at 2x2 = checkerboard at 4x4"] == "untestable"
+    assert "Consistency checks: none of 3 failed." in (folder / "summary.md").read_text()
     best, meta = load_schedule(folder / "best.json")
     evals = pd.read_csv(folder / "evaluations.csv")
     assert meta.metrics["estimator"] == "dedicated"
@@ -304,6 +312,9 @@ def test_on_a_gaussian_field_the_analytic_optimum_is_in_the_best_set(tmp_path):
     analytic = {p.stem: oracle.schedule_rate(load_schedule(p)[0]) for p in (folder / "schedules").glob("*.json")}
     optimum = min(analytic.values())
     assert any(analytic[label] <= optimum + 1e-9 for label in meta.metrics["best_set"]), (meta.metrics, analytic)
+    checks = pd.read_csv(folder / "checks.csv").set_index("check").status
+    assert checks["per-position bits sum to the total"] == "passed"
+    assert checks["single at 2x2 = single at 4x4"] == "passed"  # one bias per position cannot matter
     leader = meta.name.split("(")[1].rstrip(")")
     assert "How far the search can be trusted: over the verified orders of this run" in (
         folder / "summary.md").read_text()

@@ -10,6 +10,7 @@
     costs.csv            the cheap estimator's f(C) of every context set
     pareto.csv           best grouped schedule for every step budget, and the named schedules
     trace.csv            every scorer call and scored schedule of every strategy
+    checks.csv           the consistency checks (``run.checks``): passed, failed or untestable
     summary.md           the report
     search.md            what ``ordersearch search`` (the cheap phases only) found
     figures/             what ``ordersearch plot`` draws
@@ -52,6 +53,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "costs.csv": ("code", "context", "decoded_neighbours", "bits_per_latent"),
     "pareto.csv": ("kind", "label", "stages", "budget", "bits_per_latent", "grid"),
     "trace.csv": ("strategy", "index", "kind", "subject", "rate", "seconds", "best"),
+    "checks.csv": ("check", "status", "difference", "low", "high", "detail"),
 }
 
 

@@ -22,7 +22,7 @@ import io
 import json
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ from ..search import DP, Budget, SearchResult, TableScorer, make_strategy, paret
 from ..search.base import grid_text
 from ..search.pareto import ParetoPoint
 from . import folder as files
+from .checks import Check, check_schedules, consistency_checks
 from .config import CONTROL, RunConfig
 from .progress import RunProgress
 from .summary import summary
@@ -57,6 +58,7 @@ class RunResult:
     data: str
     #: over the verified orders (permutations) of this run: (cheap vs dedicated, seed vs seed) pair sign agreement
     trust: tuple[float, float] = (float("nan"), float("nan"))
+    checks: list[Check] = field(default_factory=list)
 
 
 def _unique(labelled: list[tuple[str, Schedule]]) -> dict[str, Schedule]:
@@ -225,6 +227,18 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     verified = verify(candidates, evaluator, config.seeds, config.max_seeds, report=shown.finished)
     timings["verification"] = time.time() - start
     say(f"[4/4] verification done in {timings['verification']:.0f} s: leader {verified.winner}")
+    start = time.time()
+    extra = check_schedules(n)
+    say(f"consistency checks: {', '.join(extra)} x {config.seeds} seeds")
+    pairs = [(label, seed) for seed in range(config.seeds) for label in extra]
+    found: dict[str, list] = {label: [] for label in extra}
+    for (label, _), ev in zip(pairs, evaluator.evaluate_many([(extra[k], s) for k, s in pairs])):
+        found[label].append(ev)
+    checks = consistency_checks(verified, found, n, splits.test, config.train.score_border)
+    timings["consistency checks"] = time.time() - start
+    failed = [c.name for c in checks if c.status == "failed"]
+    say(f"consistency checks: {len(checks) - len(failed)} of {len(checks)} not failed"
+        + (f"; FAILED: {'; '.join(failed)}" if failed else ""))
     fidelity = agreement([verified.mean(k) for k in candidates], [cheap[k] for k in candidates])
     orders = [k for k, s in candidates.items() if s.is_permutation and s.patch == n]
     per_seed: dict[int, dict[str, float]] = {}
@@ -233,7 +247,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
             per_seed.setdefault(e.seed, {})[k] = e.bits_per_latent
     trust = order_agreement({k: cheap[k] for k in orders}, per_seed)
     result = RunResult(config, results, front, verified, candidates, cheap, fidelity, timings, evaluator.data,
-                       trust)
+                       trust, checks)
     write_outputs(result, table, splits, command)
     # what encode / decode load for best.json, so the run folder compresses without its (git-ignored) store
     winner = verified.evaluations[verified.winner]
@@ -359,6 +373,9 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
         {"schedule": label, "seed": e.seed, "split": split, "image": i, "bits": b, "latents": k}
         for label, evs in v.evaluations.items() for e in evs for split in ("val", "test")
         for i, (b, k) in enumerate(zip(*e.split_bits(split)))])
+    files.write_table(folder, "checks.csv", [
+        {"check": k.name, "status": k.status, "difference": k.difference, "low": k.low, "high": k.high,
+         "detail": k.detail} for k in r.checks])
     _write_search_tables(folder, c, Cheap(table, None, r.results, r.front, r.timings))
     atomic_write(folder / files.SUMMARY, summary(r, splits, command).encode())
 

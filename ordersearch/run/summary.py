@@ -21,6 +21,7 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
              f"Data: {splits.train.name} (fingerprint {r.data}); train {len(splits.train)} / val {len(splits.val)} / "
              f"test {len(splits.test)} entries; rates are bits per latent element of y; choices on val, reported numbers on test. "
              f"Machine: {os.cpu_count()} CPU cores, device {c.device}.", "",
+             *_checks(r),
              "## Verified (dedicated training)", "",
              f"Each candidate trained with {c.seeds} seed(s), more (up to {c.max_seeds}) for candidates "
              f"indistinguishable from the leader; {c.train.max_steps} steps max, early stopping on val. "
@@ -53,6 +54,17 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
               f"evaluation store (their training time is not in these numbers).", ""]
     lines += [f"- {k}: {t:.1f}" for k, t in r.timings.items()]
     return "\n".join(lines) + "\n"
+
+
+def _checks(r: RunResult) -> list[str]:
+    """The consistency checks: at the top, loudly, when one failed (``run.checks``)."""
+    if not r.checks:
+        return []
+    failed = [c for c in r.checks if c.status == "failed"]
+    head = (f"**Consistency checks failed ({len(failed)} of {len(r.checks)})**: the protocol carries a bias as large "
+            "as these differences; read every verdict below with it in mind." if failed else
+            f"Consistency checks: none of {len(r.checks)} failed.")
+    return [head, "", *[f"- {c.name}: **{c.status}** ({c.detail})" for c in r.checks], ""]
 
 
 def trust_line(r: RunResult) -> str:
