@@ -106,7 +106,12 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     assert "How far the search can be trusted: not measurable here" in summary and "trusted" in table
     assert "leader" in table.splitlines()[2]
     per_image = pd.read_csv(folder / "per_image.csv")
-    assert set(per_image.split) == {"val", "test"} and set(per_image.schedule) == set(evals.schedule)
+    assert set(per_image.split) == {"val", "test", "test-edge"} and set(per_image.schedule) == set(evals.schedule)
+    # edges apart: the edge is part of every test image, and the report compares the interior alone
+    edge = per_image[per_image.split == "test-edge"].set_index(["schedule", "seed", "image"])
+    whole = per_image[per_image.split == "test"].set_index(["schedule", "seed", "image"])
+    assert ((edge.latents > 0) & (edge.latents < whole.latents.loc[edge.index])).all()
+    assert "## Edges" in summary and "verdict on the interior" in summary
     test_rows = per_image[per_image.split == "test"]
     rates = test_rows.groupby(["schedule", "seed"]).apply(lambda g: g.bits.sum() / g.latents.sum(),
                                                           include_groups=False)
@@ -118,6 +123,7 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
 
     again = conclude({}, read_evaluations(folder))
     assert again.winner in best_name(meta)
+    assert all(e.rate("test-interior") > 0 for group in again.evaluations.values() for e in group)
     for path in (folder / "schedules").glob("*.json"):
         vs = load_schedule(path)[1].metrics.get("vs_best")
         if vs:

@@ -76,18 +76,27 @@ class OnDevice:
 
 
 def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -> dict:
-    """Test-split bits: total, per image, per patch position, per stage, bpp (whole images only); val per image."""
+    """Test-split bits: total, per image (and of its edge: the latents within kernel // 2 of the border), per patch
+    position, per stage, bpp (whole images only); val per image."""
     test = OnDevice(splits.test, next(model.parameters()).device)
     n = schedule.patch
     if border % n:
         raise OrdersearchError(f"score_border {border} must be a multiple of the patch size {n}")
     pos_bits, pos_count = np.zeros((n, n)), np.zeros((n, n))
-    image_bits_, image_elements = [], []
+    image_bits_, image_elements, edge_bits, edge_elements = [], [], [], []
+    reach = getattr(getattr(model, "config", None), "kernel", 5) // 2
     with torch.no_grad():
         for i in range(len(test.y)):
             b = test.bits_map(model, i, border).sum(dim=0).cpu().numpy()  # (H, W), summed over channels
             image_bits_.append(float(b.sum()))
             image_elements.append(int(b.size * test.y[i].shape[0]))
+            # the edge: latents whose context window reaches past the latent (zeros there); none if border scores
+            # only the inside
+            edge = np.ones(b.shape, dtype=bool) if not border else np.zeros(b.shape, dtype=bool)
+            if not border:
+                edge[reach:b.shape[0] - reach, reach:b.shape[1] - reach] = False
+            edge_bits.append(float(b[edge].sum()))
+            edge_elements.append(int(edge.sum() * test.y[i].shape[0]))
             for r in range(n):
                 for c in range(n):
                     pos_bits[r, c] += b[r::n, c::n].sum()
@@ -104,5 +113,5 @@ def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -
         "image_bits": image_bits_, "image_elements": image_elements,
         "per_position": per_position.tolist(), "per_stage": per_stage,
         "val_bits_per_latent": sum(val_bits) / sum(val_elements), "val_image_bits": val_bits,
-        "val_image_elements": val_elements,
+        "val_image_elements": val_elements, "edge_image_bits": edge_bits, "edge_image_elements": edge_elements,
     }

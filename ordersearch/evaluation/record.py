@@ -38,6 +38,10 @@ class Evaluation:
     val_bits_per_latent: float | None = None
     val_image_bits: list[float] | None = None
     val_image_elements: list[int] | None = None
+    #: of each test image, the bits and latents of its edge (within kernel // 2 of the latent's border, where the
+    #: context window reads zeros); None in evaluations stored before they were measured
+    edge_image_bits: list[float] | None = None
+    edge_image_elements: list[int] | None = None
     model: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -45,11 +49,17 @@ class Evaluation:
         return None if self.stages is None else Schedule.from_grid(self.stages)
 
     def split_bits(self, split: str) -> tuple[list[float], list[int]]:
-        """(bits, latent elements) of every image of the ``test`` or ``val`` split."""
+        """(bits, latent elements) of every image of the ``test`` or ``val`` split, or of the test images'
+        ``test-interior`` or ``test-edge`` (see ``edge_image_bits``)."""
         if split == "test":
             return self.image_bits, self.image_elements
         if split == "val" and self.val_image_bits is not None:
             return self.val_image_bits, self.val_image_elements
+        if split == "test-edge" and self.edge_image_bits is not None:
+            return self.edge_image_bits, self.edge_image_elements
+        if split == "test-interior" and self.edge_image_bits is not None:
+            return ([a - b for a, b in zip(self.image_bits, self.edge_image_bits)],
+                    [a - b for a, b in zip(self.image_elements, self.edge_image_elements)])
         raise ValueError(f"this evaluation has no per-image bits of the {split!r} split")
 
     def rate(self, split: str = "test") -> float:

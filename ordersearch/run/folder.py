@@ -6,7 +6,8 @@
     best.weights.pt      its trained context model (seed 0, float16): what ``encode`` and ``decode`` load
     schedules/<l>.json   every verified candidate (metrics: per-position bits, vs best)
     evaluations.csv      one row per (candidate, seed): dedicated test rate
-    per_image.csv        bits of every val and test image, per candidate and seed: every interval re-derives
+    per_image.csv        bits of every val and test image (and of each test image's edge, split test-edge), per
+                         candidate and seed: every interval re-derives
     costs.csv            the cheap estimator's f(C) of every context set
     pareto.csv           best grouped schedule for every step budget, and the named schedules
     trace.csv            every scorer call and scored schedule of every strategy
@@ -98,13 +99,15 @@ def read_evaluations(folder: Path) -> dict[str, list]:
     data = load_schedule(best)[1].provenance.get("data", "") if best.is_file() else str(Path(folder).resolve())
     out: dict[str, list[Evaluation]] = {}
     for (label, seed), part in frame.groupby(["schedule", "seed"], sort=False):
-        test, val = (part[part.split == s].sort_values("image") for s in ("test", "val"))
+        test, val, edge = (part[part.split == s].sort_values("image") for s in ("test", "val", "test-edge"))
         bits = test.bits.tolist()
         out.setdefault(label, []).append(Evaluation(
             "dedicated", 0, None, None, int(seed), sum(bits) / test.latents.sum(), None, bits,
             test.latents.astype(int).tolist(), [], [], [], 0, 0, 0.0, {}, data,
             val_bits_per_latent=val.bits.sum() / val.latents.sum(), val_image_bits=val.bits.tolist(),
-            val_image_elements=val.latents.astype(int).tolist()))
+            val_image_elements=val.latents.astype(int).tolist(),
+            edge_image_bits=edge.bits.tolist() if len(edge) else None,
+            edge_image_elements=edge.latents.astype(int).tolist() if len(edge) else None))
     return out
 
 

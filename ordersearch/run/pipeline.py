@@ -371,7 +371,8 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
         for label, evs in v.evaluations.items() for e in evs])
     files.write_table(folder, "per_image.csv", [
         {"schedule": label, "seed": e.seed, "split": split, "image": i, "bits": b, "latents": k}
-        for label, evs in v.evaluations.items() for e in evs for split in ("val", "test")
+        for label, evs in v.evaluations.items() for e in evs
+        for split in ("val", "test", *(("test-edge",) if e.edge_image_bits is not None else ()))
         for i, (b, k) in enumerate(zip(*e.split_bits(split)))])
     files.write_table(folder, "checks.csv", [
         {"check": k.name, "status": k.status, "difference": k.difference, "low": k.low, "high": k.high,

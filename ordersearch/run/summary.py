@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+
+import numpy as np
 from typing import TYPE_CHECKING
 
 from ..data.latents import Splits
@@ -37,6 +39,7 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
         lines += [f"The seed budget ({c.max_seeds}) ran out with {len(v.unresolved)} candidate(s) unresolved: "
                   f"{', '.join(v.unresolved)}.", ""]
     lines += _order_matters(v)
+    lines += _edges(v)
     lines += ["## Search (cheap estimator: " + c.estimator + ")", "",
               "| strategy | rate (cheap) | scorer calls | schedule |", "|---|---|---|---|"]
     for name, res in r.results.items():  # its seconds are under Timings
@@ -101,6 +104,49 @@ def _order_matters(v) -> list[str]:
               "Not shown: the leader is indistinguishable from the negative controls (the cheap estimator's worst "
               "order and random orders), so on these data and at this budget the order does not measurably matter.")
     return lines + ["", answer, ""]
+
+
+def _edges(v) -> list[str]:
+    """Interior and edge rates apart, and the verdicts again on the interior alone (where edges cannot move them)."""
+    from ..evaluation.statistics import compare, pooled_seed_variance
+
+    evs = [e for group in v.evaluations.values() for e in group]
+    if not evs or any(e.edge_image_bits is None for e in evs):
+        return []  # evaluations stored before edges were measured
+    inner = np.asarray(evs[0].split_bits("test-interior")[1])
+    if (inner <= 0).any():
+        return ["## Edges", "", "Not reported: some test latents have no interior (every latent is within the "
+                "context window's reach of an edge).", ""]
+    total = np.sum(evs[0].image_elements)
+    others = [k for k in v.ranking() if k != v.winner]
+    pooled = pooled_seed_variance([(v.evaluations[v.winner], v.evaluations[k]) for k in others], "test-interior")
+    lines = ["## Edges", "",
+             f"The edge is every latent within the context window's reach of the latent's border "
+             f"({100 * (1 - inner.sum() / total):.1f}% of the test latents), where the window reads zeros and the "
+             "patch grid's alignment with the border matters; translation is an exact symmetry only inside. Rates "
+             "apart, and the comparison with the leader on the interior alone (paired, pooled seed variance, the "
+             "same correction):", "",
+             "| schedule | interior | edge | leader - this, interior | verdict on the interior | whole latent |",
+             "|---|---|---|---|---|---|"]
+    differ = []
+    for label in v.ranking():
+        group = v.evaluations[label]
+        interior = np.mean([e.rate("test-interior") for e in group])
+        edge = np.mean([e.rate("test-edge") for e in group])
+        if label == v.winner:
+            lines.append(f"| {label} | {interior:.4f} | {edge:.4f} | leader | | |")
+            continue
+        c = compare(v.evaluations[v.winner], group, 0.95, comparisons=len(others), pooled=pooled,
+                    split="test-interior")
+        whole = v.comparisons[label].verdict
+        if c.verdict != whole:
+            differ.append(label)
+        lines.append(f"| {label} | {interior:.4f} | {edge:.4f} | {c.difference:+.4f} [{c.low:+.4f}, {c.high:+.4f}] "
+                     f"| {c.verdict} | {whole} |")
+    lines += ["", ("The interior verdicts agree with the whole-latent ones." if not differ else
+                   f"On the interior alone the verdict differs for: {', '.join(differ)}: there the edges decide.")
+              + " (leader - this: positive means the leader spends more.)", ""]
+    return lines
 
 
 def terminal_table(r: RunResult) -> str:
