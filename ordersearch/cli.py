@@ -282,9 +282,8 @@ def _stages(codec, image: np.ndarray) -> int:
     """Sequential decoding stages of ``image`` (the serial model's grow with the latent)."""
     from .models.hyperprior import STRIDE
 
-    latent = STRIDE // 4  # four stride-2 transforms: 16 pixels per latent, padded to whole 64-pixel blocks
-    return codec.decoding_stages(-(-image.shape[0] // STRIDE) * (STRIDE // latent),
-                                 -(-image.shape[1] // STRIDE) * (STRIDE // latent))
+    per = STRIDE // 16  # latents per padded 64-pixel block: one latent per 16 pixels
+    return codec.decoding_stages(-(-image.shape[0] // STRIDE) * per, -(-image.shape[1] // STRIDE) * per)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -364,9 +363,9 @@ def cmd_codec_train(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from .codec.codec_file import load_codec, save_codec
+    from .data import photo_splits, read_image
     from .evaluation.joint import JointConfig, fine_tune
     from .models.joint import SERIAL
-    from .data import photo_splits, read_image
     from .run import stored_weights
 
     _check_output(args.out)

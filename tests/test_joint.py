@@ -137,9 +137,9 @@ def test_codec_commands_from_schedule_file_to_bd_rate_table(tmp_path, capsys):
             Image.fromarray(image(128, 128, seed=10 * len(split) + i)).save(photos / split / f"{i}.png")
     cb = save_schedule(Schedule.named("checkerboard", 2), tmp_path / "checkerboard.json")
     common = ["--photos", str(photos), "--max-steps", "2", "--batch", "1", "--crop", "64", "--quiet"]
-    for lmbda in ("0.002", "0.02"):
+    for lmbda, base in (("0.002", []), ("0.02", ["--base", str(tmp_path / "cb0.002.pt")])):  # or another point
         assert main(["codec", "train", "--schedule", str(cb), "--lmbda", lmbda, "--out",
-                     str(tmp_path / f"cb{lmbda}.pt"), *common]) == 0
+                     str(tmp_path / f"cb{lmbda}.pt"), *common, *base]) == 0
         assert main(["codec", "train", "--serial", "--lmbda", lmbda, "--out", str(tmp_path / f"s{lmbda}.pt"),
                      *common]) == 0
     assert "2 steps" in capsys.readouterr().out

@@ -100,7 +100,7 @@ def fine_tune(schedule: Schedule | str, train: list[np.ndarray], val: list[np.nd
             for p in val if min(p.shape[:2]) >= STRIDE]
     if not vals:
         raise OrdersearchError(f"no val photo is at least {STRIDE}x{STRIDE} pixels")
-    base = base if base is not None else BaseCodec.load()
+    base = (base if base is not None else BaseCodec.load()).float()  # a codec's base computes in float64
     context = context_model(schedule, base.config)
     if context_state is not None:
         context.load_state_dict(context_state if schedule == SERIAL else fitted_state(context_state, schedule))
