@@ -160,6 +160,19 @@ def test_codec_commands_from_schedule_file_to_bd_rate_table(tmp_path, capsys):
                  str(tmp_path / "rd2")]) == 2
     err = capsys.readouterr().err
     assert "not a codec file" in err and err.count("\n") == 1 and not (tmp_path / "rd2").exists()
+    # a forged codec file: widths that would allocate without bound, a schedule that is not one
+    import io
+
+    good = torch.load(tmp_path / "cb0.002.pt", weights_only=True)
+    for name, forged in (("wide.pt", {**good, "base_config": {"N": 10**6, "M": 64, "Nz": 64}}),
+                         ("grid.pt", {**good, "schedule": "[[0, 0], [7]]"}), ("keys.pt", {"format": good["format"]})):
+        buf = io.BytesIO()
+        torch.save(forged, buf)
+        (tmp_path / name).write_bytes(buf.getvalue())
+        assert main(["encode", str(photos / "test" / "0.png"), str(tmp_path / "y.osc"), "--codec",
+                     str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert "a damaged codec file" in err and err.count("\n") == 1, err
     assert main(["codec", "train", "--serial", "--out", str(tmp_path / "x.pt"), "--photos",
                  str(tmp_path / "nowhere")]) == 2
     assert "not a folder of photos" in capsys.readouterr().err

@@ -27,16 +27,19 @@ __all__ = ["FORMAT", "load_codec", "save_codec"]
 
 FORMAT = "ordersearch-codec/1"
 MAX_CODEC_BYTES = 1 << 30
+MAX_WIDTH = 1024  # of a base codec's transforms: a forged file cannot make the loader allocate without bound
+
+
+def _half(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu() for k, v in module.state_dict().items()}
 
 
 def save_codec(path: Path, schedule: Schedule | str, model: JointModel, info: dict | None = None) -> None:
     """One float16 file: schedule (or ``serial``), base codec and context model (``load_codec`` reads it)."""
-    half = lambda m: {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()  # noqa: E731
-                      for k, v in m.state_dict().items()}
     blob = {"format": FORMAT,
             "schedule": SERIAL if schedule == SERIAL else json.dumps(schedule.array().tolist()),
             "kernel": model.context.config.kernel, "base_config": asdict(model.base.config),
-            "base": half(model.base), "context": half(model.context), "info": json.dumps(info or {})}
+            "base": _half(model.base), "context": _half(model.context), "info": json.dumps(info or {})}
     buf = io.BytesIO()
     torch.save(blob, buf)
     atomic_write(path, buf.getvalue())
@@ -59,7 +62,10 @@ def load_codec(path: Path) -> tuple[MultistageCodec, dict]:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise OrdersearchError(f"{path}: not a codec file of `ordersearch codec train`")
     try:
-        base = BaseCodec(BaseCodecConfig(**blob["base_config"]))
+        widths = blob["base_config"]
+        if not isinstance(widths, dict) or not all(isinstance(v, int) and 1 <= v <= MAX_WIDTH for v in widths.values()):
+            raise ValueError(f"base codec widths {str(widths)[:80]}")
+        base = BaseCodec(BaseCodecConfig(**widths))
         base.load_state_dict({k: v.float() for k, v in blob["base"].items()})
         base.eval()
         state = {k: v.float() if v.is_floating_point() else v for k, v in blob["context"].items()}
@@ -73,6 +79,6 @@ def load_codec(path: Path) -> tuple[MultistageCodec, dict]:
             context.load_state_dict(fitted_state(state, schedule))
             codec = MultistageCodec(schedule, context.eval(), base)
         info = json.loads(blob["info"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, OrdersearchError) as e:
         raise OrdersearchError(f"{path}: a damaged codec file ({' '.join(str(e).split())[:200]})") from None
     return codec, info

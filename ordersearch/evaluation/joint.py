@@ -13,6 +13,7 @@ zero: the hyperprior alone).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,8 @@ def fine_tune(schedule: Schedule | str, train: list[np.ndarray], val: list[np.nd
             for p in val if min(p.shape[:2]) >= STRIDE]
     if not vals:
         raise OrdersearchError(f"no val photo is at least {STRIDE}x{STRIDE} pixels")
-    base = (base if base is not None else BaseCodec.load()).float()  # a codec's base computes in float64
+    # a copy: the caller's codec stays as it was (and a codec's base computes in float64)
+    base = copy.deepcopy(base).float() if base is not None else BaseCodec.load()
     context = context_model(schedule, base.config)
     if context_state is not None:
         context.load_state_dict(context_state if schedule == SERIAL else fitted_state(context_state, schedule))
@@ -122,5 +124,6 @@ def fine_tune(schedule: Schedule | str, train: list[np.ndarray], val: list[np.nd
     if ck is not None:
         ck.clear()
     model = trained.model.cpu().eval()
+    still_improving = trained.best_step >= trained.steps - config.eval_every
     return FineTuned(model, trained.steps, trained.best_step, trained.curve,
-                     hit_cap=trained.steps >= config.max_steps and trained.best_step >= trained.steps - config.eval_every)
+                     hit_cap=trained.steps >= config.max_steps and still_improving)
