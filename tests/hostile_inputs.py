@@ -1,7 +1,7 @@
 """Hostile inputs through the real command line, run by ``test_hostile.py`` in a subprocess under a memory limit.
 
 Each kind (schedule files, latent files, bitstreams forged with a valid
-checksum, paths) gets ``--examples`` hypothesis cases; every case is one
+checksum, codec and weights files, paths) gets ``--examples`` hypothesis cases; every case is one
 ``ordersearch`` command in this process, which must end with exit 0, or with
 exit 1 or 2 and exactly one line on stderr: never a traceback, never over
 ``--seconds``. The subprocess's address space is capped (``RLIMIT_AS``), so an
@@ -214,6 +214,82 @@ def bitstreams(work: Path, examples: int) -> None:
     assert (work / "out.png").is_file()
 
 
+# ---------------------------------------------------------------------------------------- model files
+def models(work: Path, examples: int) -> None:
+    """Forged codec files (``encode --codec``) and context-model weights (``--weights``, the sidecar)."""
+    import torch
+    from PIL import Image
+
+    from ordersearch import Schedule, save_schedule
+    from ordersearch.codec.codec_file import save_codec
+    from ordersearch.models import BaseCodec
+    from ordersearch.models.joint import JointModel, context_model
+
+    schedule = Schedule.named("checkerboard", 2)
+    spath = save_schedule(schedule, work / "cb.json")
+    torch.manual_seed(0)
+    base = BaseCodec.load()
+    context = context_model(schedule, base.config)
+    torch.nn.init.normal_(context.weight, std=0.02)
+    save_codec(work / "good.pt", schedule, JointModel(base, context))
+    codec_blob = torch.load(work / "good.pt", weights_only=True)
+    weights_blob = {k: v.clone() for k, v in context.state_dict().items()}
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).save(work / "picture.png")
+    good_bytes = (work / "good.pt").read_bytes()
+    tensors = st.one_of(
+        st.lists(st.integers(0, 6), max_size=5).map(lambda shape: torch.zeros(shape)),
+        st.sampled_from([torch.tensor(float("nan")), torch.full((3,), float("inf")), torch.zeros(2, dtype=torch.int64),
+                         torch.zeros(0)]))
+
+    def forge(blob: dict, nested: str | None, key: str, value) -> dict:
+        blob = dict(blob)
+        if nested is None:
+            blob[key] = value
+        else:
+            inner = dict(blob[nested])
+            name = sorted(inner)[hash(key) % len(inner)]
+            if value is None:
+                inner.pop(name)
+            elif isinstance(value, torch.Tensor) and value.numel() == 1 and value.isnan():
+                inner[name] = torch.full_like(inner[name], float("nan"))  # right shape, poisoned values
+            else:
+                inner[name] = value
+            blob[nested] = inner
+        return blob
+
+    def saved(blob) -> bytes:
+        buf = io.BytesIO()
+        torch.save(blob, buf)
+        return buf.getvalue()
+
+    codec_files = st.one_of(
+        st.builds(lambda k, v: saved(forge(codec_blob, None, k, v)), st.sampled_from(sorted(codec_blob)),
+                  json_values | tensors),
+        st.builds(lambda n, k, v: saved(forge(codec_blob, n, k, v)), st.sampled_from(["base", "context"]),
+                  st.text(max_size=4), st.none() | tensors),
+        st.tuples(st.integers(0, len(good_bytes) - 1), st.integers(0, 255)).map(lambda t: _flip(good_bytes, *t)),
+        st.integers(0, len(good_bytes)).map(lambda n: good_bytes[:n]),
+        st.binary(max_size=200))
+    weight_files = st.one_of(
+        st.builds(lambda k, v: saved(forge({"w": weights_blob}, "w", k, v)["w"]), st.text(max_size=4),
+                  st.none() | tensors),
+        st.builds(lambda v: saved(v), json_values),
+        st.binary(max_size=200))
+
+    @given(codec_files, weight_files)
+    def case(codec_bytes: bytes, weight_bytes: bytes) -> None:
+        (work / "c.pt").write_bytes(codec_bytes)
+        (work / "w.pt").write_bytes(weight_bytes)
+        check(["encode", str(work / "picture.png"), str(work / "out.osc"), "--codec", str(work / "c.pt")])
+        check(["encode", str(work / "picture.png"), str(work / "out.osc"), "--schedule", str(spath), "--weights",
+               str(work / "w.pt")])
+
+    run_cases(case, examples)
+    check(["encode", str(work / "picture.png"), str(work / "out.osc"), "--codec", str(work / "good.pt")])
+    assert (work / "out.osc").is_file()  # the genuine file still compresses
+
+
 # ---------------------------------------------------------------------------------------- paths
 def paths(work: Path, examples: int) -> None:
     schedule = work / "raster.json"
@@ -256,7 +332,7 @@ def paths(work: Path, examples: int) -> None:
     run_cases(case, examples)
 
 
-KINDS = {"schedules": schedules, "latents": latents, "bitstreams": bitstreams, "paths": paths}
+KINDS = {"schedules": schedules, "latents": latents, "bitstreams": bitstreams, "models": models, "paths": paths}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -36,7 +36,7 @@ def run_kind(kind: str, examples: int, work: Path) -> tuple[int, str, int]:
     return proc.returncode, output, int(peak[1]) * 1024 if peak else 0
 
 
-@pytest.mark.parametrize("kind", ["schedules", "latents", "bitstreams", "paths"])
+@pytest.mark.parametrize("kind", ["schedules", "latents", "bitstreams", "models", "paths"])
 def test_hostile_inputs_are_one_line_errors_in_bounded_memory(kind, tmp_path):
     code, output, peak = run_kind(kind, 200, tmp_path)
     assert code == 0, output[-4000:]
@@ -45,7 +45,7 @@ def test_hostile_inputs_are_one_line_errors_in_bounded_memory(kind, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["schedules", "latents", "bitstreams", "paths"])
+@pytest.mark.parametrize("kind", ["schedules", "latents", "bitstreams", "models", "paths"])
 def test_hostile_inputs_many(kind, tmp_path):
     code, output, peak = run_kind(kind, 2000, tmp_path)
     assert code == 0, output[-4000:]
