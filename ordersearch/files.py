@@ -56,7 +56,9 @@ def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
         if info.st_size > limit:
             raise ValueError(f"{info.st_size} bytes; at most {limit} are read")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
+            # read(n) allocates n bytes up front: ask for what fstat says is there (one more catches a file
+            # that grew meanwhile), not for the limit
+            data = f.read(min(limit, info.st_size) + 1)
     finally:
         os.close(fd)
     if len(data) > limit:

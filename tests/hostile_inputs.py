@@ -222,18 +222,19 @@ def models(work: Path, examples: int) -> None:
 
     from ordersearch import Schedule, save_schedule
     from ordersearch.codec.codec_file import save_codec
-    from ordersearch.models import BaseCodec
+    from ordersearch.models import BaseCodec, BaseCodecConfig, ModelConfig, MultistageContextModel
     from ordersearch.models.joint import JointModel, context_model
 
     schedule = Schedule.named("checkerboard", 2)
     spath = save_schedule(schedule, work / "cb.json")
     torch.manual_seed(0)
-    base = BaseCodec.load()
+    base = BaseCodec(BaseCodecConfig(N=8, M=8, Nz=8))  # a small genuine codec: forgeries of it stay small
     context = context_model(schedule, base.config)
     torch.nn.init.normal_(context.weight, std=0.02)
     save_codec(work / "good.pt", schedule, JointModel(base, context))
     codec_blob = torch.load(work / "good.pt", weights_only=True)
-    weights_blob = {k: v.clone() for k, v in context.state_dict().items()}
+    small = MultistageContextModel(schedule, 64, 64, ModelConfig(context_channels=2, hidden=8, prior_scale=True))
+    weights_blob = {k: v.clone() for k, v in small.state_dict().items()}  # the bundled codec's width, 2 features
     rng = np.random.default_rng(0)
     Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).save(work / "picture.png")
     good_bytes = (work / "good.pt").read_bytes()

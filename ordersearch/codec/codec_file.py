@@ -66,9 +66,13 @@ def load_codec(path: Path) -> tuple[MultistageCodec, dict]:
         if not isinstance(widths, dict) or not all(isinstance(v, int) and 1 <= v <= MAX_WIDTH for v in widths.values()):
             raise ValueError(f"base codec widths {str(widths)[:80]}")
         base = BaseCodec(BaseCodecConfig(**widths))
+        if not all(bool(torch.isfinite(v).all()) for v in blob["base"].values() if v.is_floating_point()):
+            raise ValueError("non-finite base codec weights")
         base.load_state_dict({k: v.float() for k, v in blob["base"].items()})
         base.eval()
         state = {k: v.float() if v.is_floating_point() else v for k, v in blob["context"].items()}
+        if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
+            raise ValueError("non-finite context model weights")
         if blob["schedule"] == SERIAL:
             context = context_model(SERIAL, base.config, int(blob["kernel"]))
             context.load_state_dict(state)
@@ -79,6 +83,6 @@ def load_codec(path: Path) -> tuple[MultistageCodec, dict]:
             context.load_state_dict(fitted_state(state, schedule))
             codec = MultistageCodec(schedule, context.eval(), base)
         info = json.loads(blob["info"])
-    except (KeyError, TypeError, ValueError, RuntimeError, OrdersearchError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OrdersearchError) as e:
         raise OrdersearchError(f"{path}: a damaged codec file ({' '.join(str(e).split())[:200]})") from None
     return codec, info

@@ -34,6 +34,8 @@ from ..schedule import Schedule
 from .bitstream import (MAX_PIXELS, CodecError, Header, decode_exactly, header_size, pack, quantize,
                         read_header, read_streams)
 
+MAX_RANGE = 2**16 - 1  # of |y| and |z| + 1: the header holds each range in 16 bits
+
 
 @dataclass
 class Encoded:
@@ -119,10 +121,17 @@ class MultistageCodec:
             raise OrdersearchError(f"the image's latent ({y.shape[2]}x{y.shape[3]}) is smaller than the "
                                    f"{self.schedule.patch}x{self.schedule.patch} patch")
         prior = self._prior(z)
+        if not (torch.isfinite(y).all() and torch.isfinite(z).all() and torch.isfinite(prior).all()):
+            raise CodecError("the codec's transforms give non-finite latents: its weights are broken")
         y_rng, z_rng = int(y.abs().max()) + 1, int(z.abs().max()) + 1
+        if max(y_rng, z_rng) > MAX_RANGE:
+            raise CodecError(f"latents up to {max(y_rng, z_rng) - 1} in magnitude: the bitstream holds at most "
+                             f"{MAX_RANGE - 1} (the codec's weights are not a trained codec's)")
         streams = []
         # z: one categorical per channel
         table = self._z_tables(z.shape[1], z_rng)
+        if not np.isfinite(table).all():
+            raise CodecError("the codec's z prior gives non-finite probabilities: its weights are broken")
         zs = (z[0].numpy().astype(np.int64) + z_rng).astype(np.int32)
         coder = constriction.stream.stack.AnsCoder()
         for c in reversed(range(len(table))):  # a stack: the last channel first, so channel 0 decodes first

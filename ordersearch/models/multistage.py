@@ -95,6 +95,10 @@ def fitted_state(state: dict[str, torch.Tensor], schedule: Schedule) -> dict[str
     The masks the weights carry say which schedule they belong to: weights
     of another schedule are an error here, not a codec that cannot decode.
     """
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise OrdersearchError(f"weights with non-finite values ({', '.join(sorted(bad)[:3])})")
     masks = state.get("masks")
     if not isinstance(masks, torch.Tensor) or masks.ndim != 5:
         raise OrdersearchError("not the weights of a multistage context model (no per-position masks)")
