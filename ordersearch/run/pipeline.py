@@ -255,6 +255,8 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
                                  min(e.seed for e in winner))
     if state is not None:
         files.save_weights(files.weights_file(folder / files.BEST), state)
+    else:  # never leave an earlier run's winner's weights beside this run's best.json
+        files.weights_file(folder / files.BEST).unlink(missing_ok=True)
     store.close()
     return result
 
