@@ -71,3 +71,18 @@ def peak_memory_bytes() -> int:
     parent's memory at fork time)."""
     with open("/proc/self/status") as f:
         return int(f.read().split("VmHWM:")[1].split()[0]) * 1024
+
+
+def read_input(path: str | os.PathLike, limit: int, what: str) -> bytes:
+    """``read_regular_file`` for a command's input file, every refusal one ``OrdersearchError`` naming ``path``
+    (``what``: the kind of file expected, for "is a folder, not a ...")."""
+    from .errors import OrdersearchError
+
+    try:
+        return read_regular_file(path, limit)
+    except FileNotFoundError:
+        raise OrdersearchError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise OrdersearchError(f"{path}: is a folder, not {what}") from None
+    except ValueError as e:
+        raise OrdersearchError(f"{path}: {e}") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import OrdersearchError
-from ..files import atomic_write, read_regular_file
+from ..files import atomic_write, read_input
 from ..models.hyperprior import BaseCodec, BaseCodecConfig
 from ..models.joint import SERIAL, JointModel, context_model
 from ..models.multistage import fitted_state
@@ -47,14 +47,7 @@ def save_codec(path: Path, schedule: Schedule | str, model: JointModel, info: di
 
 def load_codec(path: Path) -> tuple[MultistageCodec, dict]:
     """The codec of a codec file (multistage or serial) and the file's info, or one clear error."""
-    try:
-        raw = read_regular_file(path, MAX_CODEC_BYTES)
-    except FileNotFoundError:
-        raise OrdersearchError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise OrdersearchError(f"{path}: is a folder, not a codec file") from None
-    except ValueError as e:
-        raise OrdersearchError(f"{path}: {e}") from None
+    raw = read_input(path, MAX_CODEC_BYTES, "a codec file")
     try:
         blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception:  # torch raises many types for files that are not its own

@@ -202,16 +202,9 @@ def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """A weights file's state dict (float32), or one clear error: missing, not torch's, not tensors."""
-    from ..files import read_regular_file
+    from ..files import read_input
 
-    try:
-        raw = read_regular_file(path, MAX_WEIGHTS_BYTES)
-    except FileNotFoundError:
-        raise OrdersearchError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise OrdersearchError(f"{path}: is a folder, not a weights file") from None
-    except ValueError as e:
-        raise OrdersearchError(f"{path}: {e}") from None
+    raw = read_input(path, MAX_WEIGHTS_BYTES, "a weights file")
     try:
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for files that are not its own
