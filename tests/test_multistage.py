@@ -131,3 +131,49 @@ def test_prior_is_scale_convention():
     assert not prior_is_scale(3, [np.ones((2, 4, 4))])  # features, not one scale per channel
     assert not prior_is_scale(3, [np.ones((3, 4, 4)), -np.ones((3, 4, 4))])  # scales are positive
     assert not prior_is_scale(3, None)
+
+
+@st.composite
+def one_patch_schedules(draw):
+    """2-3 grouped schedules of one patch size (what a stack holds)."""
+    n = draw(st.sampled_from([1, 2, 3, 4]))
+    out = []
+    for _ in range(draw(st.integers(2, 3))):
+        s = draw(st.integers(1, n * n))
+        labels = list(range(s)) + draw(st.lists(st.integers(0, s - 1), min_size=n * n - s, max_size=n * n - s))
+        out.append(Schedule.from_grid(np.array(draw(st.permutations(labels))).reshape(n, n)))
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(one_patch_schedules(), st.sampled_from([3, 5]), st.sampled_from([1, 2]), st.integers(0, 3), st.integers(0, 2),
+       st.integers(0, 10_000), st.sampled_from(list(PRIORS)))
+def test_packed_models_give_the_dense_models_bits(schedules, kernel, mixture, extra, keep, seed, prior_kind):
+    """The CPU's training layout (decoded offsets only, one row per latent) computes the dense models' bits,
+    with and without a crop border and a score border, and hands the same weights back."""
+    from ordersearch.models import PackedContextModels, bits
+
+    torch.manual_seed(seed)
+    p, scale = PRIORS[prior_kind]
+    config = ModelConfig(kernel=kernel, mixture=mixture, prior_scale=scale)
+    models = [MultistageContextModel(s, 3, p, config).double() for s in schedules]
+    for m in models:
+        torch.nn.init.normal_(m.weight)
+        m.weight.data *= m.masks  # what training leaves in the dense weights: nothing outside the masks
+    packed = PackedContextModels(models)
+    k = len(models)
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(-4, 5, (k, 2, 3, 14, 15), generator=g).double()
+    prior = None if not p else 0.05 + torch.rand(k, 2, p, 14, 15, generator=g, dtype=torch.float64) * 3
+    border = 0 if not extra else kernel // 2 + extra - 1
+    with torch.no_grad():
+        got = packed.scored_bits(y, prior, border, keep)
+        for i, m in enumerate(models):
+            full = bits(m(y[i], None if prior is None else prior[i], border))
+            want = full[..., keep:full.shape[-2] - keep, keep:full.shape[-1] - keep].flatten()
+            assert got[i].shape == want.shape
+            assert torch.allclose(got[i].sort().values, want.sort().values, rtol=1e-9, atol=1e-12)
+    back = packed.unstacked([MultistageContextModel(s, 3, p, config).double() for s in schedules])
+    for a, b in zip(models, back):
+        assert torch.equal(a.state_dict()["weight"], b.state_dict()["weight"])
+        assert all(torch.equal(a.state_dict()[n], t) for n, t in b.state_dict().items())

@@ -59,8 +59,9 @@ class Evaluator:
         self.splits = as_splits(latents)
         self.config = config
         self.device = resolve_device(device)
-        #: models ``evaluate_many`` trains as one; default: many on a GPU, one on a CPU (where stacking
-        #: saves nothing: the step is arithmetic-bound, see benchmarks/bench_verify.py)
+        #: models ``evaluate_many`` trains as one; default: many on a GPU, one on a CPU (where a stack
+        #: saves nothing: the step is arithmetic-bound, and a stack keeps computing the models that
+        #: stopped early until its last one stops; see benchmarks/bench_verify.py)
         self.stack = stack or (STACK_CUDA if self.device.type == "cuda" else 1)
         self.store = store
         #: seconds between checkpoints of a training in progress (folder stores only): an interrupted
@@ -222,7 +223,10 @@ class Evaluator:
         start = time.time()
         if config.warm_steps > 0:
             self._load_warm_start(model, seed)
-        trained = train_dedicated(model, self.splits, config, seed, self.device, self.progress, label, checkpoint)
+        # a multistage model trains in its device's fastest layout, a stack of one (``train_stacked``)
+        trained = (train_stacked([model], self.splits, config, [seed], self.device, self.progress, label, checkpoint)[0]
+                   if isinstance(model, MultistageContextModel) else
+                   train_dedicated(model, self.splits, config, seed, self.device, self.progress, label, checkpoint))
         result = self._record(trained, config, seed, estimator, patch, measured_as, context, time.time() - start)
         if checkpoint is not None:
             checkpoint.clear()

@@ -11,9 +11,11 @@
 
 The dedicated models (``train_dedicated``) and the shared scorer
 (``estimators.shared``) differ only in what a batch and a validation are.
-``train_stacked`` runs the same loop over K models in one stacked module:
-one loss and one validation per model, each stopping and keeping its best
-state on its own.
+``train_stacked`` runs the same loop over K models in one module (the
+device's fastest layout of them): one loss and one validation per model,
+each stopping and keeping its best state on its own. It is how schedules
+are trained; ``train_dedicated`` is the reference (the dense model itself,
+any module).
 
 A training in progress can keep a :class:`Checkpoint` (model, optimiser,
 random streams, best state, curves) at most ``every`` seconds apart; a
@@ -38,7 +40,8 @@ from torch import nn
 from ..data.latents import Splits
 from ..files import atomic_write
 from ..models.entropy import bits
-from ..models.multistage import MultistageContextModel, inner
+from ..models.multistage import MultistageContextModel
+from ..models.packed import PackedContextModels
 from ..models.stacked import StackedContextModels
 from .config import TrainConfig
 from .measure import OnDevice
@@ -121,7 +124,10 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
     p = loop
     # a model may ask for parameter groups with their own learning-rate scale (``optimizer_groups``)
     groups = model.optimizer_groups() if hasattr(model, "optimizer_groups") else [{"params": model.parameters()}]
-    opt = torch.optim.AdamW(groups, lr=p.lr, weight_decay=p.weight_decay)
+    # fused: one pass over each parameter instead of about ten (on a CPU, a 4x4 model's step spent a sixth of
+    # its time in the optimiser without it)
+    fused = all(t.device.type in ("cpu", "cuda") and t.dtype == torch.float32 for t in model.parameters())
+    opt = torch.optim.AdamW(groups, lr=p.lr, weight_decay=p.weight_decay, fused=fused or None)
     best, since = np.full(k, math.inf), np.zeros(k, dtype=int)
     best_step, steps = np.zeros(k, dtype=int), np.zeros(k, dtype=int)
     active = np.ones(k, dtype=bool)
@@ -242,13 +248,17 @@ def train_stacked(models: list[MultistageContextModel], splits: Splits, config: 
                   checkpoint: Checkpoint | None = None) -> list[Trained]:
     """``train_dedicated`` of every model at once: model k on seed ``seeds[k]``'s crops, its own early stop.
 
-    One module (``StackedContextModels``), one optimiser step per training
-    step for all models; each model sees the crops, learning rates and
-    validations that ``train_dedicated`` would give it.
+    One module, one optimiser step per training step for all models; each
+    model sees the crops, learning rates and validations that
+    ``train_dedicated`` would give it. The module is the device's fastest
+    layout of the same models (benchmarks/bench_verify.py): decoded offsets
+    only on a CPU (``PackedContextModels``), grouped convolutions elsewhere
+    (``StackedContextModels``).
     """
     rngs = [np.random.default_rng(seed) for seed in seeds]
     train, val = OnDevice(splits.train, device), OnDevice(splits.val, device)
-    stacked = StackedContextModels(models).to(device)
+    layout = PackedContextModels if device.type == "cpu" else StackedContextModels
+    stacked = layout(models).to(device)
     k, h, border = len(models), config.model.kernel // 2, config.score_border
 
     def batch_loss() -> torch.Tensor:
@@ -257,15 +267,15 @@ def train_stacked(models: list[MultistageContextModel], splits: Splits, config: 
                              config.crop, h)
         y = y.view(k, config.batch, *y.shape[1:])
         prior = None if prior is None else prior.view(k, config.batch, *prior.shape[1:])
-        return bits(stacked(y, prior, border=h)).flatten(1).mean(1)
+        return stacked.scored_bits(y, prior, border=h).mean(1)  # the crop's border only serves as neighbours
 
     def validate() -> np.ndarray:
         total, elements = torch.zeros(k, device=device, dtype=torch.float64), 0
         for i, y in enumerate(val.y):
             prior = None if val.prior is None else val.prior[i].expand(k, 1, *val.prior[i].shape)
-            b = inner(bits(stacked(y.expand(k, 1, *y.shape), prior)), border)
-            total += b.flatten(1).sum(1).double()
-            elements += b[0].numel()
+            b = stacked.scored_bits(y.expand(k, 1, *y.shape), prior, keep=border)
+            total += b.sum(1).double()
+            elements += b.shape[1]
         return (total / elements).cpu().numpy()
 
     loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,

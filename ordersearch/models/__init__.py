@@ -2,7 +2,8 @@
 
 =========================  ==================================================
 ``MultistageContextModel``  the paper's model: a masked conv per patch position
-``StackedContextModels``    K multistage models trained as one (grouped convolutions)
+``StackedContextModels``    K multistage models trained as one (grouped convolutions: the GPU's layout)
+``PackedContextModels``     K multistage models trained as one, decoded offsets only (the CPU's layout)
 ``SerialContextModel``      the serial raster autoregressive baseline
 ``SharedScorer``            one order-agnostic model for any context set
 ``BaseCodec``               the bundled scale hyperprior (images <-> latents)
@@ -16,6 +17,7 @@ from .entropy import SCALE_BOUND, FactorizedPrior, bits, gaussian_likelihood, ga
 from .hyperprior import STRIDE, BaseCodec, BaseCodecConfig, images_to_latents, pad
 from .joint import SERIAL, JointModel, context_model
 from .multistage import ModelConfig, MultistageContextModel, fitted_state, prior_is_scale, translated_state
+from .packed import PackedContextModels
 from .serial import SerialContextModel, causal_mask
 from .shared import SharedScorer
 from .stacked import StackedContextModels
@@ -27,6 +29,7 @@ __all__ = [
     "JointModel",
     "ModelConfig",
     "MultistageContextModel",
+    "PackedContextModels",
     "SCALE_BOUND",
     "SERIAL",
     "STRIDE",

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import OrdersearchError
-from .multistage import MultistageContextModel
+from .entropy import bits
+from .multistage import MultistageContextModel, inner
 
 __all__ = ["StackedContextModels"]
 
@@ -99,6 +100,12 @@ class StackedContextModels(nn.Module):
         flat_prior = None if prior is None else prior.flatten(0, 1)
         lik = t._likelihood_from_params(y.flatten(0, 1), flat_prior, params)
         return lik.view(self.k, b, *lik.shape[1:])
+
+    def scored_bits(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0, keep: int = 0
+                    ) -> torch.Tensor:
+        """Bits (K, elements) of ``y`` (K, B, C, H, W), the outer ``keep`` rows and columns of the scored part left
+        out (``PackedContextModels``' interface)."""
+        return inner(bits(self(y, prior, border)), keep).flatten(1)
 
     def unstacked(self, models: list[MultistageContextModel]) -> list[MultistageContextModel]:
         """``models`` (the ones stacked) with this module's current weights copied back into them."""
