@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ordersearch.device import resolve_device
+from ordersearch.device import describe_machine, resolve_device
 from ordersearch.evaluation import TrainConfig
 from ordersearch.evaluation.evaluator import STACK_CUDA
 from ordersearch.evaluation.measure import measure
@@ -60,17 +58,6 @@ def models_for(items, splits, config, device):
         s = splits.train
         out.append(MultistageContextModel(schedule, s.channels, s.prior_channels, config.model).to(device))
     return out
-
-
-def cpu_name() -> str:
-    """The processor's model name (machines of one kind differ: AMD EPYC, Intel Xeon with AMX, ...)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sync(device):
@@ -137,7 +124,7 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     result = {
         "speedup": round(t_alone / t_together, 2),
-        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs" + (f", {gpu}" if gpu else ""),
+        "machine": describe_machine(device),
         "device": str(device), "gpu": gpu, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "patch": args.patch, "candidates": len(items) // args.seeds, "seeds": args.seeds, "steps": args.steps,
         "one_at_a_time": {"seconds": round(t_alone, 1), "candidate_steps_per_second": round(steps / t_alone, 1),

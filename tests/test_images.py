@@ -109,3 +109,21 @@ def test_builtin_set_is_real_learned_latents():
     y = np.concatenate([a.reshape(64, -1) for a in parts.test.y], axis=1)
     assert 0.1 < (y != 0).mean() < 0.9  # sparse but not empty, as learned latents at ~0.3 bpp are
     assert all((p > 0).all() for p in b.prior[:5])
+
+
+def test_search_and_run_on_a_folder_of_small_photos(tmp_path, capsys):
+    """`search --images` needs no training, so small photos do; `run` trains on 16x16-latent crops and says
+    in one line how large the photos must be."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    photo = Image.open(GRACE)
+    for i in range(8):
+        photo.crop((40 * i, 30 * i, 40 * i + 160, 30 * i + 128)).save(folder / f"crop{i}.png")
+    out = tmp_path / "out"
+    assert main(["search", "--patch", "2", "--images", str(folder), "--out", str(out), "--budget", "10",
+                 "--quiet"]) == 0
+    assert (out / "patch2" / "schedules" / "dp.json").is_file()
+    capsys.readouterr()
+    assert main(["run", "--patch", "2", "--images", str(folder), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "images of at least 256x256 pixels" in err

@@ -179,7 +179,9 @@ class Splits(NamedTuple):
                 raise LatentError(f"{label} split has a latent of {small[0][0]}x{small[0][1]}, "
                                   f"smaller than the {patch}x{patch} patch")
         if not any(min(a.shape[1:]) >= crop for a in self.train.y):
-            raise LatentError(f"no training latent is at least {crop}x{crop}; lower TrainConfig.crop")
+            raise LatentError(f"no training latent is at least {crop}x{crop}, the size of the training crops: give "
+                              f"larger latents (through the bundled codec: images of at least {16 * crop}x{16 * crop} "
+                              f"pixels)")
 
 
 def _opt(a: np.ndarray | None) -> tuple[np.ndarray, ...]:

@@ -160,7 +160,8 @@ def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool =
         shown = RunProgress(config.patch, progress)
         try:
             evaluator = Evaluator(latents, config.train, config.device, None, progress)
-            evaluator.splits.check(config.patch, config.train.crop)
+            # only the per-set dedicated models train on crops here
+            evaluator.splits.check(config.patch, config.train.crop if config.estimator == "dedicated-set" else 1)
             shown.say(f"search --patch {config.patch}: cost table and search only, no dedicated training; "
                       f"writing {config.folder}")
             cheap = cheap_search(evaluator, config, shown, phases=3)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-import numpy as np
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..data.latents import Splits
+from ..device import describe_machine, resolve_device
 from ..search.base import grid_text
 from .config import CONTROL
 
@@ -22,7 +22,7 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
              f"Command: `{command or 'ordersearch run --patch ' + str(n)}`", "",
              f"Data: {splits.train.name} (fingerprint {r.data}); train {len(splits.train)} / val {len(splits.val)} / "
              f"test {len(splits.test)} entries; rates are bits per latent element of y; choices on val, reported numbers on test. "
-             f"Machine: {os.cpu_count()} CPU cores, device {c.device}.", "",
+             f"Machine: {describe_machine(resolve_device(c.device))}, device {resolve_device(c.device)}.", "",
              *_checks(r),
              "## Verified (dedicated training)", "",
              f"Each candidate trained with {c.seeds} seed(s), more (up to {c.max_seeds}) for candidates "
