@@ -175,15 +175,17 @@ def test_stacked_training_gives_the_one_at_a_time_results(data, field):
     assert stacked[0].bits_per_latent != pytest.approx(stacked[3].bits_per_latent, rel=1e-6)
 
 
-@pytest.mark.parametrize("stack", [1, 3])
-def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_result(tmp_path, field, stack):
+@pytest.mark.parametrize("stack,drops", [(1, 0), (3, 0), (3, 1)])
+def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_result(tmp_path, field, stack, drops):
     """Ctrl-C midway through a training: the next evaluation continues from the checkpoint (no step done
-    twice) and ends exactly where an uninterrupted training ends; the checkpoint is removed when it is stored."""
+    twice) and ends exactly where an uninterrupted training ends; the checkpoint is removed when it is stored.
+    With plateau training each model's learning rate and drops left are part of the checkpoint."""
     from ordersearch.evaluation import EvaluationStore
     from ordersearch.evaluation import training
 
     _, lat = field
-    cfg = TrainConfig(max_steps=60, eval_every=10, patience=10, warm_steps=0, crop=8, batch=4)
+    cfg = TrainConfig(max_steps=60, eval_every=10, patience=10 if not drops else 1, lr_drops=drops, warm_steps=0,
+                      crop=8, batch=4)
     items = [(Schedule.named(name, 2), 0) for name in ("raster", "checkerboard", "snake")][:stack]
     reference = Evaluator(lat, cfg, "cpu", progress=False, stack=stack).evaluate_many(items)
 
@@ -213,7 +215,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_to_the_same_result(
         resumed = Evaluator(lat, cfg, "cpu", store, progress=False, stack=stack).evaluate_many(items)
     finally:
         torch.optim.AdamW.step = real_step
-    assert len(counted) == 60 - 35  # only the steps the interrupted training had not done
+    assert len(counted) == max(ev.steps for ev in reference) - 35  # only the steps not done before
     for ev, ref in zip(resumed, reference):
         assert (ev.steps, ev.best_step) == (ref.steps, ref.best_step)
         assert ev.bits_per_latent == ref.bits_per_latent and ev.curve == ref.curve
@@ -234,3 +236,45 @@ def test_a_damaged_checkpoint_is_ignored(tmp_path, field):
     path.write_bytes(b"not a checkpoint")
     assert evaluator.evaluate(Schedule.named("raster", 2)).bits_per_latent == reference.bits_per_latent
     assert not path.exists()
+
+
+def _scripted_loop(values, k=1, drops=2, patience=2, max_steps=100):
+    """The training loop on a toy stack: parameter x (k,), loss x (gradient 1: AdamW moves each x by exactly its
+    learning rate per step), validations from a script; returns the trajectory of x and the results."""
+    from ordersearch.evaluation.training import LoopConfig, _loop
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.x = torch.nn.Parameter(torch.zeros(k))
+
+    model, script, xs = Toy(), iter(values), []
+
+    def batch_loss():
+        xs.append(model.x.detach().clone())
+        return model.x * 1.0
+
+    loop = LoopConfig(lr=0.1, weight_decay=0.0, max_steps=max_steps, eval_every=1, patience=patience, drops=drops)
+    trained = _loop(model, k, batch_loss, lambda: np.asarray(next(script), dtype=float), loop, False, "toy")
+    return torch.stack(xs).numpy(), trained
+
+
+def test_plateau_training_divides_the_rate_by_ten_at_each_plateau_then_stops():
+    steps_x, trained = _scripted_loop([[1.0], [0.9]] + [[0.9]] * 20)
+    moves = -np.diff(steps_x[:, 0])
+    # steps 1-4 at lr 0.1 (plateau after validations 3 and 4), 5-6 at 0.01, 7-8 at 0.001, then it stops
+    np.testing.assert_allclose(moves, [0.1] * 4 + [0.01] * 2 + [0.001], rtol=1e-4)
+    assert trained[0].steps == 8 and trained[0].best_step == 2
+    # without drops the first plateau stops it
+    assert _scripted_loop([[1.0], [0.9]] + [[0.9]] * 20, drops=0)[1][0].steps == 4
+
+
+def test_each_model_of_a_stack_keeps_its_own_plateau_learning_rate():
+    """Model 0 plateaus early, model 1 keeps improving: model 0 moves by 0.01 a step, model 1 by 0.1."""
+    values = [[1.0, 1.0], [0.9, 0.9], [0.9, 0.8], [0.9, 0.7]] + [[0.9, 0.7 - 0.1 * i] for i in range(1, 10)]
+    steps_x, trained = _scripted_loop(values, k=2, drops=2, max_steps=10)
+    moves = -np.diff(steps_x, axis=0)
+    np.testing.assert_allclose(moves[:4, 0], 0.1, rtol=1e-4)
+    np.testing.assert_allclose(moves[4:6, 0], 0.01, rtol=1e-4)  # after its first plateau (validation 4)
+    np.testing.assert_allclose(moves[:, 1], 0.1, rtol=1e-4)
+    assert trained[1].steps == 10 and trained[0].steps == 8

@@ -30,6 +30,9 @@ class TrainConfig:
     eval_every: int = 100
     patience: int = 5
     max_seconds: float | None = None
+    #: 0: a cosine learning rate over ``max_steps``; n > 0: train to a plateau, the learning rate divided by
+    #: 10 at each of the first n plateaus (``patience`` validations without improvement), stop at the next
+    lr_drops: int = 0
     #: Steps of the shared warm start: a prior-only model (no context) trained once per data set, config
     #: and seed, from which every schedule's model starts (its context convolutions at zero). Every
     #: schedule then starts from the same model and sees the same batches, so differences between

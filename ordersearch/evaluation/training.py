@@ -49,7 +49,14 @@ from .measure import OnDevice
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """The optimiser's protocol: learning rate, weight decay, step cap, validation cadence, patience."""
+    """The optimiser's protocol: learning rate, weight decay, step cap, validation cadence, patience.
+
+    ``drops`` 0: a cosine learning rate over ``max_steps``, stop after
+    ``patience`` validations without improvement. ``drops`` n > 0: train to
+    a plateau: a constant learning rate, divided by 10 after ``patience``
+    validations without improvement, at most n times; the next such plateau
+    stops the model. ``max_steps`` is then only a cap.
+    """
 
     lr: float
     weight_decay: float
@@ -57,6 +64,7 @@ class LoopConfig:
     eval_every: int
     patience: int
     max_seconds: float | None = None
+    drops: int = 0
 
 
 @dataclass
@@ -98,7 +106,9 @@ class Checkpoint:
 
 
 def cosine_lr(loop: LoopConfig, step: int) -> float:
-    """The learning rate at ``step``: cosine from ``lr`` down to ``lr / 20``."""
+    """The learning rate at ``step``: cosine from ``lr`` down to ``lr / 20`` (constant ``lr`` with drops)."""
+    if loop.drops:
+        return loop.lr
     return loop.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / loop.max_steps)))
 
 
@@ -131,6 +141,8 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
     best, since = np.full(k, math.inf), np.zeros(k, dtype=int)
     best_step, steps = np.zeros(k, dtype=int), np.zeros(k, dtype=int)
     active = np.ones(k, dtype=bool)
+    # plateau training: each model's learning rate as a fraction of the loop's, and the drops it has left
+    rate, drops = np.ones(k), np.full(k, p.drops)
     best_state: dict[str, torch.Tensor] | None = None
     curves: list[list[tuple[int, float, float]]] = [[] for _ in range(k)]
     running: list[torch.Tensor] = []
@@ -140,7 +152,7 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
         fresh = ({n: t.detach().clone() for n, t in model.state_dict().items()}, [r.bit_generator.state for r in rngs])
         try:
             step, elapsed, running, best_state, curves = _restore(saved, model, opt, rngs, k, best, since,
-                                                                   best_step, steps, active)
+                                                                   best_step, steps, active, rate, drops)
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError):  # not this training's: start over
             model.load_state_dict(fresh[0])
             for r, state in zip(rngs, fresh[1]):
@@ -153,12 +165,23 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
         if p.max_seconds is not None and time.time() - start > p.max_seconds:
             break
         model.train()
+        top = float(rate[active].max())  # a Python float: the optimiser's state must load with weights_only
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(p, step) * g.get("scale", 1.0)
+            g["lr"] = cosine_lr(p, step) * g.get("scale", 1.0) * top
         losses = batch_loss()
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()  # disjoint parameters: each model's gradient is its own loss's
-        opt.step()
+        if k > 1 and (rate != top).any():
+            # models of a stack on lower learning rates: AdamW's step (weight decay included) is proportional
+            # to the learning rate, so each model's row of the step is scaled by its rate / the group's
+            before = [t.detach().clone() for t in model.parameters()]
+            opt.step()
+            with torch.no_grad():
+                for t, old in zip(model.parameters(), before):
+                    ratio = torch.as_tensor(rate / top, dtype=t.dtype, device=t.device)
+                    t.copy_(old + (t - old) * ratio.view(-1, *[1] * (t.dim() - 1)))
+        else:
+            opt.step()
         running.append(losses.detach())
         step += 1
         steps[active] = step
@@ -176,7 +199,12 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
             since[active & ~improved] += 1
             if improved.any():
                 best_state = _keep(best_state, model.state_dict(), improved, k)
-            active &= since < p.patience
+            plateau = active & (since >= p.patience)
+            drop = plateau & (drops > 0)
+            rate[drop] /= 10
+            drops[drop] -= 1
+            since[drop] = 0
+            active &= ~(plateau & ~drop)
             bar.set_postfix(val=f"{v.min():.4f}")
         if checkpoint is not None and time.time() - last_save >= checkpoint.every and step < p.max_steps:
             checkpoint.save({
@@ -184,7 +212,8 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
                 "optimizer": opt.state_dict(), "rngs": json.dumps([r.bit_generator.state for r in rngs]),
                 "best": torch.from_numpy(best), "since": torch.from_numpy(since),
                 "best_step": torch.from_numpy(best_step), "steps": torch.from_numpy(steps),
-                "active": torch.from_numpy(active), "best_state": best_state or {},
+                "active": torch.from_numpy(active), "rate": torch.from_numpy(rate),
+                "drops": torch.from_numpy(drops), "best_state": best_state or {},
                 "curves": json.dumps(curves), "running": torch.stack(running) if running else torch.zeros(0, k)})
             last_save = time.time()
     bar.close()
@@ -196,7 +225,8 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
 
 def _restore(saved: dict, model: nn.Module, opt: torch.optim.Optimizer, rngs: Sequence[np.random.Generator],
              k: int, best: np.ndarray, since: np.ndarray, best_step: np.ndarray, steps: np.ndarray,
-             active: np.ndarray) -> tuple[int, float, list[torch.Tensor], dict | None, list]:
+             active: np.ndarray, rate: np.ndarray, drops: np.ndarray
+             ) -> tuple[int, float, list[torch.Tensor], dict | None, list]:
     """Load a checkpoint into the loop's state (arrays in place); raises if it is not this training's."""
     states = json.loads(saved["rngs"])
     curves = [[tuple(c) for c in curve] for curve in json.loads(saved["curves"])]
@@ -208,7 +238,7 @@ def _restore(saved: dict, model: nn.Module, opt: torch.optim.Optimizer, rngs: Se
     for r, state in zip(rngs, states):
         r.bit_generator.state = state
     for array, name in ((best, "best"), (since, "since"), (best_step, "best_step"), (steps, "steps"),
-                        (active, "active")):
+                        (active, "active"), (rate, "rate"), (drops, "drops")):
         array[:] = saved[name].numpy()
     best_state = {n: t.to(device) for n, t in saved["best_state"].items()} or None
     running = [r.to(device) for r in saved["running"]]
@@ -238,7 +268,7 @@ def train_dedicated(model: nn.Module, splits: Splits, config: TrainConfig, seed:
         return bits(model(y, prior, border=h)).mean()  # the crop's border only serves as neighbours
 
     loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
-                         config.max_seconds)
+                      config.max_seconds, config.lr_drops)
     return train_loop(model, batch_loss, lambda: val.mean_bits(model, config.score_border), loop, progress,
                       label, [rng], checkpoint)
 
@@ -279,7 +309,7 @@ def train_stacked(models: list[MultistageContextModel], splits: Splits, config: 
         return (total / elements).cpu().numpy()
 
     loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
-                      config.max_seconds)
+                      config.max_seconds, config.lr_drops)
     trained = _loop(stacked, k, batch_loss, validate, loop, progress, label, rngs, checkpoint)
     models = stacked.unstacked([m.to(device) for m in models])
     return [Trained(m.eval(), t.curve, t.steps, t.best_step) for m, t in zip(models, trained)]

@@ -32,24 +32,17 @@ from torch import nn
 from ..errors import OrdersearchError
 from .entropy import bits
 from .multistage import MultistageContextModel
+from .stacked import ModelStack, entropy_convs
 
 __all__ = ["PackedContextModels"]
 
 
-class PackedContextModels(nn.Module):
+class PackedContextModels(ModelStack):
     """K ``MultistageContextModel``s of one patch size and shape, their context weights packed (see module doc)."""
 
     def __init__(self, models: list[MultistageContextModel]):
-        super().__init__()
-        if not models:
-            raise OrdersearchError("nothing to pack: no models given")
+        super().__init__(models)
         first = models[0]
-        shape = (first.schedule.patch, first.channels, first.prior_channels, first.config)
-        for m in models:
-            if (m.schedule.patch, m.channels, m.prior_channels, m.config) != shape:
-                raise OrdersearchError("packed models need one patch size, channel count and model config")
-        self._template = [first]  # in a list: not a submodule
-        self.k = len(models)
         kernel = first.config.kernel
         # per model and position: the kernel offsets (flat a * kernel + b) its mask lets through
         self._offsets = [[torch.flatten(m.masks[p, 0, 0]).nonzero().flatten().cpu() for p in range(m.masks.shape[0])]
@@ -69,7 +62,7 @@ class PackedContextModels(nn.Module):
         self._slot = [i for i, width in enumerate(self._width) if width]  # positions someone reads
         self.context = nn.ParameterList([blocks[p] for p in self._slot])
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in models]))  # (K, P, ctx)
-        convs = [_convs(m) for m in models]
+        convs = [entropy_convs(m) for m in models]
         # entropy network as matrices (K, in, out): a 1x1 convolution on a row is a product with its transpose
         self.ep_weight = nn.ParameterList([nn.Parameter(torch.stack([c[i].weight.detach()[:, :, 0, 0].t()
                                                                      for c in convs]).contiguous())
@@ -78,11 +71,6 @@ class PackedContextModels(nn.Module):
                                          for i in range(len(convs[0]))])
         self._kernel = kernel
         self._index: dict[tuple, list] = {}
-
-    @property
-    def template(self) -> MultistageContextModel:
-        """The first model: shape, config and likelihood function of every model."""
-        return self._template[0]
 
     def _split(self) -> list[list[torch.Tensor | None]]:
         """Every model's per-position weight matrices (ctx, A*C), views of the parameters; None: reads nothing."""
@@ -196,12 +184,8 @@ class PackedContextModels(nn.Module):
                     dense = m.weight[p].view(ctx, channels, -1)
                     dense[:, :, off.to(dense.device)] = w.view(ctx, -1, channels).permute(0, 2, 1)
                 m.bias.copy_(self.bias[k])
-                for conv, wt, bias in zip(_convs(m), self.ep_weight, self.ep_bias):
+                for conv, wt, bias in zip(entropy_convs(m), self.ep_weight, self.ep_bias):
                     conv.weight.copy_(wt[k].t()[:, :, None, None])
                     conv.bias.copy_(bias[k, 0])
         return models
 
-
-def _convs(model: MultistageContextModel) -> list[nn.Conv2d]:
-    """The 1x1 convolutions of a model's entropy-parameters network, in order."""
-    return [layer for layer in model.entropy_parameters if isinstance(layer, nn.Conv2d)]

@@ -25,11 +25,12 @@ from ..errors import OrdersearchError
 from .entropy import bits
 from .multistage import MultistageContextModel, inner
 
-__all__ = ["StackedContextModels"]
+__all__ = ["ModelStack", "StackedContextModels"]
 
 
-class StackedContextModels(nn.Module):
-    """K ``MultistageContextModel``s of equal shape and patch size as one module (dim 0 of every tensor is k)."""
+class ModelStack(nn.Module):
+    """What every layout of K multistage models as one module shares: one patch size, shape and config; a
+    template model; dim 0 of every tensor of its state is the model."""
 
     def __init__(self, models: list[MultistageContextModel]):
         super().__init__()
@@ -42,21 +43,28 @@ class StackedContextModels(nn.Module):
                 raise OrdersearchError("stacked models need one patch size, channel count and model config")
         self._template = [first]  # in a list: not a submodule, its weights are not among the stack's
         self.k = len(models)
+
+    @property
+    def template(self) -> MultistageContextModel:
+        """The first model: the shape, config and likelihood function of every model of the stack."""
+        return self._template[0]
+
+
+class StackedContextModels(ModelStack):
+    """K ``MultistageContextModel``s of equal shape and patch size as one module (dim 0 of every tensor is k)."""
+
+    def __init__(self, models: list[MultistageContextModel]):
+        super().__init__(models)
         self.register_buffer("masks", torch.stack([m.masks for m in models]))  # (K, P, 1, 1, k, k)
         self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in models]))  # (K, P, ctx, C, k, k)
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in models]))  # (K, P, ctx)
-        convs = [_convs(m) for m in models]
+        convs = [entropy_convs(m) for m in models]
         self.ep_weight = nn.ParameterList(
             [nn.Parameter(torch.stack([c[i].weight.detach() for c in convs])) for i in range(len(convs[0]))])
         self.ep_bias = nn.ParameterList(
             [nn.Parameter(torch.stack([c[i].bias.detach() for c in convs])) for i in range(len(convs[0]))])
         # a position whose mask is empty in every model reads nothing: its context is the bias alone
         self._reads = [bool(self.masks[:, p].any()) for p in range(self.masks.shape[1])]
-
-    @property
-    def template(self) -> MultistageContextModel:
-        """The first model: the shape, config and likelihood function of every model of the stack."""
-        return self._template[0]
 
     def forward(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0) -> torch.Tensor:
         """Likelihoods (K, B, C, H', W') of ``y`` (K, B, C, H, W): model k on batch k.
@@ -113,12 +121,12 @@ class StackedContextModels(nn.Module):
             for k, m in enumerate(models):
                 m.weight.copy_(self.weight[k])
                 m.bias.copy_(self.bias[k])
-                for conv, w, bias in zip(_convs(m), self.ep_weight, self.ep_bias):
+                for conv, w, bias in zip(entropy_convs(m), self.ep_weight, self.ep_bias):
                     conv.weight.copy_(w[k])
                     conv.bias.copy_(bias[k])
         return models
 
 
-def _convs(model: MultistageContextModel) -> list[nn.Conv2d]:
+def entropy_convs(model: MultistageContextModel) -> list[nn.Conv2d]:
     """The 1x1 convolutions of a model's entropy-parameters network, in order."""
     return [layer for layer in model.entropy_parameters if isinstance(layer, nn.Conv2d)]

@@ -35,6 +35,7 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
     lines += ["", f"Best set (not shown worse than the leader): **{', '.join(best)}**."
               + (" These are indistinguishable at this budget: more seeds or data would be needed to separate "
                  "them." if len(best) > 1 else ""), ""]
+    lines += [_step_cap(r), ""]
     if v.unresolved and c.max_seeds > c.seeds:
         lines += [f"The seed budget ({c.max_seeds}) ran out with {len(v.unresolved)} candidate(s) unresolved: "
                   f"{', '.join(v.unresolved)}.", ""]
@@ -57,6 +58,19 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
               f"evaluation store (their training time is not in these numbers).", ""]
     lines += [f"- {k}: {t:.1f}" for k, t in r.timings.items()]
     return "\n".join(lines) + "\n"
+
+
+def _step_cap(r: RunResult) -> str:
+    """How many trainings ran into the step cap: with plateau training, each of those had not converged."""
+    t = r.config.train
+    evs = [e for group in r.verified.evaluations.values() for e in group]
+    capped = sum(e.steps >= t.max_steps for e in evs)
+    if t.lr_drops:
+        return (f"Training to a plateau (learning rate divided by 10 at {t.lr_drops} plateaus, stop at the next; cap "
+                f"{t.max_steps} steps): {capped} of {len(evs)} trainings reached the cap"
+                + (" before a plateau: they had not converged." if capped else "."))
+    return (f"Cosine learning rate over a fixed {t.max_steps} steps: {capped} of {len(evs)} trainings ran to the end "
+            f"of it, so nothing shows they converged (plateau training: `TrainConfig(lr_drops=2)`).")
 
 
 def _checks(r: RunResult) -> list[str]:
