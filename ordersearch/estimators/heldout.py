@@ -273,7 +273,6 @@ class HeldoutEstimator(CostEstimator):
             trial_loss = torch.full((len(idx),), math.inf, dtype=torch.float64)
             step = torch.zeros_like(grad)
             pending = torch.ones(len(idx), dtype=torch.bool)
-            converged = torch.zeros(len(idx), dtype=torch.bool)
             # converged: the gain a full Newton step promises (the Newton decrement) is below the tolerance
             newton = -_damped_solve(hess, grad)
             converged = -(grad * newton).sum(1) * _LOG2_E < self.config.tolerance
@@ -289,7 +288,7 @@ class HeldoutEstimator(CostEstimator):
                 lam[j[~better]] = torch.where(lam[j[~better]] == 0, 1e-4, lam[j[~better]] * 10)
             moved = ~converged & ~pending
             params[idx[moved]] = p[moved] + step[moved].to(DTYPE)
-            gain = (loss[idx] - trial_loss) * _LOG2_E
+            gain = loss[idx] - trial_loss  # bits
             loss[idx[moved]] = trial_loss[moved]
             damping[idx] = torch.where(moved, lam / 10, lam)
             damping[damping < 1e-8] = 0

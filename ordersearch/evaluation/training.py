@@ -171,14 +171,15 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
         losses = batch_loss()
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()  # disjoint parameters: each model's gradient is its own loss's
-        if k > 1 and (rate != top).any():
+        if k > 1 and (rate[active] != top).any():
             # models of a stack on lower learning rates: AdamW's step (weight decay included) is proportional
             # to the learning rate, so each model's row of the step is scaled by its rate / the group's
             before = [t.detach().clone() for t in model.parameters()]
             opt.step()
             with torch.no_grad():
                 for t, old in zip(model.parameters(), before):
-                    ratio = torch.as_tensor(rate / top, dtype=t.dtype, device=t.device)
+                    # (a stopped model's row may move at most at the group's rate: its best state is kept)
+                    ratio = torch.as_tensor(np.minimum(rate / top, 1.0), dtype=t.dtype, device=t.device)
                     t.copy_(old + (t - old) * ratio.view(-1, *[1] * (t.dim() - 1)))
         else:
             opt.step()
