@@ -194,19 +194,9 @@ class HeldoutEstimator(CostEstimator):
         """(N, B) code lengths of the N windows under the B sets' models; params (B, 2 F + 3), F features."""
         y0, s0, x = data
         f = x.shape[1]
-        masks = masks.repeat(1, f // masks.shape[1])  # a set's mask covers each feature block
-        w, v = params[:, :f] * masks, params[:, f:2 * f] * masks
-        b, a, c = params[:, 2 * f], params[:, 2 * f + 1], params[:, 2 * f + 2]
-        log_s0 = torch.log(s0)[:, None]
-        mean = s0[:, None] * (b + x @ w.T)
-        sigma = torch.exp(log_s0 * (1 + c) + a + x.abs() @ v.T).clamp_min(SCALE_BOUND)
-        # the bin [y - 1/2, y + 1/2] mirrored to the upper side of the mean, where its probability
-        # Phi(-lo) - Phi(-hi) = (erfc(lo / sqrt 2) - erfc(hi / sqrt 2)) / 2 does not cancel far out
-        centre = (y0[:, None] - mean) / sigma
-        half = 0.5 / sigma
-        near = centre.abs() - half
-        p = 0.5 * (torch.erfc(near * _SQRT_HALF) - torch.erfc((near + 2 * half) * _SQRT_HALF))
-        return -torch.log(p.clamp_min(1e-12)) * _LOG2_E
+        m = masks.repeat(1, f // masks.shape[1])  # a set's mask covers each feature block
+        params = torch.cat([params[:, :f] * m, params[:, f:2 * f] * m, params[:, 2 * f:]], 1)
+        return -torch.log(_bin(params, y0, s0, x, f)[-1].clamp_min(1e-12)) * _LOG2_E
 
     def _curvature_features(self) -> tuple[torch.Tensor, ...]:
         """The train windows' feature products that every set's Hessian is a weighted sum of (computed once).
@@ -271,17 +261,18 @@ class HeldoutEstimator(CostEstimator):
             # (H + lambda I: towards a short gradient step); damping shrinks again after a success
             lam = damping[idx]
             trial_loss = torch.full((len(idx),), math.inf, dtype=torch.float64)
-            step = torch.zeros_like(grad)
-            pending = torch.ones(len(idx), dtype=torch.bool)
             # converged: the gain a full Newton step promises (the Newton decrement) is below the tolerance
             newton = -_damped_solve(hess, grad)
             converged = -(grad * newton).sum(1) * _LOG2_E < self.config.tolerance
-            pending &= ~converged
+            pending = ~converged
+            step = newton.clone()  # an undamped set's trial is the Newton step itself
             for _ in range(12):
                 j = pending.nonzero().flatten()
                 if not len(j):
                     break
-                step[j] = -_damped_solve(hess[j] + (lam[j] * size[j])[:, None, None] * eye, grad[j])
+                d = j[lam[j] > 0]
+                if len(d):
+                    step[d] = -_damped_solve(hess[d] + (lam[d] * size[d])[:, None, None] * eye, grad[d])
                 trial_loss[j] = self._loss(p[j] + step[j].to(DTYPE), masks[idx[j]])
                 better = trial_loss[j] < loss[idx[j]]
                 pending[j[better]] = False
@@ -341,6 +332,28 @@ class HeldoutEstimator(CostEstimator):
         return table.copy()
 
 
+def _bin(params: torch.Tensor, y0: torch.Tensor, s0: torch.Tensor, x: torch.Tensor, f: int
+         ) -> tuple[torch.Tensor, ...]:
+    """Every window (N) under every set's parameters (B): (centre, sigma, scale not clamped, u, t, bin mass).
+
+    The bin [y - 1/2, y + 1/2] is mirrored to the upper side of the mean, where its mass
+    Q(u) - Q(t) = (erfc(u / sqrt 2) - erfc(t / sqrt 2)) / 2, with u = |c| - h, t = |c| + h, c = (y - mean) / sigma
+    and h = 1 / (2 sigma), does not cancel far out.
+    """
+    w, v = params[:, :f], params[:, f:2 * f]
+    b, a, c = params[:, 2 * f], params[:, 2 * f + 1], params[:, 2 * f + 2]
+    log_s0 = torch.log(s0)[:, None]
+    mean = s0[:, None] * (b + x @ w.T)
+    sigma = torch.exp(log_s0 * (1 + c) + a + x.abs() @ v.T)
+    free = sigma > SCALE_BOUND  # where the scale is clamped, the log-scale has no effect
+    sigma = sigma.clamp_min(SCALE_BOUND)
+    centre = (y0[:, None] - mean) / sigma
+    half = 0.5 / sigma
+    u = centre.abs() - half
+    t = u + 2 * half
+    return centre, sigma, free, u, t, 0.5 * (torch.erfc(u * _SQRT_HALF) - torch.erfc(t * _SQRT_HALF))
+
+
 def _derivatives(params: torch.Tensor, y0: torch.Tensor, s0: torch.Tensor, x: torch.Tensor, f: int
                  ) -> tuple[torch.Tensor, ...]:
     """First and second derivatives (N, B) of each window's code length (nats) in the mean and the log-scale:
@@ -349,19 +362,8 @@ def _derivatives(params: torch.Tensor, y0: torch.Tensor, s0: torch.Tensor, x: to
     With c = (y - m) / sigma, h = 1 / (2 sigma), u = |c| - h, t = |c| + h, the bin's mass is
     p = Q(u) - Q(t) (Q the upper normal tail); its derivatives follow from phi' = -x phi.
     """
-    w, v = params[:, :f], params[:, f:2 * f]
-    b, a, c = params[:, 2 * f], params[:, 2 * f + 1], params[:, 2 * f + 2]
-    log_s0 = torch.log(s0)[:, None]
-    mean = s0[:, None] * (b + x @ w.T)
-    log_sigma = log_s0 * (1 + c) + a + x.abs() @ v.T
-    sigma = torch.exp(log_sigma)
-    free = sigma > SCALE_BOUND  # where the scale is clamped, the log-scale has no effect
-    sigma = sigma.clamp_min(SCALE_BOUND)
-    centre = (y0[:, None] - mean) / sigma
-    half = 0.5 / sigma
-    u = centre.abs() - half
-    t = u + 2 * half
-    p = (0.5 * (torch.erfc(u * _SQRT_HALF) - torch.erfc(t * _SQRT_HALF))).clamp_min(1e-12)
+    centre, sigma, free, u, t, p = _bin(params, y0, s0, x, f)
+    p = p.clamp_min(1e-12)
     phi_u = torch.exp(-0.5 * u * u) * _INV_SQRT_2PI
     phi_t = torch.exp(-0.5 * t * t) * _INV_SQRT_2PI
     alpha = -torch.sign(centre) / sigma  # d|c| / dm

@@ -105,7 +105,7 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-def cosine_lr(loop: LoopConfig, step: int) -> float:
+def scheduled_lr(loop: LoopConfig, step: int) -> float:
     """The learning rate at ``step``: cosine from ``lr`` down to ``lr / 20`` (constant ``lr`` with drops)."""
     if loop.drops:
         return loop.lr
@@ -167,7 +167,7 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
         model.train()
         top = float(rate[active].max())  # a Python float: the optimiser's state must load with weights_only
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(p, step) * g.get("scale", 1.0) * top
+            g["lr"] = scheduled_lr(p, step) * g.get("scale", 1.0) * top
         losses = batch_loss()
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()  # disjoint parameters: each model's gradient is its own loss's

@@ -19,7 +19,7 @@ only the summation order differs. Each position's weights are one parameter
 (K, ctx, A_p*C), A_p the most offsets any model decodes there. The dense
 models are rebuilt with ``unstacked``. Same interface as
 ``StackedContextModels`` (the layout a GPU trains fastest); this one is the
-CPU's: one 4x4 model trains 2x faster than the dense one
+CPU's: one 4x4 model trains 1.9x faster than the dense one
 (benchmarks/bench_verify.py), and stacking several saves nothing there.
 """
 

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 
 def summary(r: RunResult, splits: Splits, command: str) -> str:
     c, v = r.config, r.verified
-    n = c.patch
+    n, device = c.patch, resolve_device(c.device)
     lines = [f"# ordersearch run: {n}x{n} patch", "",
              f"Command: `{command or 'ordersearch run --patch ' + str(n)}`", "",
              f"Data: {splits.train.name} (fingerprint {r.data}); train {len(splits.train)} / val {len(splits.val)} / "
              f"test {len(splits.test)} entries; rates are bits per latent element of y; choices on val, reported numbers on test. "
-             f"Machine: {describe_machine(resolve_device(c.device))}, device {resolve_device(c.device)}.", "",
+             f"Machine: {describe_machine(device)}, device {device}.", "",
              *_checks(r),
              "## Verified (dedicated training)", "",
              f"Each candidate trained with {c.seeds} seed(s), more (up to {c.max_seeds}) for candidates "
