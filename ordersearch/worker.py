@@ -8,7 +8,9 @@ was trained before, or a translate of it, is never trained again) and
 reports the test rate. Every worker sends a heartbeat; a trial whose worker
 died (SIGKILL, lost machine) goes stale after the grace period, is marked
 failed by the next worker that starts a trial, and is re-queued once with the
-same order (``RetryHeartbeatStaleTrialCallback``), so no proposal is lost.
+same order (``RetryHeartbeatStaleTrialCallback``), so no proposal is lost. (Optuna writes a
+trial's keys one at a time: a worker killed while they were being drawn leaves part of an order, which the
+retry keeps and completes.)
 
 Storage: any URL Optuna's RDB storage takes: ``sqlite:///study.db`` for
 processes on one machine, ``postgresql://user:pass@host/db`` for several

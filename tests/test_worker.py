@@ -93,7 +93,11 @@ def check_sigkill_survival(latent_file, url, store, workers):
     assert {t.number for t in failed} <= retried
     for f in failed:
         again = [t for t in complete if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == f.number]
-        assert again[0].params == f.params
+        # the same keys; a worker killed while Optuna was still drawing its keys (one storage write each) left a
+        # partial order, which the retry keeps and completes
+        assert f.params.items() <= again[0].params.items()
+        if len(f.params) == 4:
+            assert again[0].params == f.params
     assert study.best_value == min(t.value for t in complete)
     assert f"best {study.best_value:.4f}" in out
     # the store: one row per key, each with its weights (nothing half-written)
