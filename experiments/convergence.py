@@ -37,7 +37,7 @@ from ordersearch.evaluation import EvaluationStore, Evaluator, TrainConfig, comp
 from ordersearch.models import builtin
 
 ROOT = Path(__file__).resolve().parents[1]
-PROTOCOLS = {"cosine, 1200 steps (the earlier default)": TrainConfig(),
+PROTOCOLS = {"cosine, 1200 steps (the earlier default)": TrainConfig(max_steps=1200, patience=5, lr_drops=0),
              "plateau (lr_drops 2, patience 4, cap 8000)": TrainConfig(max_steps=8000, lr_drops=2, patience=4)}
 WORST_CHEAP = [[0, 15, 13, 3], [5, 12, 14, 7], [6, 8, 11, 4], [2, 9, 10, 1]]  # results/patch4 control-worst-cheap
 PAIRS = [("lin2023 4x4", "raster 4x4"), ("worst-cheap 4x4", "raster 4x4"),

@@ -540,8 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-seeds", type=int, metavar="N",
                      help="more seeds, up to N, for candidates indistinguishable from the leader (default 6, "
                      "or --seeds when that is larger)")
-    run.add_argument("--max-steps", type=int, metavar="N", help="training steps per dedicated evaluation "
-                     "(default: the training protocol's, 1200)")
+    run.add_argument("--max-steps", type=int, metavar="N", help="step cap per dedicated evaluation; "
+                     "training stops at a validation plateau before it (default 8000)")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)
     run.add_argument("--out", type=Path, default=Path("runs"),
                      help="output folder (default runs/; the committed results/ are remade only by "
@@ -562,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="folder of images, turned into latents by the bundled base codec")
         p.add_argument("--kernel", type=int, metavar="K", help="context window (default: each file's)")
         p.add_argument("--seeds", type=int, default=2, help="training seeds per schedule (default 2)")
-        p.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the training protocol's, 1200)")
+        p.add_argument("--max-steps", type=int, metavar="N", help="step cap per training; it stops at a validation plateau before it (default 8000)")
         p.add_argument("--store", default="runs/store", metavar="FOLDER|URL",
                        help="evaluation store: a folder or a database URL (default runs/store)")
         p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--trials", type=int, default=50, help="finished trials the study should reach (default 50)")
     w.add_argument("--seeds", type=int, default=1, help="training seeds per trial (default 1)")
     w.add_argument("--kernel", type=int, default=5, metavar="K", help="context window (default 5)")
-    w.add_argument("--max-steps", type=int, metavar="N", help="training steps (default: the training protocol's, 1200)")
+    w.add_argument("--max-steps", type=int, metavar="N", help="step cap per training; it stops at a validation plateau before it (default 8000)")
     w.add_argument("--store", metavar="FOLDER|URL",
                    help="evaluation store: a folder or a database URL (default: the --storage database)")
     w.add_argument("--seed", type=int, default=0, help="sampler seed of this worker")

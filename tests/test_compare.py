@@ -129,3 +129,21 @@ def test_pair_sign_agreement_and_its_seed_ceiling():
     cheap, ceiling = order_agreement(truth, seeds)
     assert cheap == (1.0 + 3 / 6) / 2 and ceiling == 3 / 6
     assert np.isnan(order_agreement(truth, {0: truth})[1])  # one seed: no ceiling
+
+
+def test_the_pooled_seed_variance_leaves_out_a_schedule_and_its_translate():
+    """They are measured with the same models: their difference says nothing about training noise."""
+    def evs(stages, offsets):
+        out = [ev(BASE + o, seed=s) for s, o in enumerate(offsets)]
+        for e in out:
+            e.stages = stages
+        return out
+
+    raster, moved, snake = [[0, 1], [2, 3]], [[1, 0], [3, 2]], [[0, 1], [3, 2]]
+    a, b = evs(raster, [0.0, 0.01, 0.03]), evs(snake, [0.0, 0.0, 0.0])
+    translate = evs(moved, [0.001, 0.02, 0.0])
+    only_orders = pooled_seed_variance([(a, b)])
+    assert only_orders[1] == 2
+    assert pooled_seed_variance([(a, b), (translate, a)]) == only_orders
+    assert pooled_seed_variance([(translate, a)]) == (0.0, 0)
+    assert pooled_seed_variance([(translate, b)])[1] == 2  # a translate of raster against another order counts

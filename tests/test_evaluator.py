@@ -278,3 +278,32 @@ def test_each_model_of_a_stack_keeps_its_own_plateau_learning_rate():
     np.testing.assert_allclose(moves[4:6, 0], 0.01, rtol=1e-4)  # after its first plateau (validation 4)
     np.testing.assert_allclose(moves[:, 1], 0.1, rtol=1e-4)
     assert trained[1].steps == 10 and trained[0].steps == 8
+
+
+def test_a_translate_is_measured_with_the_moved_weights_where_the_grid_meets_the_edges_elsewhere(tmp_path):
+    """One training serves every translate, but not its bits: T(S)'s bits on an image are S's model's bits on the
+    image moved against the patch grid (a zero border in front of it), and differ from S's own at the edges."""
+    import torch.nn.functional as F
+
+    from ordersearch.evaluation import EvaluationStore
+    from ordersearch.models.entropy import bits
+
+    lat = gaussian_field("separable").sample(12, 20, 24, seed=1)
+    store = EvaluationStore(tmp_path)
+    evaluator = Evaluator(lat, TrainConfig(max_steps=30, eval_every=10, warm_steps=10, crop=8), "cpu", store,
+                          progress=False)
+    s = Schedule.named("raster", 3)
+    own = evaluator.evaluate(s)
+    model = own.model
+    test = lat.split(seed=0).test
+    for t in sorted(s.orbit(), key=s.translation_to)[1:]:
+        dr, dc = s.translation_to(t)
+        moved = evaluator.evaluate(t)
+        assert len(store) == 2  # the schedule and the warm start: no translate trained
+        for i, y in enumerate(test.y):
+            y = torch.from_numpy(y).float()[None]
+            canvas = F.pad(y, (3 - dc, 0, 3 - dr, 0))  # x at offset (3 - dr, 3 - dc): its (i, j) on S's (i - dr, j - dc)
+            with torch.no_grad():
+                expected = bits(model(canvas, None))[0, :, 3 - dr:, 3 - dc:].sum().item()
+            assert moved.image_bits[i] == pytest.approx(expected, rel=1e-5)
+        assert moved.image_bits != pytest.approx(own.image_bits, rel=1e-6)  # not the schedule's bits reused

@@ -46,15 +46,16 @@ def test_repeat_is_a_hit_and_survives_reopening(tmp_path, latents):
     assert len(trained(again)) == 4
 
 
-def test_translated_schedule_is_the_same_evaluation(tmp_path, latents):
+def test_a_translated_schedule_is_the_same_training_measured_again(tmp_path, latents):
+    """One training serves both; the translate's bits are its own (the grid meets the edges elsewhere), close."""
     store = EvaluationStore(tmp_path)
     s = Schedule.named("lin2023", 2)
     moved = Schedule.from_grid(np.roll(s.array(), (1, 0), axis=(0, 1)))
     a = evaluate(store, s, latents, CFG)
     b = evaluate(store, moved, latents, CFG)
-    assert len(trained(store)) == 1 and b.bits_per_latent == a.bits_per_latent
-    assert b.schedule == moved
-    assert np.allclose(np.roll(np.asarray(a.per_position), (1, 0), axis=(0, 1)), b.per_position)
+    assert len(trained(store)) == 1 and b.schedule == moved
+    assert b.bits_per_latent != a.bits_per_latent and b.bits_per_latent == pytest.approx(a.bits_per_latent, rel=0.01)
+    assert np.allclose(np.roll(np.asarray(a.per_position), (1, 0), axis=(0, 1)), b.per_position, rtol=0.05)
 
 
 def test_context_sets_are_stored_too(tmp_path, latents):

@@ -14,11 +14,16 @@ class TrainConfig:
 
     Crops of ``crop`` x ``crop`` latents (plus a border of kernel // 2 that
     supplies their neighbours, zeros at image edges, and is not scored),
-    AdamW with weight decay and a cosine learning rate from ``lr`` down to
-    ``lr / 20`` over ``max_steps``,
-    validation every ``eval_every`` steps, stop after ``patience`` validations
-    without improvement or at ``max_steps`` / ``max_seconds``; the best
-    validation state is measured on the test split.
+    AdamW with weight decay, validation every ``eval_every`` steps. The
+    learning rate is ``lr`` until a plateau (``patience`` validations without
+    improvement), then divided by 10 at each of the first ``lr_drops``
+    plateaus; training stops at the next one, or at the cap ``max_steps`` /
+    ``max_seconds``, which a converging training does not reach (on the
+    built-in latents every 4x4 training plateaued at 3,600-4,400 steps:
+    results/convergence.md). ``lr_drops=0`` is the earlier protocol: a
+    cosine learning rate from ``lr`` to ``lr / 20`` over ``max_steps``, early
+    stopping after ``patience`` validations. The best validation state is
+    measured on the test split.
     """
 
     model: ModelConfig = ModelConfig()
@@ -26,13 +31,13 @@ class TrainConfig:
     weight_decay: float = 1e-4
     batch: int = 16
     crop: int = 16
-    max_steps: int = 1200
+    max_steps: int = 8000
     eval_every: int = 100
-    patience: int = 5
+    patience: int = 4
     max_seconds: float | None = None
-    #: 0: a cosine learning rate over ``max_steps``; n > 0: train to a plateau, the learning rate divided by
-    #: 10 at each of the first n plateaus (``patience`` validations without improvement), stop at the next
-    lr_drops: int = 0
+    #: n > 0: train to a plateau, the learning rate divided by 10 at each of the first n plateaus (``patience``
+    #: validations without improvement), stop at the next; 0: a cosine learning rate over ``max_steps``
+    lr_drops: int = 2
     #: Steps of the shared warm start: a prior-only model (no context) trained once per data set, config
     #: and seed, from which every schedule's model starts (its context convolutions at zero). Every
     #: schedule then starts from the same model and sees the same batches, so differences between

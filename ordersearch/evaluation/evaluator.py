@@ -26,10 +26,11 @@ import torch
 
 from ..data.latents import LatentSet, Splits
 from ..device import resolve_device
-from ..models.multistage import ModelConfig, MultistageContextModel
+from ..errors import OrdersearchError
+from ..models.multistage import ModelConfig, MultistageContextModel, translated_state
 from ..schedule import Position, Schedule, context_index, context_window_masks
 from .config import TrainConfig
-from .measure import measure
+from .measure import OnDevice, measure
 from .record import Evaluation
 from .store import EvaluationStore, context_subject, evaluation_key, schedule_subject
 from .training import Checkpoint, Trained, train_dedicated, train_stacked
@@ -70,6 +71,7 @@ class Evaluator:
         self.progress = progress
         self.data = data_fingerprint(self.splits)
         self._warm: dict[int, dict[str, torch.Tensor]] = {}
+        self._translates: dict[tuple[str, Schedule], Evaluation] = {}
         self.splits.check()  # not empty, channels agree; patch and crop sizes per evaluation
 
     @property
@@ -86,7 +88,8 @@ class Evaluator:
         canonical = schedule.canonical("translations")
         result = self._cached(schedule_subject(canonical), seed, None if cached_only else
                               lambda checkpoint: self._train_schedule(canonical, seed, checkpoint=checkpoint))
-        return None if result is None else result.translated(schedule)
+        return None if result is None else self._translated(result, schedule, self.key(schedule_subject(canonical),
+                                                                                          seed))
 
     def evaluate_many(self, items: Iterable[tuple[Schedule, int]]) -> list[Evaluation]:
         """``evaluate(schedule, seed)`` of every item; the ones not in the store are trained together.
@@ -114,7 +117,52 @@ class Evaluator:
 
         results = (list(train(list(range(len(items))))) if self.store is None else
                    self.store.cached_many(keyed, train))
-        return [r.translated(s) for r, (s, _) in zip(results, items)]
+        return [self._translated(r, s, k[0]) for r, (s, _), k in zip(results, items, keyed)]
+
+    def _translated(self, evaluation: Evaluation, schedule: Schedule, key: str) -> Evaluation:
+        """``evaluation`` (of a translate of ``schedule``) for ``schedule``: its model, moved to ``schedule``'s
+        positions, measured again. One training serves every translate (training crops fall on the patch grid at
+        random offsets, so all translates train alike), but the bits do not carry over: on whole images the grid
+        meets the image edges elsewhere (results/translations.md)."""
+        shift = evaluation.schedule.translation_to(schedule)
+        if shift == (0, 0):
+            return evaluation
+        cached = self._translates.get((key, schedule))
+        if cached is not None:
+            return cached
+        model = self._moved(evaluation, schedule, key)
+        result = Evaluation(**{**evaluation.__dict__, "stages": [list(r) for r in schedule.stages], "model": model,
+                               **measure(model, self.splits, schedule, self.config.score_border)})
+        self._translates[(key, schedule)] = result
+        return result
+
+    def _moved(self, evaluation: Evaluation, schedule: Schedule, key: str) -> MultistageContextModel:
+        """The model of ``evaluation`` (its own, else its weights from the store) for a translate of its schedule."""
+        state = (evaluation.model.state_dict() if evaluation.model is not None else
+                 None if self.store is None else self.store.state(key))
+        if state is None:
+            raise OrdersearchError(f"the store has no weights for evaluation {key}: cannot measure a translate of it")
+        s = self.splits.train
+        config = TrainConfig.from_dict(evaluation.config)
+        model = MultistageContextModel(schedule, s.channels, s.prior_channels, config.model).to(self.device)
+        model.load_state_dict(translated_state(state, evaluation.schedule.translation_to(schedule)))
+        return model.eval()
+
+    def translates_on_val(self, evaluations: list[Evaluation]) -> dict[Schedule, float]:
+        """Every translate of the evaluated schedule and its val rate: the models of ``evaluations`` (one per seed)
+        moved to its positions, measured on the val split, averaged over the seeds. No training: where the patch
+        grid should meet the image border, chosen on val."""
+        schedule = evaluations[0].schedule
+        subject = schedule_subject(schedule.canonical("translations"))
+        val = OnDevice(self.splits.val, self.device)
+        rates = {}
+        for t in sorted(schedule.orbit(), key=schedule.translation_to):
+            per_seed = []
+            for e in evaluations:
+                bits_, elements = val.image_bits(self._moved(e, t, self.key(subject, e.seed)), self.config.score_border)
+                per_seed.append(sum(bits_) / sum(elements))
+            rates[t] = float(sum(per_seed) / len(per_seed))
+        return rates
 
     def evaluate_context(self, context: Iterable[Position], patch: int, seed: int = 0,
                          cached_only: bool = False) -> Evaluation | None:

@@ -89,18 +89,6 @@ class Evaluation:
         context = None if d["context"] is None else [tuple(p) for p in d["context"]]
         return cls(**{**d, "curve": [tuple(c) for c in d["curve"]], "context": context})
 
-    def translated(self, schedule: Schedule) -> Evaluation:
-        """This evaluation of a schedule expressed for a translate of it (per-position numbers moved)."""
-        own = self.schedule
-        shift = None if own is None else own.translation_to(schedule)
-        if shift is None:
-            raise ValueError("the schedule is not a translate of the evaluated one")
-        if shift == (0, 0):
-            return self
-        per_position = np.roll(np.asarray(self.per_position), shift, axis=(0, 1)).tolist()
-        return Evaluation(**{**self.__dict__, "stages": [list(r) for r in schedule.stages],
-                             "per_position": per_position})
-
     def __str__(self) -> str:
         what = "context " + str(sorted(self.context)) if self.context is not None else f"{self.patch}x{self.patch} schedule"
         return (f"{what}: {self.bits_per_latent:.4f} +- {self.ci95():.4f} bits/latent (test, 95% over images, "

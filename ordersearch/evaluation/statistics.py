@@ -104,11 +104,16 @@ def seed_variance(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str =
     return (float(np.var(per_seed, ddof=1)), len(per_seed) - 1) if len(per_seed) > 1 else (0.0, 0)
 
 
+def _same_models(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str) -> bool:
+    sa, sb = a[0].schedule, b[0].schedule
+    return (sa is not None and sb is not None and sa.equivalent(sb)) or not np.any(_paired(a, b, split)[0])
+
+
 def pooled_seed_variance(pairs: Sequence[tuple[Sequence[Evaluation], Sequence[Evaluation]]],
                          split: str = "test") -> tuple[float, int]:
     """Seed-to-seed variance pooled over schedule pairs (weighted by degrees of freedom), and its dof."""
-    # a pair evaluated by the same models (a schedule and its translate) has no seed noise to tell of
-    parts = [seed_variance(a, b, split) for a, b in pairs if np.any(_paired(a, b, split)[0])]
+    # a schedule and its translate are measured with the same models: their difference carries no training noise
+    parts = [seed_variance(a, b, split) for a, b in pairs if not _same_models(a, b, split)]
     dof = sum(d for _, d in parts)
     return (sum(v * d for v, d in parts) / dof if dof else 0.0), dof
 

@@ -2,12 +2,14 @@
 
 ::
 
-    best.json            the winner as a v1 schedule (metrics: dedicated rate, seeds, vs runner-up)
+    best.json            the leader's translate lowest on val (where the patch grid meets the border) as a v1
+                         schedule (metrics: dedicated rate, seeds, vs runner-up, vs the leader as verified)
     best.weights.pt      its trained context model (seed 0, float16): what ``encode`` and ``decode`` load
     schedules/<l>.json   every verified candidate (metrics: per-position bits, vs best)
     evaluations.csv      one row per (candidate, seed): dedicated test rate
     per_image.csv        bits of every val and test image (and of each test image's edge, split test-edge), per
-                         candidate and seed: every interval re-derives
+                         candidate and seed, and of best.json's schedule (label ``best``): every interval
+                         re-derives
     costs.csv            the cheap estimator's f(C) of every context set
     pareto.csv           best grouped schedule for every step budget, and the named schedules
     trace.csv            every scorer call and scored schedule of every strategy
@@ -40,6 +42,7 @@ BEST = "best.json"
 WEIGHTS_SUFFIX = ".weights.pt"  # beside a schedule file: its trained context model
 MAX_WEIGHTS_BYTES = 1 << 30
 SCHEDULES = "schedules"
+PLACED = "best"  # per_image.csv's label of best.json's schedule, the leader's translate chosen on val
 SUMMARY = "summary.md"
 SUMMARY_SEARCH = "search.md"  # what ``ordersearch search`` reports (summary.md is the run's)
 FIGURES = "figures"
@@ -91,6 +94,8 @@ def read_evaluations(folder: Path) -> dict[str, list]:
 
     Enough for ``evaluation.compare`` / ``conclude``: every interval of the run
     re-derives from the committed files (rates per seed and image; no weights).
+    The rows of best.json's schedule (label ``best``, a translate of the leader)
+    are not a candidate and are left out.
     """
     from ..evaluation.record import Evaluation
 
@@ -98,7 +103,7 @@ def read_evaluations(folder: Path) -> dict[str, list]:
     best = Path(folder) / BEST  # the data fingerprint, so runs of several patch sizes on one data set compare
     data = load_schedule(best)[1].provenance.get("data", "") if best.is_file() else str(Path(folder).resolve())
     out: dict[str, list[Evaluation]] = {}
-    for (label, seed), part in frame.groupby(["schedule", "seed"], sort=False):
+    for (label, seed), part in frame[frame.schedule != PLACED].groupby(["schedule", "seed"], sort=False):
         test, val, edge = (part[part.split == s].sort_values("image") for s in ("test", "val", "test-edge"))
         bits = test.bits.tolist()
         out.setdefault(label, []).append(Evaluation(

@@ -32,7 +32,8 @@ from ..data.latents import LatentSet, Splits
 from ..estimators import fit_estimator
 from ..errors import OrdersearchError, redact
 from ..files import atomic_write
-from ..evaluation import Agreement, EvaluationStore, Evaluator, Verified, agreement, order_agreement, verify
+from ..evaluation import (Agreement, Comparison, Evaluation, EvaluationStore, Evaluator, Verified, agreement,
+                          compare, order_agreement, verify)
 from ..schedule import Schedule, baselines, check_patch, context_from_index, context_window_masks
 from ..schedule_io import save_schedule
 from ..search import DP, Budget, SearchResult, TableScorer, make_strategy, pareto_front
@@ -59,6 +60,30 @@ class RunResult:
     #: over the verified orders (permutations) of this run: (cheap vs dedicated, seed vs seed) pair sign agreement
     trust: tuple[float, float] = (float("nan"), float("nan"))
     checks: list[Check] = field(default_factory=list)
+    placed: Placement | None = None
+
+
+@dataclass
+class Placement:
+    """Where the leader's patch grid meets the image border: its translates on val, the lowest one on test.
+
+    One training serves every translate (``Evaluator.translates_on_val``); on whole images the translates differ
+    at the edges (results/translations.md), so ``best.json`` is the translate chosen here.
+    """
+
+    val: dict[Schedule, float]  # every translate of the leader, its val rate (mean over the leader's seeds)
+    schedule: Schedule  # the lowest on val
+    evaluations: list[Evaluation]  # of it, one per seed of the leader
+    comparison: Comparison  # it - the leader as verified, on test
+
+
+def place_leader(verified: Verified, evaluator: Evaluator) -> Placement:
+    """The leader's translate with the lowest val rate, measured on test against the leader as verified."""
+    leader = verified.evaluations[verified.winner]
+    val = evaluator.translates_on_val(leader)
+    chosen = min(val, key=val.get)
+    moved = evaluator.evaluate_many([(chosen, e.seed) for e in leader])
+    return Placement(val, chosen, moved, compare(moved, leader))
 
 
 def _unique(labelled: list[tuple[str, Schedule]]) -> dict[str, Schedule]:
@@ -229,6 +254,12 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     timings["verification"] = time.time() - start
     say(f"[4/4] verification done in {timings['verification']:.0f} s: leader {verified.winner}")
     start = time.time()
+    placed = place_leader(verified, evaluator)
+    timings["placing the patch grid"] = time.time() - start
+    shift = candidates[verified.winner].translation_to(placed.schedule)
+    say(f"patch grid: of the leader's {len(placed.val)} translates, shift {shift} is the lowest on val; on test "
+        f"{placed.comparison.difference:+.4f} bits/latent against the leader as verified")
+    start = time.time()
     extra = check_schedules(n)
     say(f"consistency checks: {', '.join(extra)} x {config.seeds} seeds")
     pairs = [(label, seed) for seed in range(config.seeds) for label in extra]
@@ -248,11 +279,11 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
             per_seed.setdefault(e.seed, {})[k] = e.bits_per_latent
     trust = order_agreement({k: cheap[k] for k in orders}, per_seed)
     result = RunResult(config, results, front, verified, candidates, cheap, fidelity, timings, evaluator.data,
-                       trust, checks)
+                       trust, checks, placed)
     write_outputs(result, table, splits, command)
     # what encode / decode load for best.json, so the run folder compresses without its (git-ignored) store
     winner = verified.evaluations[verified.winner]
-    state = store.schedule_state(candidates[verified.winner], config.train.to_dict(), evaluator.data,
+    state = store.schedule_state(placed.schedule, config.train.to_dict(), evaluator.data,
                                  min(e.seed for e in winner))
     if state is not None:
         files.save_weights(files.weights_file(folder / files.BEST), state)
@@ -337,13 +368,19 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
     provenance = {"data": r.data, "command": redact(command, c.storage),
                   "config": {**asdict(c), "out": str(c.out), "train": c.train.to_dict(),
                              "storage": c.storage and redact(c.storage, c.storage)}}
-    winner = v.schedules[v.winner]
-    ev = v.evaluations[v.winner]
+    winner, ev = v.schedules[v.winner], v.evaluations[v.winner]
+    if r.placed is not None:  # the leader's translate chosen on val: what best.json holds
+        winner, ev = r.placed.schedule, r.placed.evaluations
     runner_up = v.ranking()[1] if len(v.ranking()) > 1 else None
-    metrics = {"bits_per_latent": v.mean(v.winner), "estimator": "dedicated", "split": "test",
-               "chosen_on": "val", "val_bits_per_latent": v.mean(v.winner, "val"),
+    metrics = {"bits_per_latent": float(np.mean([e.bits_per_latent for e in ev])), "estimator": "dedicated",
+               "split": "test", "chosen_on": "val", "val_bits_per_latent": float(np.mean([e.rate("val") for e in ev])),
                "seeds": len(ev), "bits_per_latent_per_seed": [e.bits_per_latent for e in ev],
                "best_set": v.best_set(), c.estimator: r.cheap[v.winner]}
+    if r.placed is not None:
+        cmp = r.placed.comparison
+        metrics["translate_of_leader"] = {
+            "shift": list(v.schedules[v.winner].translation_to(winner)), "difference": cmp.difference,
+            "low": _finite(cmp.low), "high": _finite(cmp.high), "level": cmp.level, "verdict": cmp.verdict}
     if ev[0].bpp is not None:
         metrics["bpp_y"] = float(np.mean([e.bpp for e in ev]))
     if runner_up:
@@ -372,9 +409,10 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
          "bits_per_latent": e.bits_per_latent, "val_bits_per_latent": e.rate("val"), "bpp_y": e.bpp, "seconds": e.seconds, "steps": e.steps,
          "device": e.device, "cheap": r.cheap[label]}
         for label, evs in v.evaluations.items() for e in evs])
+    placed = {} if r.placed is None else {files.PLACED: r.placed.evaluations}
     files.write_table(folder, "per_image.csv", [
         {"schedule": label, "seed": e.seed, "split": split, "image": i, "bits": b, "latents": k}
-        for label, evs in v.evaluations.items() for e in evs
+        for label, evs in {**v.evaluations, **placed}.items() for e in evs
         for split in ("val", "test", *(("test-edge",) if e.edge_image_bits is not None else ()))
         for i, (b, k) in enumerate(zip(*e.split_bits(split)))])
     files.write_table(folder, "checks.csv", [

@@ -26,7 +26,9 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
              *_checks(r),
              "## Verified (dedicated training)", "",
              f"Each candidate trained with {c.seeds} seed(s), more (up to {c.max_seeds}) for candidates "
-             f"indistinguishable from the leader; {c.train.max_steps} steps max, early stopping on val. "
+             f"indistinguishable from the leader; "
+             + (f"trained to a plateau on val (cap {c.train.max_steps} steps). " if c.train.lr_drops else
+                f"{c.train.max_steps} steps max, early stopping on val. ") +
              f"The leader is the lowest on the **val** split; it is compared with every other candidate on the test "
              f"split, paired over images and seeds, with the run's pooled seed-to-seed variance "
              f"({_pooled(v)}), each interval Bonferroni-corrected for {max(1, len(v.comparisons))} comparisons.", ""]
@@ -41,6 +43,7 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
                   f"{', '.join(v.unresolved)}.", ""]
     lines += _order_matters(v)
     lines += _edges(v)
+    lines += _placement(r)
     lines += ["## Search (cheap estimator: " + c.estimator + ")", "",
               "| strategy | rate (cheap) | scorer calls | schedule |", "|---|---|---|---|"]
     for name, res in r.results.items():  # its seconds are under Timings
@@ -160,6 +163,27 @@ def _edges(v) -> list[str]:
     lines += ["", ("The interior verdicts agree with the whole-latent ones." if not differ else
                    f"On the interior alone the verdict differs for: {', '.join(differ)}: there the edges decide.")
               + " (leader - this: positive means the leader spends more.)", ""]
+    return lines
+
+
+def _placement(r: RunResult) -> list[str]:
+    """The leader's translates on val, and the chosen one (best.json) against the leader on test."""
+    p, v = r.placed, r.verified
+    if p is None:
+        return []
+    leader = v.schedules[v.winner]
+    c = p.comparison
+    ranked = sorted(p.val.items(), key=lambda kv: kv[1])
+    lines = ["## Where the patch grid meets the border", "",
+             f"One training serves every translate of an order, but on whole images the translates differ at the edges "
+             f"(other positions along the border). The leader's {len(p.val)} translates, measured on val with its "
+             f"models moved (no training):", "",
+             "| shift | grid | val |", "|---|---|---|"]
+    lines += [f"| {leader.translation_to(t)} | {grid_text(t)} | {rate:.4f} |" for t, rate in ranked]
+    lines += ["", f"best.json holds the lowest on val, shift {leader.translation_to(p.schedule)}: on test "
+              f"{np.mean([e.bits_per_latent for e in p.evaluations]):.4f} bits/latent; it - the leader as verified = "
+              f"{c.difference:+.4f} ({100 * c.relative:+.2f}%), 95% interval [{c.low:+.4f}, {c.high:+.4f}] (same "
+              f"models: the interval holds images and the seeds' spread of the difference): {c.verdict}.", ""]
     return lines
 
 
