@@ -43,6 +43,19 @@ QUESTIONS = [
 ]
 
 
+#: the training protocol of each committed run (by patch), from its best.json: comparisons across protocols are
+#: flagged, since the protocol moves every rate by more than orders do (results/convergence.md)
+PROTOCOL: dict[int, str] = {}
+
+
+def protocol(folder: Path) -> str:
+    from ordersearch.schedule_io import load_schedule
+
+    train = load_schedule(folder / "best.json")[1].provenance["config"]["train"]
+    return (f"trained to a plateau (cap {train['max_steps']} steps)" if train.get("lr_drops") else
+            f"cosine learning rate over {train['max_steps']} steps")
+
+
 def evaluations() -> tuple[dict[str, list], list[str]]:
     """Label ('4x4 dp') -> per-seed evaluations, for every committed run folder that has per_image.csv."""
     out, missing = {}, []
@@ -51,6 +64,7 @@ def evaluations() -> tuple[dict[str, list], list[str]]:
         if not (folder / "per_image.csv").is_file():
             missing.append(str(folder))
             continue
+        PROTOCOL[n] = protocol(folder)
         found = read_evaluations(folder)
         leader = min(found, key=lambda k: sum(e.rate("val") for e in found[k]) / len(found[k]))
         for label, evs in found.items():
@@ -68,6 +82,8 @@ def main() -> None:
              "cheaper; intervals are paired over test images and the seeds both schedules have, the seed-to-seed "
              "variance pooled over each question's pairs, Bonferroni-corrected for the comparisons of the question.",
              ""]
+    lines += ["Training protocols: " + "; ".join(f"{n}x{n} run {p}" for n, p in PROTOCOL.items()) + ". A comparison "
+              "across protocols is marked: it measures the protocol as much as the schedules.", ""]
     if missing:
         lines += [f"Not re-derivable (made before per_image.csv existed; being re-run): {', '.join(missing)}.", ""]
     for question, pairs in QUESTIONS:
@@ -83,7 +99,9 @@ def main() -> None:
                 continue
             c = compare(known[a], known[b], comparisons=len(present), pooled=pooled)
             mean = lambda evs: sum(e.bits_per_latent for e in evs) / len(evs)  # noqa: E731
-            lines.append(f"- {a} ({mean(known[a]):.4f}) vs {b} ({mean(known[b]):.4f}): {c}")
+            across = PROTOCOL[int(a[0])] != PROTOCOL[int(b[0])]
+            lines.append(f"- {a} ({mean(known[a]):.4f}) vs {b} ({mean(known[b]):.4f}): {c}"
+                         + (" **(across training protocols: not comparable)**" if across else ""))
         lines.append("")
     Path("results/answers.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -180,7 +180,10 @@ def _placement(r: RunResult) -> list[str]:
              f"models moved (no training):", "",
              "| shift | grid | val |", "|---|---|---|"]
     lines += [f"| {leader.translation_to(t)} | {grid_text(t)} | {rate:.4f} |" for t, rate in ranked]
-    lines += ["", f"best.json holds the lowest on val, shift {leader.translation_to(p.schedule)}: on test "
+    shift = leader.translation_to(p.schedule)
+    if shift == (0, 0):
+        return lines + ["", "The leader as verified is the lowest on val: best.json holds it as it is.", ""]
+    lines += ["", f"best.json holds the lowest on val, shift {shift}: on test "
               f"{np.mean([e.bits_per_latent for e in p.evaluations]):.4f} bits/latent; it - the leader as verified = "
               f"{c.difference:+.4f} ({100 * c.relative:+.2f}%), 95% interval [{c.low:+.4f}, {c.high:+.4f}] (same "
               f"models: the interval holds images and the seeds' spread of the difference): {c.verdict}.", ""]
