@@ -11,8 +11,9 @@
    ``--steps`` steps, early stopping on the val photos. Every context model
    starts from zero, so no schedule starts ahead of another.
 3. Real files of every codec on the test photos (``codec.rd.measure``):
-   ``results/rd/points.csv``, ``bd_rate.csv`` (BD-rate, PCHIP, paired
-   bootstrap over photos, against serial, checkerboard and single),
+   ``results/rd/points.csv`` (bpp, PSNR, MS-SSIM, times), ``bd_rate.csv``
+   (BD-rate on PSNR and on MS-SSIM in dB, PCHIP, paired bootstrap over
+   photos, against serial, checkerboard and single),
    ``figures/rd.png`` and ``ranking.md``: the order of the schedules by
    BD-rate against single at codec level against their order on frozen
    latents (``results/patch4/evaluations.csv``), Kendall tau with a
@@ -38,7 +39,7 @@ import torch
 from ordersearch.codec.codec_file import load_codec, save_codec
 from ordersearch.evaluation.joint import JointConfig, fine_tune
 from ordersearch.models.joint import SERIAL
-from ordersearch.codec.rd import bd_rate_table, measure, plot_rd
+from ordersearch.codec.rd import METRICS, bd_rate_table, measure, plot_rd
 from ordersearch.data import photo_splits, read_image
 from ordersearch.device import resolve_device
 from ordersearch.files import atomic_write
@@ -127,7 +128,8 @@ def main() -> None:
     points = pd.DataFrame(rows)
     assert points.exact.all(), "a decoded image differs from the encoder's reconstruction"
     atomic_write(args.out / "points.csv", points.to_csv(index=False).encode())
-    table = bd_rate_table(points, ["serial", "checkerboard", "single"], resamples=args.resamples)
+    table = pd.concat([bd_rate_table(points, ["serial", "checkerboard", "single"], resamples=args.resamples, metric=m)
+                       for m in METRICS])
     atomic_write(args.out / "bd_rate.csv", table.to_csv(index=False).encode())
     plot_rd(args.out)
     ranking(points, table, args.out, args.resamples)
@@ -137,7 +139,7 @@ def ranking(points: pd.DataFrame, table: pd.DataFrame, out: Path, resamples: int
     """ranking.md: codec-level BD-rate vs single against the frozen-latent rate, Kendall tau with an interval."""
     frozen = pd.read_csv(ROOT / "results/patch4/evaluations.csv").groupby("schedule").bits_per_latent.mean()
     frozen = frozen.rename(index={"raster": "run-best-4x4"})
-    vs_single = table[table.reference == "single"].set_index("label")
+    vs_single = table[(table.reference == "single") & (table.metric == "psnr")].set_index("label")
     vs_single.loc["single", ["bd_rate", "low", "high"]] = 0.0  # the reference itself
     labels = [k for k in vs_single.index if FROZEN.get(k, k) in frozen.index]
     frozen_rate = [float(frozen[FROZEN.get(k, k)]) for k in labels]

@@ -414,7 +414,7 @@ def cmd_codec_eval(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .codec.codec_file import load_codec
-    from .codec.rd import POINT_COLUMNS, bd_rate_table, measure
+    from .codec.rd import METRICS, POINT_COLUMNS, bd_rate_table, measure
     from .data import photo_splits
     from .files import atomic_write
 
@@ -435,17 +435,20 @@ def cmd_codec_eval(args: argparse.Namespace) -> int:
     if not points.exact.all():
         raise OrdersearchError(f"decoding did not reproduce the encoder's image for {sorted(set(points.label[~points.exact]))}")
     atomic_write(args.out / "points.csv", points.to_csv(index=False).encode())
-    table = bd_rate_table(points, args.references, resamples=args.resamples)
+    table = pd.concat([bd_rate_table(points, args.references, resamples=args.resamples, metric=m) for m in METRICS])
     atomic_write(args.out / "bd_rate.csv", table.to_csv(index=False).encode())
-    summary = points.groupby(["label", "lmbda"])[["bpp", "psnr", "encode_seconds", "decode_seconds"]].mean()
+    columns = ["bpp", "psnr", "ms_ssim", "encode_seconds", "decode_seconds"]
+    summary = points.groupby(["label", "lmbda"])[columns].mean()
     print(f"{len(photos)} {args.split} photos from {args.photos}; means per codec:")
     print(summary.round(4).to_string())
     if len(table):
-        print("BD-rate (%, negative: fewer bits at the same PSNR), 95% bootstrap interval over photos:")
+        print("BD-rate (%, negative: fewer bits at the same quality), 95% bootstrap interval over photos:")
         for r in table.itertuples():
             interval = (f"[{r.low:+.2f}, {r.high:+.2f}]" if not np.isnan(r.low) else
                         f"no interval: {r.undefined_resamples} of {args.resamples} resamples have no BD-rate")
-            print(f"  {r.label} vs {r.reference}: {r.bd_rate:+.2f} {interval}")
+            print(f"  {r.label} vs {r.reference} ({r.metric}): {r.bd_rate:+.2f} {interval}")
+        if "ms_ssim_db" not in set(table.metric):
+            print("  (no MS-SSIM BD-rate: a photo has a side of 160 pixels or less, too small for five scales)")
     else:
         print("no BD-rate: it needs two or more operating points (lambdas) of a label and of a reference "
               f"({', '.join(args.references)})")

@@ -17,7 +17,7 @@ from ordersearch.cli import main
 from ordersearch.codec.codec_file import load_codec, save_codec
 from ordersearch.evaluation.joint import JointConfig, fine_tune
 from ordersearch.models.joint import SERIAL
-from ordersearch.codec.rd import bd_rate, bd_rate_table
+from ordersearch.codec.rd import bd_rate, bd_rate_table, ms_ssim, psnr
 
 from test_codec import image
 
@@ -109,6 +109,17 @@ def test_bd_rate_against_independent_cubic_and_exact_cases():
     assert bd_rate((ra, pa), (ra, pa)) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_ms_ssim_is_one_for_the_same_image_falls_with_noise_and_is_undefined_on_small_images():
+    rng = np.random.default_rng(0)
+    photo = image(192, 256, seed=3)
+    noisy = [np.clip(photo + rng.normal(0, s, photo.shape), 0, 255).astype(np.uint8) for s in (2, 8, 24)]
+    scores = [ms_ssim(photo, n) for n in noisy]
+    assert ms_ssim(photo, photo) == pytest.approx(1.0, abs=1e-9)
+    assert 1 > scores[0] > scores[1] > scores[2] > 0
+    assert [psnr(photo, n) for n in noisy] == sorted(psnr(photo, n) for n in noisy)[::-1]
+    assert np.isnan(ms_ssim(photo[:160], photo[:160]))  # five scales need more than 160 pixels a side
+
+
 def test_bd_rate_table_bootstrap_covers_a_known_saving():
     """Test photos where the test codec spends 5% fewer bits at equal PSNR, plus per-photo noise."""
     rng = np.random.default_rng(0)
@@ -134,7 +145,8 @@ def test_codec_commands_from_schedule_file_to_bd_rate_table(tmp_path, capsys):
     for split, count in (("train", 3), ("val", 1), ("test", 2)):
         (photos / split).mkdir(parents=True)
         for i in range(count):
-            Image.fromarray(image(128, 128, seed=10 * len(split) + i)).save(photos / split / f"{i}.png")
+            side = 176 if split == "test" else 128  # test photos large enough for MS-SSIM's five scales
+            Image.fromarray(image(side, side, seed=10 * len(split) + i)).save(photos / split / f"{i}.png")
     cb = save_schedule(Schedule.named("checkerboard", 2), tmp_path / "checkerboard.json")
     common = ["--photos", str(photos), "--max-steps", "2", "--batch", "1", "--crop", "64", "--quiet"]
     for lmbda, base in (("0.002", []), ("0.02", ["--base", str(tmp_path / "cb0.002.pt")])):  # or another point
@@ -149,9 +161,11 @@ def test_codec_commands_from_schedule_file_to_bd_rate_table(tmp_path, capsys):
     out = capsys.readouterr().out
     points = pd.read_csv(tmp_path / "rd" / "points.csv")
     assert set(points.label) == {"checkerboard", "serial"} and len(points) == 8 and points.exact.all()
-    assert (points.bpp > 0).all() and (points.psnr > 10).all()
+    assert (points.bpp > 0).all() and (points.psnr > 10).all() and points.ms_ssim.between(0, 1).all()
     bd = pd.read_csv(tmp_path / "rd" / "bd_rate.csv")
-    assert set(zip(bd.label, bd.reference)) == {("checkerboard", "serial"), ("serial", "checkerboard")}
+    assert set(zip(bd.label, bd.reference, bd.metric)) == {(a, b, m) for a, b in (("checkerboard", "serial"),
+                                                                                   ("serial", "checkerboard"))
+                                                            for m in ("psnr", "ms_ssim_db")}
     assert "checkerboard vs serial" in out
     assert main(["plot", str(tmp_path / "rd")]) == 0 and (tmp_path / "rd" / "figures" / "rd.png").stat().st_size > 0
     # bad input: one line, non-zero, nothing written

@@ -2,12 +2,14 @@
 
 ``measure`` sends every photo through ``compress`` / ``decompress``: the rate
 is the file's size (header, z and every y stream included), the distortion
-the RGB PSNR of what the decoder returns (checked equal to the encoder's
-reconstruction). ``bd_rate`` is the Bjontegaard delta rate of the maintained
-``bjontegaard`` package (PCHIP interpolation, what the JVET common test
-conditions use) between mean curves: for every operating point, the mean
-bpp and mean PSNR over the photos. ``bd_rate_table`` adds a percentile
-bootstrap over photos, paired (both curves resampled with the same photos).
+the RGB PSNR and MS-SSIM of what the decoder returns (checked equal to the
+encoder's reconstruction). ``bd_rate`` is the Bjontegaard delta rate of the
+maintained ``bjontegaard`` package (PCHIP interpolation, what the JVET common
+test conditions use) between mean curves: for every operating point, the
+mean bpp and mean quality over the photos, quality being PSNR or MS-SSIM in
+dB (-10 log10(1 - MS-SSIM), as codec papers plot it). ``bd_rate_table`` adds
+a percentile bootstrap over photos, paired (both curves resampled with the
+same photos).
 """
 
 from __future__ import annotations
@@ -24,15 +26,30 @@ from ..data.images import read_image
 from ..errors import OrdersearchError
 from .multistage import MultistageCodec
 
-__all__ = ["BD_COLUMNS", "POINT_COLUMNS", "bd_rate", "bd_rate_table", "measure", "plot_rd", "psnr"]
+__all__ = ["BD_COLUMNS", "METRICS", "POINT_COLUMNS", "bd_rate", "bd_rate_table", "measure", "ms_ssim", "plot_rd",
+           "psnr"]
 
-POINT_COLUMNS = ("label", "lmbda", "image", "bpp", "psnr", "encode_seconds", "decode_seconds", "exact")
+POINT_COLUMNS = ("label", "lmbda", "image", "bpp", "psnr", "ms_ssim", "encode_seconds", "decode_seconds", "exact")
+#: the quality measures a BD-rate is computed on, and their axis labels
+METRICS = {"psnr": "RGB PSNR (dB)", "ms_ssim_db": "MS-SSIM (dB, -10 log10(1 - MS-SSIM))"}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """RGB PSNR in dB of two uint8 images."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 10 * math.log10(255**2 / max(mse, 1e-10))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """RGB MS-SSIM of two uint8 images (torchmetrics: 5 scales, Gaussian window 11, sigma 1.5, Wang et al.'s
+    weights), NaN for an image whose sides are not over 160 pixels, too small for five scales."""
+    import torch
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+
+    if min(a.shape[:2]) <= 160:
+        return float("nan")
+    x, y = (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1)[None].double() for v in (a, b))
+    return float(multiscale_structural_similarity_index_measure(x, y, data_range=255.0))
 
 
 def measure(codec: MultistageCodec, photos: Sequence[Path], label: str, lmbda: float,
@@ -48,6 +65,7 @@ def measure(codec: MultistageCodec, photos: Sequence[Path], label: str, lmbda: f
         done = time.perf_counter()
         rows.append({"label": label, "lmbda": lmbda, "image": Path(path).stem,
                      "bpp": 8 * len(data) / (image.shape[0] * image.shape[1]), "psnr": psnr(image, decoded),
+                     "ms_ssim": ms_ssim(image, decoded),
                      "encode_seconds": encoded - start, "decode_seconds": done - encoded,
                      "exact": bool(np.array_equal(decoded, codec.reconstruct(image)))})
         if report is not None:
@@ -74,18 +92,25 @@ def bd_rate(anchor: tuple[Sequence[float], Sequence[float]], test: tuple[Sequenc
                                    ) from None
 
 
-def _curve(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    means = points.groupby("lmbda")[["bpp", "psnr"]].mean().sort_values("bpp")
-    return means.bpp.to_numpy(), means.psnr.to_numpy()
+def _curve(points: pd.DataFrame, metric: str = "psnr") -> tuple[np.ndarray, np.ndarray]:
+    """Mean bpp and mean quality per operating point, by rate (MS-SSIM averaged before it is put in dB)."""
+    means = points.groupby("lmbda")[["bpp", "psnr" if metric == "psnr" else "ms_ssim"]].mean().sort_values("bpp")
+    quality = means.psnr if metric == "psnr" else -10 * np.log10(1 - means.ms_ssim)
+    return means.bpp.to_numpy(), quality.to_numpy()
 
 
 def bd_rate_table(points: pd.DataFrame, references: Sequence[str], resamples: int = 1000, seed: int = 0,
-                  level: float = 0.95) -> pd.DataFrame:
+                  level: float = 0.95, metric: str = "psnr") -> pd.DataFrame:
     """BD-rate of every label against every reference present, with a paired bootstrap interval over photos.
 
-    Columns ``BD_COLUMNS``: label, reference, bd_rate, low, high (percent), photos, operating points, and
-    how many resamples gave curves without a BD-rate (PSNR not rising with rate; no interval if over 5%).
+    Columns ``BD_COLUMNS``: label, reference, metric (a key of ``METRICS``), bd_rate, low, high (percent),
+    photos, operating points, and how many resamples gave curves without a BD-rate (quality not rising
+    with rate; no interval if over 5%). No rows for MS-SSIM where a photo has none (too small).
     """
+    if metric not in METRICS:
+        raise OrdersearchError(f"unknown quality measure {metric!r}; one of {', '.join(METRICS)}")
+    if metric != "psnr" and ("ms_ssim" not in points or points.ms_ssim.isna().any()):
+        return pd.DataFrame(columns=list(BD_COLUMNS))
     labels = list(dict.fromkeys(points.label))
     rng = np.random.default_rng(seed)
     images = sorted(set(points.image))
@@ -102,49 +127,56 @@ def bd_rate_table(points: pd.DataFrame, references: Sequence[str], resamples: in
             common = sorted(set(a.index) & set(t.index))
             if len(set(a.lmbda)) < 2 or len(set(t.lmbda)) < 2 or not common:
                 continue
-            estimate = _or_nan(a, t, common)
-            boot = [_or_nan(a, t, [images[i] for i in d if images[i] in common]) for d in draws]
+            estimate = _or_nan(a, t, common, metric)
+            boot = [_or_nan(a, t, [images[i] for i in d if images[i] in common], metric) for d in draws]
             defined = [b for b in boot if not np.isnan(b)]
             q = (1 - level) / 2
             # an interval only where nearly every resample has curves a BD-rate is defined for
             low, high = (np.quantile(defined, [q, 1 - q]) if len(defined) >= 0.95 * len(boot) and boot
                          else (np.nan, np.nan))
-            rows.append({"label": label, "reference": ref, "bd_rate": estimate, "low": float(low), "high": float(high),
+            rows.append({"label": label, "reference": ref, "metric": metric, "bd_rate": estimate,
+                         "low": float(low), "high": float(high),
                          "photos": len(common), "operating_points": len(set(t.lmbda)),
                          "undefined_resamples": len(boot) - len(defined)})
     return pd.DataFrame(rows, columns=list(BD_COLUMNS))
 
 
-BD_COLUMNS = ("label", "reference", "bd_rate", "low", "high", "photos", "operating_points", "undefined_resamples")
+BD_COLUMNS = ("label", "reference", "metric", "bd_rate", "low", "high", "photos", "operating_points",
+              "undefined_resamples")
 
 
-def _or_nan(anchor: pd.DataFrame, test: pd.DataFrame, images: list[str]) -> float:
+def _or_nan(anchor: pd.DataFrame, test: pd.DataFrame, images: list[str], metric: str) -> float:
     """BD-rate of the mean curves over ``images`` (repeats count), NaN where it is not defined."""
     if not images:
         return float("nan")
     try:
-        return bd_rate(_curve(anchor.loc[images].reset_index()), _curve(test.loc[images].reset_index()))
+        return bd_rate(*(_curve(side.loc[images].reset_index(), metric) for side in (anchor, test)))
     except OrdersearchError:
         return float("nan")
 
 
 def plot_rd(folder: Path, fmt: str = "png") -> Path:
-    """``folder/figures/rd.<fmt>``: mean PSNR against mean bpp per codec label, from ``folder/points.csv``."""
+    """``folder/figures/rd.<fmt>``: mean quality against mean bpp per codec label, from ``folder/points.csv``.
+
+    One panel for PSNR and, where every photo has one, one for MS-SSIM in dB.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     points = pd.read_csv(Path(folder) / "points.csv")
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for label, g in points.groupby("label", sort=False):
-        bpp, db = _curve(g)
-        ax.plot(bpp, db, marker="o", ms=3, lw=1.2, label=label)
-    ax.set_xlabel("bits per pixel (file size)")
-    ax.set_ylabel("RGB PSNR (dB)")
-    ax.set_title(f"rate-distortion, mean over {points.image.nunique()} photos", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    metrics = [m for m in METRICS if m == "psnr" or ("ms_ssim" in points and points.ms_ssim.notna().all())]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for label, g in points.groupby("label", sort=False):
+            bpp, quality = _curve(g, metric)
+            ax.plot(bpp, quality, marker="o", ms=3, lw=1.2, label=label)
+        ax.set_xlabel("bits per pixel (file size)")
+        ax.set_ylabel(METRICS[metric])
+        ax.set_title(f"rate-distortion, mean over {points.image.nunique()} photos", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     out = Path(folder) / "figures" / f"rd.{fmt}"
     out.parent.mkdir(exist_ok=True)
