@@ -39,7 +39,7 @@ import torch
 from ordersearch.codec.codec_file import load_codec, save_codec
 from ordersearch.evaluation.joint import JointConfig, fine_tune
 from ordersearch.models.joint import SERIAL
-from ordersearch.codec.rd import METRICS, bd_rate_table, measure, plot_rd
+from ordersearch.codec.rd import bd_rate_table, bd_rate_tables, measure, plot_rd
 from ordersearch.data import photo_splits, read_image
 from ordersearch.device import resolve_device
 from ordersearch.files import atomic_write
@@ -128,8 +128,7 @@ def main() -> None:
     points = pd.DataFrame(rows)
     assert points.exact.all(), "a decoded image differs from the encoder's reconstruction"
     atomic_write(args.out / "points.csv", points.to_csv(index=False).encode())
-    table = pd.concat([bd_rate_table(points, ["serial", "checkerboard", "single"], resamples=args.resamples, metric=m)
-                       for m in METRICS])
+    table = bd_rate_tables(points, ["serial", "checkerboard", "single"], resamples=args.resamples)
     atomic_write(args.out / "bd_rate.csv", table.to_csv(index=False).encode())
     plot_rd(args.out)
     ranking(points, table, args.out, args.resamples)

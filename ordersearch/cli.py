@@ -414,7 +414,7 @@ def cmd_codec_eval(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .codec.codec_file import load_codec
-    from .codec.rd import METRICS, POINT_COLUMNS, bd_rate_table, measure
+    from .codec.rd import POINT_COLUMNS, bd_rate_tables, measure
     from .data import photo_splits
     from .files import atomic_write
 
@@ -435,7 +435,7 @@ def cmd_codec_eval(args: argparse.Namespace) -> int:
     if not points.exact.all():
         raise OrdersearchError(f"decoding did not reproduce the encoder's image for {sorted(set(points.label[~points.exact]))}")
     atomic_write(args.out / "points.csv", points.to_csv(index=False).encode())
-    table = pd.concat([bd_rate_table(points, args.references, resamples=args.resamples, metric=m) for m in METRICS])
+    table = bd_rate_tables(points, args.references, resamples=args.resamples)
     atomic_write(args.out / "bd_rate.csv", table.to_csv(index=False).encode())
     columns = ["bpp", "psnr", "ms_ssim", "encode_seconds", "decode_seconds"]
     summary = points.groupby(["label", "lmbda"])[columns].mean()

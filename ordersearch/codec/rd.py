@@ -26,8 +26,8 @@ from ..data.images import read_image
 from ..errors import OrdersearchError
 from .multistage import MultistageCodec
 
-__all__ = ["BD_COLUMNS", "METRICS", "POINT_COLUMNS", "bd_rate", "bd_rate_table", "measure", "ms_ssim", "plot_rd",
-           "psnr"]
+__all__ = ["BD_COLUMNS", "METRICS", "POINT_COLUMNS", "bd_rate", "bd_rate_table", "bd_rate_tables", "measure",
+           "ms_ssim", "plot_rd", "psnr"]
 
 POINT_COLUMNS = ("label", "lmbda", "image", "bpp", "psnr", "ms_ssim", "encode_seconds", "decode_seconds", "exact")
 #: the quality measures a BD-rate is computed on, and their axis labels
@@ -139,6 +139,12 @@ def bd_rate_table(points: pd.DataFrame, references: Sequence[str], resamples: in
                          "photos": len(common), "operating_points": len(set(t.lmbda)),
                          "undefined_resamples": len(boot) - len(defined)})
     return pd.DataFrame(rows, columns=list(BD_COLUMNS))
+
+
+def bd_rate_tables(points: pd.DataFrame, references: Sequence[str], resamples: int = 1000) -> pd.DataFrame:
+    """``bd_rate_table`` on every quality measure of ``METRICS`` the points allow, one table."""
+    tables = [bd_rate_table(points, references, resamples, metric=m) for m in METRICS]
+    return pd.concat([t for t in tables if len(t)] or tables[:1], ignore_index=True)
 
 
 BD_COLUMNS = ("label", "reference", "metric", "bd_rate", "low", "high", "photos", "operating_points",
