@@ -43,12 +43,9 @@ QUESTIONS = [
 ]
 
 
-#: the training protocol of each committed run (by patch), from its best.json: comparisons across protocols are
-#: flagged, since the protocol moves every rate by more than orders do (results/convergence.md)
-PROTOCOL: dict[int, str] = {}
-
-
 def protocol(folder: Path) -> str:
+    """A run's training protocol, from its best.json: comparisons across protocols are flagged, since the
+    protocol moves every rate by more than orders do (results/convergence.md)."""
     from ordersearch.schedule_io import load_schedule
 
     train = load_schedule(folder / "best.json")[1].provenance["config"]["train"]
@@ -56,33 +53,34 @@ def protocol(folder: Path) -> str:
             f"cosine learning rate over {train['max_steps']} steps")
 
 
-def evaluations() -> tuple[dict[str, list], list[str]]:
-    """Label ('4x4 dp') -> per-seed evaluations, for every committed run folder that has per_image.csv."""
-    out, missing = {}, []
+def evaluations() -> tuple[dict[str, list], dict[int, str], list[str]]:
+    """Label ('4x4 dp') -> per-seed evaluations and patch -> training protocol, for every committed run folder
+    that has per_image.csv; the folders without."""
+    out, protocols, missing = {}, {}, []
     for n in PATCHES:
         folder = Path(f"results/patch{n}")
         if not (folder / "per_image.csv").is_file():
             missing.append(str(folder))
             continue
-        PROTOCOL[n] = protocol(folder)
+        protocols[n] = protocol(folder)
         found = read_evaluations(folder)
         leader = min(found, key=lambda k: sum(e.rate("val") for e in found[k]) / len(found[k]))
         for label, evs in found.items():
             for part in label.split("+"):
                 out[f"{n}x{n} {part}"] = evs
         out[f"{n}x{n} leader"] = found[leader]
-    return out, missing
+    return out, protocols, missing
 
 
 def main() -> None:
-    known, missing = evaluations()
+    known, protocols, missing = evaluations()
     lines = ["# Answers, with intervals", "",
              "Made by `python experiments/answer_questions.py` from the committed `results/patch<N>/per_image.csv` "
              "(built-in latents, test split of 12 photos, bits per latent element of y). A - B < 0 means A is "
              "cheaper; intervals are paired over test images and the seeds both schedules have, the seed-to-seed "
              "variance pooled over each question's pairs, Bonferroni-corrected for the comparisons of the question.",
              ""]
-    lines += ["Training protocols: " + "; ".join(f"{n}x{n} run {p}" for n, p in PROTOCOL.items()) + ". A comparison "
+    lines += ["Training protocols: " + "; ".join(f"{n}x{n} run {p}" for n, p in protocols.items()) + ". A comparison "
               "across protocols is marked: it measures the protocol as much as the schedules.", ""]
     if missing:
         lines += [f"Not re-derivable (made before per_image.csv existed; being re-run): {', '.join(missing)}.", ""]
@@ -99,7 +97,7 @@ def main() -> None:
                 continue
             c = compare(known[a], known[b], comparisons=len(present), pooled=pooled)
             mean = lambda evs: sum(e.bits_per_latent for e in evs) / len(evs)  # noqa: E731
-            across = PROTOCOL[int(a[0])] != PROTOCOL[int(b[0])]
+            across = protocols[int(a.split("x")[0])] != protocols[int(b.split("x")[0])]
             lines.append(f"- {a} ({mean(known[a]):.4f}) vs {b} ({mean(known[b]):.4f}): {c}"
                          + (" **(across training protocols: not comparable)**" if across else ""))
         lines.append("")

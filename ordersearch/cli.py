@@ -414,7 +414,7 @@ def cmd_codec_eval(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .codec.codec_file import load_codec
-    from .codec.rd import POINT_COLUMNS, bd_rate_tables, measure
+    from .codec.rd import POINT_COLUMNS, bd_rate_tables, measure, measured
     from .data import photo_splits
     from .files import atomic_write
 
@@ -447,7 +447,7 @@ def cmd_codec_eval(args: argparse.Namespace) -> int:
             interval = (f"[{r.low:+.2f}, {r.high:+.2f}]" if not np.isnan(r.low) else
                         f"no interval: {r.undefined_resamples} of {args.resamples} resamples have no BD-rate")
             print(f"  {r.label} vs {r.reference} ({r.metric}): {r.bd_rate:+.2f} {interval}")
-        if "ms_ssim_db" not in set(table.metric):
+        if "ms_ssim_db" not in measured(points):
             print("  (no MS-SSIM BD-rate: a photo has a side of 160 pixels or less, too small for five scales)")
     else:
         print("no BD-rate: it needs two or more operating points (lambdas) of a label and of a reference "

@@ -27,7 +27,7 @@ from ..errors import OrdersearchError
 from .multistage import MultistageCodec
 
 __all__ = ["BD_COLUMNS", "METRICS", "POINT_COLUMNS", "bd_rate", "bd_rate_table", "bd_rate_tables", "measure",
-           "ms_ssim", "plot_rd", "psnr"]
+           "measured", "ms_ssim", "plot_rd", "psnr"]
 
 POINT_COLUMNS = ("label", "lmbda", "image", "bpp", "psnr", "ms_ssim", "encode_seconds", "decode_seconds", "exact")
 #: the quality measures a BD-rate is computed on, and their axis labels
@@ -109,7 +109,7 @@ def bd_rate_table(points: pd.DataFrame, references: Sequence[str], resamples: in
     """
     if metric not in METRICS:
         raise OrdersearchError(f"unknown quality measure {metric!r}; one of {', '.join(METRICS)}")
-    if metric != "psnr" and ("ms_ssim" not in points or points.ms_ssim.isna().any()):
+    if metric not in measured(points):
         return pd.DataFrame(columns=list(BD_COLUMNS))
     labels = list(dict.fromkeys(points.label))
     rng = np.random.default_rng(seed)
@@ -141,9 +141,14 @@ def bd_rate_table(points: pd.DataFrame, references: Sequence[str], resamples: in
     return pd.DataFrame(rows, columns=list(BD_COLUMNS))
 
 
+def measured(points: pd.DataFrame) -> list[str]:
+    """The quality measures of ``METRICS`` every photo of ``points`` has (MS-SSIM: none on small photos)."""
+    return [m for m in METRICS if m == "psnr" or ("ms_ssim" in points and points.ms_ssim.notna().all())]
+
+
 def bd_rate_tables(points: pd.DataFrame, references: Sequence[str], resamples: int = 1000) -> pd.DataFrame:
-    """``bd_rate_table`` on every quality measure of ``METRICS`` the points allow, one table."""
-    tables = [bd_rate_table(points, references, resamples, metric=m) for m in METRICS]
+    """``bd_rate_table`` on every quality measure the points have, one table."""
+    tables = [bd_rate_table(points, references, resamples, metric=m) for m in measured(points)]
     return pd.concat([t for t in tables if len(t)] or tables[:1], ignore_index=True)
 
 
@@ -172,7 +177,7 @@ def plot_rd(folder: Path, fmt: str = "png") -> Path:
     import matplotlib.pyplot as plt
 
     points = pd.read_csv(Path(folder) / "points.csv")
-    metrics = [m for m in METRICS if m == "psnr" or ("ms_ssim" in points and points.ms_ssim.notna().all())]
+    metrics = measured(points)
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for label, g in points.groupby("label", sort=False):
