@@ -35,7 +35,7 @@ QUESTIONS = [
       ("2x2 checkerboard", "2x2 single"), ("3x3 best-4-stage", "2x2 raster"), ("3x3 raster", "2x2 raster"),
       ("4x4 raster", "3x3 raster")]),
     ("Consistency: do equal schedules measured in different runs agree (checkerboard at patch 2 and 4, no context "
-     "at every patch; the 2x2 run was made on a CPU, the 3x3 and 4x4 runs on a GPU)?",
+     "at every patch; all three runs were made on the same 2-core CPU)?",
      [("2x2 checkerboard", "4x4 checkerboard"), ("2x2 single", "3x3 single"), ("2x2 single", "4x4 single"),
       ("3x3 single", "4x4 single")]),
     ("Does the order matter at all (the leader against the negative controls)?",
