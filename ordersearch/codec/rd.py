@@ -48,7 +48,8 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 
     if min(a.shape[:2]) <= 160:
         return float("nan")
-    x, y = (torch.from_numpy(np.ascontiguousarray(v)).permute(2, 0, 1)[None].double() for v in (a, b))
+    # np.array copies: a decoded image may be a read-only view, which from_numpy warns about
+    x, y = (torch.from_numpy(np.array(v, dtype=np.float64)).permute(2, 0, 1)[None] for v in (a, b))
     return float(multiscale_structural_similarity_index_measure(x, y, data_range=255.0))
 
 
