@@ -199,6 +199,7 @@ def serial_model(seed: int = 0):
     torch.manual_seed(seed)
     model = SerialContextModel(64, 64, ModelConfig(prior_scale=True))
     torch.nn.init.normal_(model.weight, std=0.02)
+    torch.nn.init.normal_(model.edge, std=0.5)  # the border reads the outside channel
     return model
 
 
@@ -218,11 +219,12 @@ def test_serial_codec_round_trip_one_latent_per_step(codecs):
     prior = codec._prior(codec.base.analyze(torch.from_numpy(img).permute(2, 0, 1)[None].double().div(255))[1])
     from ordersearch.models.entropy import gaussian_likelihood
 
-    buf = torch.nn.functional.pad(y[0] / prior[0].clamp_min(0.11), (2, 2, 2, 2))
-    i, j = 2, 5
-    mean, scale = codec._params(buf, prior[0], i, j)
-    direct = gaussian_likelihood(y[0, :, i, j], mean, scale)
-    assert torch.allclose(direct, codec.model(y, prior)[0, :, i, j], rtol=1e-9)
+    buf = codec._with_outside(torch.nn.functional.pad(y[0] / prior[0].clamp_min(0.11), (2, 2, 2, 2)))
+    parallel = codec.model(y, prior)
+    for i, j in ((2, 5), (0, 1), (1, 0)):  # inside, and at the border (outside channel read)
+        mean, scale = codec._params(buf, prior[0], i, j)
+        direct = gaussian_likelihood(y[0, :, i, j], mean, scale)
+        assert torch.allclose(direct, parallel[0, :, i, j], rtol=1e-9)
     with pytest.raises(CodecError, match="serial autoregressive"):
         codecs["raster"].decompress(encoded.data)
     with pytest.raises(CodecError, match="another schedule"):

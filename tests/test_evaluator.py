@@ -303,7 +303,8 @@ def test_a_translate_is_measured_with_the_moved_weights_where_the_grid_meets_the
         for i, y in enumerate(test.y):
             y = torch.from_numpy(y).float()[None]
             canvas = F.pad(y, (3 - dc, 0, 3 - dr, 0))  # x at offset (3 - dr, 3 - dc): its (i, j) on S's (i - dr, j - dc)
+            outside = F.pad(torch.zeros_like(y[:, :1]), (3 - dc, 0, 3 - dr, 0), value=1.0)  # the canvas
             with torch.no_grad():
-                expected = bits(model(canvas, None))[0, :, 3 - dr:, 3 - dc:].sum().item()
+                expected = bits(model(canvas, None, outside=outside))[0, :, 3 - dr:, 3 - dc:].sum().item()
             assert moved.image_bits[i] == pytest.approx(expected, rel=1e-5)
         assert moved.image_bits != pytest.approx(own.image_bits, rel=1e-6)  # not the schedule's bits reused

@@ -108,3 +108,48 @@ def test_errors():
         GaussianOracle(gaussian_field()).rate([(0, 0)])
     with pytest.raises(OrdersearchError, match="smooth fields are sampled exactly up to 4096 points"):
         gaussian_field("smooth").sample(1, 80, 80)
+
+
+def _brute_force_image_rate(field, schedule, height, width, phase, kernel=5):
+    """Per latent, condition on the decoded window neighbours inside the image through the covariance of the whole
+    image (every latent, rounding noise on the neighbours), nothing shared with ``image_rates``."""
+    n, h = schedule.patch, kernel // 2
+    grid = np.array(schedule.stages)
+    r, c = np.divmod(np.arange(height * width), width)
+    rates = np.zeros((len(field.channels), height, width))
+    for k, ch in enumerate(field.channels):
+        cov = ch.covariance(r[:, None] - r[None, :], c[:, None] - c[None, :])
+        for i in range(height):
+            for j in range(width):
+                me = grid[(i + phase[0]) % n, (j + phase[1]) % n]
+                seen = [a * width + b for a in range(max(0, i - h), min(height, i + h + 1))
+                        for b in range(max(0, j - h), min(width, j + h + 1))
+                        if grid[(a + phase[0]) % n, (b + phase[1]) % n] < me]
+                x = i * width + j
+                var = cov[x, x]
+                if seen:
+                    kd = cov[x, seen]
+                    var -= kd @ np.linalg.solve(cov[np.ix_(seen, seen)] + np.eye(len(seen)) / 12, kd)
+                rates[k, i, j] = binned_gaussian_entropy(np.sqrt(var))
+    return rates.mean(axis=0)
+
+
+@pytest.mark.parametrize("name,phase", [("raster", (0, 0)), ("lin2023", (1, 3)), ("checkerboard", (1, 0))])
+def test_whole_image_oracle_equals_conditioning_on_the_whole_image(name, phase):
+    """The exact whole-image rate (any grid phase, border offsets missing) against a brute-force computation on a
+    small image; the interior and edge split as measure() counts them; the edge costs more than the interior."""
+    f = gaussian_field(channels=[FieldChannel("smooth", 3.0, length=(2.0, 0.9), angle=0.5, nugget=0.05),
+                                 FieldChannel("separable", 2.0, rho=(0.8, 0.5))])
+    s = Schedule.named(name, 4)
+    got = GaussianOracle(f).image_rates(s, 9, 11, phase)
+    brute = _brute_force_image_rate(f, s, 9, 11, phase)
+    edge = np.ones((9, 11), dtype=bool)
+    edge[2:-2, 2:-2] = False
+    assert got.whole == pytest.approx(brute.mean(), rel=1e-9)
+    assert got.interior == pytest.approx(brute[~edge].mean(), rel=1e-9)
+    assert got.edge == pytest.approx(brute[edge].mean(), rel=1e-9)
+    assert got.edge_fraction == pytest.approx(edge.mean())
+    assert got.edge > got.interior + 0.05
+    # inside, the finite image is the infinite field wherever the window stays in the image
+    big = GaussianOracle(f).image_rates(s, 24, 24, phase)
+    assert big.interior == pytest.approx(GaussianOracle(f).schedule_rate(s), rel=1e-9)  # 20 rows: each patch row 5x

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -103,6 +103,10 @@ class GaussianField:
 
     def __repr__(self) -> str:
         return f"GaussianField({self.name!r}, {len(self.channels)} channels)"
+
+    def scaled(self, factor: float) -> GaussianField:
+        """The same field with every channel's sigma multiplied by ``factor``."""
+        return GaussianField([replace(ch, sigma=ch.sigma * factor) for ch in self.channels], name=self.name)
 
     # ---------------------------------------------------------------- samples
     def sample(self, n: int, height: int = 32, width: int = 32, seed: int = 0) -> LatentSet:

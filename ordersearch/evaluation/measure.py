@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,45 +16,82 @@ from ..models.multistage import inner
 from ..schedule import Schedule
 
 
+@dataclass
+class Crops:
+    """A batch of training crops: latents with a border of neighbours, where they lie past the image, and the
+    weight of each scored latent's bits (see ``OnDevice.crops``)."""
+
+    y: torch.Tensor  # (B, C, size + 2 border, size + 2 border), zeros past the image
+    prior: torch.Tensor | None
+    outside: torch.Tensor  # (B, 1, size + 2 border, size + 2 border): 1 past the image
+    weight: torch.Tensor  # (B, 1, size, size)
+
+
 class OnDevice:
-    """One split's latents on the device; training crops come from the zero-padded latents."""
+    """One split's latents on the device, and training crops of them that cover every latent equally."""
 
     def __init__(self, latents: LatentSet, device: torch.device):
         self.y = [torch.from_numpy(a).float().to(device) for a in latents.y]
         self.prior = None if latents.prior is None else [torch.from_numpy(p).to(device) for p in latents.prior]
-        self._padded: dict[int, tuple[list[torch.Tensor], list[torch.Tensor] | None]] = {}
+        self._padded: dict[int, tuple[list[torch.Tensor], list[torch.Tensor] | None, list[torch.Tensor]]] = {}
 
-    def crops(self, size: int, border: int, count: int,
-              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``count`` crops of (size + 2 border)^2 whose inner size^2 lies inside a latent.
+    def crops(self, size: int, border: int, count: int, rng: np.random.Generator, slack: int = 0) -> Crops:
+        """``count`` random crops of (size + 2 border)^2 (see ``windows``; ``cut``)."""
+        return self.cut(self.windows(size, count, rng, slack), size, border, slack)
 
-        The border around the inner part is the latent's real neighbourhood
-        or, at an image edge, zeros: exactly what the model sees at the edges
-        of a whole test image, so edge latents are trained for too.
-        """
-        return self.cut(self.windows(size, count, rng), size, border)
-
-    def windows(self, size: int, count: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
-        """(entry, row, column) of ``count`` random size^2 windows inside the latents, by area."""
+    def _starts(self, size: int, slack: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The latents crops come from, and per latent the number of crop rows and columns to draw from."""
         shapes = np.array([a.shape[1:] for a in self.y])
         ok = np.flatnonzero((shapes >= size).all(axis=1))
-        area = (shapes[ok, 0] - size + 1) * (shapes[ok, 1] - size + 1)
-        picks = rng.choice(ok, size=count, p=area / area.sum())
-        return [(int(i), int(rng.integers(shapes[i, 0] - size + 1)), int(rng.integers(shapes[i, 1] - size + 1)))
+        starts = shapes[ok] - size + 1 + 2 * slack
+        return ok, shapes, starts
+
+    def windows(self, size: int, count: int, rng: np.random.Generator, slack: int = 0
+                ) -> list[tuple[int, int, int]]:
+        """(entry, row, column) of ``count`` random size^2 windows, each row and column from -slack to
+        H - size + slack: a window reaches at most ``slack`` rows and columns past the latent.
+
+        With ``slack`` = patch - 1 the patch grid meets the image border at every phase. The latents are
+        not drawn equally often (those near the border less); ``cut``'s weights undo that.
+        """
+        ok, shapes, starts = self._starts(size, slack)
+        picks = rng.choice(len(ok), size=count, p=starts.prod(1) / starts.prod(1).sum())
+        return [(int(ok[i]), int(rng.integers(starts[i, 0])) - slack, int(rng.integers(starts[i, 1])) - slack)
                 for i in picks]
 
-    def cut(self, windows: list[tuple[int, int, int]], size: int, border: int
-            ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The crops of ``windows`` with ``border`` rows and columns around them, stacked (one copy)."""
-        if border not in self._padded:  # padded once per border, not once per crop
-            pad = (border, border, border, border)
-            self._padded[border] = ([F.pad(a, pad) for a in self.y],
-                                    None if self.prior is None else [F.pad(p, pad) for p in self.prior])
-        ys, priors = self._padded[border]
+    def cut(self, windows: list[tuple[int, int, int]], size: int, border: int, slack: int = 0) -> Crops:
+        """The crops of ``windows`` with ``border`` rows and columns around them, stacked (one copy).
+
+        The weights make the mean weighted bits of a crop an unbiased estimate
+        of the mean bits per latent over the whole split, every latent alike
+        (edge latents as often as they occur, zero past the image): a latent
+        that ``p`` windows of those ``windows`` draws from cover gets weight
+        ``size^2 * (all windows) / (p * all latents)``.
+        """
+        pad = border + slack
+        if pad not in self._padded:  # padded once per border, not once per crop
+            sides = (pad, pad, pad, pad)
+            self._padded[pad] = ([F.pad(a, sides) for a in self.y],
+                                 None if self.prior is None else [F.pad(p, sides) for p in self.prior],
+                                 [F.pad(torch.ones_like(a[:1]), sides) for a in self.y])
+        ys, priors, inside = self._padded[pad]
+        ok, shapes, starts = self._starts(size, slack)
+        total_windows = float(starts.prod(1).sum())
+        total_latents = float(shapes[ok].prod(1).sum())
         side = size + 2 * border
-        y = torch.stack([ys[i][:, r:r + side, c:c + side] for i, r, c in windows])
-        prior = None if priors is None else torch.stack([priors[i][:, r:r + side, c:c + side] for i, r, c in windows])
-        return y, prior
+        device = self.y[0].device
+        weights = []
+        for i, r, c in windows:
+            cover_r, cover_c = (_cover(int(shapes[i, k]), start, size, slack) for k, start in ((0, r), (1, c)))
+            cover = np.outer(cover_r, cover_c)
+            w = np.divide(size * size * total_windows / total_latents, cover, out=np.zeros_like(cover),
+                          where=cover > 0)
+            weights.append(torch.from_numpy(w).float())
+        at = [(i, r + slack, c + slack) for i, r, c in windows]  # rows and columns in the padded latents
+        y = torch.stack([ys[i][:, r:r + side, c:c + side] for i, r, c in at])
+        prior = None if priors is None else torch.stack([priors[i][:, r:r + side, c:c + side] for i, r, c in at])
+        outside = 1 - torch.stack([inside[i][:, r:r + side, c:c + side] for i, r, c in at])
+        return Crops(y, prior, outside, torch.stack(weights)[:, None].to(device))
 
     def bits_map(self, model: nn.Module, i: int, border: int) -> torch.Tensor:
         """Bits of every element of entry i, (C, H, W), or (C, H - 2 border, W - 2 border)."""
@@ -73,6 +112,15 @@ class OnDevice:
         """Bits per latent element over the whole split."""
         bits_, elements = self.image_bits(model, border)
         return sum(bits_) / sum(elements)
+
+
+def _cover(length: int, start: int, size: int, slack: int) -> np.ndarray:
+    """For the ``size`` rows from ``start``: how many window starts in [-slack, length - size + slack] cover
+    each (0 past the latent)."""
+    i = np.arange(start, start + size)
+    lo, hi = -slack, length - size + slack
+    count = np.minimum(i, hi) - np.maximum(lo, i - size + 1) + 1
+    return np.where((i >= 0) & (i < length), count, 0).astype(float)
 
 
 def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -> dict:

@@ -264,9 +264,12 @@ def train_dedicated(model: nn.Module, splits: Splits, config: TrainConfig, seed:
     train, val = OnDevice(splits.train, device), OnDevice(splits.val, device)
     h = config.model.kernel // 2
 
+    slack = model.schedule.patch - 1 if isinstance(model, MultistageContextModel) else 0
+
     def batch_loss() -> torch.Tensor:
-        y, prior = train.crops(config.crop, h, config.batch, rng)
-        return bits(model(y, prior, border=h)).mean()  # the crop's border only serves as neighbours
+        c = train.crops(config.crop, h, config.batch, rng, slack)
+        # the crop's border only serves as neighbours; weighted: every latent counts as often as it is measured
+        return (bits(model(c.y, c.prior, border=h, outside=c.outside)) * c.weight).mean()
 
     loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
                       config.max_seconds, config.lr_drops)
@@ -292,13 +295,19 @@ def train_stacked(models: list[MultistageContextModel], splits: Splits, config: 
     stacked = layout(models).to(device)
     k, h, border = len(models), config.model.kernel // 2, config.score_border
 
+    slack = models[0].schedule.patch - 1  # the patch grid meets the image border at every phase
+
     def batch_loss() -> torch.Tensor:
         # every model's own crops (its seed's stream), cut in one copy
-        y, prior = train.cut([w for rng in rngs for w in train.windows(config.crop, config.batch, rng)],
-                             config.crop, h)
-        y = y.view(k, config.batch, *y.shape[1:])
-        prior = None if prior is None else prior.view(k, config.batch, *prior.shape[1:])
-        return stacked.scored_bits(y, prior, border=h).mean(1)  # the crop's border only serves as neighbours
+        c = train.cut([w for rng in rngs for w in train.windows(config.crop, config.batch, rng, slack)],
+                      config.crop, h, slack)
+
+        def per_model(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.view(k, config.batch, *t.shape[1:])
+
+        # the crop's border only serves as neighbours; weighted: every latent counts as often as it is measured
+        return stacked.scored_bits(per_model(c.y), per_model(c.prior), border=h, outside=per_model(c.outside),
+                                   weight=per_model(c.weight)).mean(1)
 
     def validate() -> np.ndarray:
         total, elements = torch.zeros(k, device=device, dtype=torch.float64), 0

@@ -22,6 +22,14 @@ Two ways to compute the same likelihoods:
   Its mask hides every latent not yet decoded at p's stage.
 - ``stagewise`` (decoding): stage by stage, each stage reading a copy of y in
   which every latent not yet decoded is zeroed, exactly what a decoder has.
+
+The image border: a window that reaches past the image reads zeros there,
+which a model cannot tell from decoded zeros. So every convolution also reads
+an *outside* channel, 1 at window offsets past the image and 0 inside, under
+the same mask (``edge``, one more input channel per position): a latent at
+the border knows which of its decoded neighbours are missing and can predict
+with the ones it has. Inside the image the channel is all zeros and the model
+is the paper's; weights saved without ``edge`` load with it at zero.
 """
 
 from __future__ import annotations
@@ -72,6 +80,12 @@ def inner(t: torch.Tensor, border: int) -> torch.Tensor:
     return t[..., border:t.shape[-2] - border, border:t.shape[-1] - border] if border else t
 
 
+def outside_map(height: int, width: int, pad: int, like: torch.Tensor) -> torch.Tensor:
+    """(1, 1, height + 2 pad, width + 2 pad): 1 on the ``pad`` rows and columns around the image, 0 on it."""
+    inside = torch.ones(1, 1, height, width, dtype=like.dtype, device=like.device)
+    return 1 - F.pad(inside, (pad, pad, pad, pad))
+
+
 def translated_state(state: dict[str, torch.Tensor], shift: tuple[int, int] | None) -> dict[str, torch.Tensor]:
     """A multistage model's state dict with its per-position tensors rolled by ``shift`` over the patch.
 
@@ -83,7 +97,9 @@ def translated_state(state: dict[str, torch.Tensor], shift: tuple[int, int] | No
         return state
     n = round(state["masks"].shape[0] ** 0.5)
     moved = dict(state)
-    for k in ("weight", "bias", "masks"):
+    for k in ("weight", "edge", "bias", "masks"):
+        if k not in state:  # weights saved before the outside channel
+            continue
         t = state[k].reshape(n, n, *state[k].shape[1:])
         moved[k] = torch.roll(t, shift, dims=(0, 1)).reshape(state[k].shape)
     return moved
@@ -118,6 +134,13 @@ def fitted_state(state: dict[str, torch.Tensor], schedule: Schedule) -> dict[str
     raise OrdersearchError("the weights belong to another schedule: what each position reads fits no translate of it")
 
 
+def _edge_at_zero(state: dict, prefix: str, *_args) -> None:
+    """Load hook: weights saved before the outside channel existed read nothing from it."""
+    weight = state.get(prefix + "weight")
+    if prefix + "edge" not in state and isinstance(weight, torch.Tensor) and weight.ndim == 5:
+        state[prefix + "edge"] = weight.new_zeros(*weight.shape[:2], 1, *weight.shape[3:])
+
+
 class MultistageContextModel(nn.Module):
     """Per-position masked convolutions + a shared entropy-parameters network."""
 
@@ -137,6 +160,10 @@ class MultistageContextModel(nn.Module):
         # zero-initialized: training starts from the prior-only model, so context can only be learned as it
         # helps, not first as noise (more context never starts out scoring worse)
         self.weight = nn.Parameter(torch.zeros(n * n, ctx, channels, k, k))
+        # what each position's convolution reads from the outside channel (see the module docstring); zero: the
+        # paper's model, which a model trained before the channel existed is
+        self.edge = nn.Parameter(torch.zeros(n * n, ctx, 1, k, k))
+        self._register_load_state_dict_pre_hook(_edge_at_zero)
         self.bias = nn.Parameter(torch.zeros(n * n, ctx))
         out = 2 * channels if config.mixture == 1 else 3 * config.mixture * channels
         width = prior_channels + ctx
@@ -168,9 +195,14 @@ class MultistageContextModel(nn.Module):
         return out[:, :, :h, :wd]
 
     def _per_position(self) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Per position (ctx, C + 1, k, k) weights (the outside channel last) and (ctx,) biases."""
         # one unbind per pass: indexing the stacked weight per position makes autograd allocate and fill a
         # gradient of the whole stack for every position (measured: about a third of a 4x4 training step)
-        return self.weight.unbind(0), self.bias.unbind(0)
+        return torch.cat([self.weight, self.edge], dim=2).unbind(0), self.bias.unbind(0)
+
+    def reads(self) -> torch.Tensor:
+        """(n*n, ctx, C + 1, k, k): every position's context weights, the outside channel last."""
+        return torch.cat([self.weight, self.edge], dim=2)
 
     def _entropy_params(self, prior: torch.Tensor | None, ctx: torch.Tensor) -> torch.Tensor:
         """Raw entropy parameters from [prior, context] features."""
@@ -194,21 +226,32 @@ class MultistageContextModel(nn.Module):
         unit = unit.unsqueeze(1) if torch.is_tensor(unit) else unit
         return gaussian_mixture_likelihood(y, means * unit, F.softplus(raw), logits)
 
-    def _window(self, y: torch.Tensor, prior: torch.Tensor | None, border: int
+    def _window(self, y: torch.Tensor, prior: torch.Tensor | None, border: int, outside: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(what the context convolutions read, padded by kernel // 2; the scored y; its prior) for ``forward``.
 
-        ``border`` rows and columns of ``y`` only serve as neighbours (see
-        ``forward``); 0: the whole ``y`` is scored, zeros around it. Works on
+        What the convolutions read is y (or y / scale) with the outside
+        channel after its C channels. ``border`` rows and columns of ``y``
+        only serve as neighbours (see ``forward``); 0: the whole ``y`` is
+        scored, the image ends at its edges (zeros around it, outside).
+        ``outside`` (..., 1, H, W): where ``y`` itself lies past the image
+        (zeros there), for a crop that reaches past it; None: nowhere. Works on
         any leading dimensions.
         """
         h = self.config.kernel // 2
         scaled = self._scaled(y, prior)
         if not border:
-            return F.pad(scaled, (h, h, h, h)), y, prior
+            scaled = F.pad(scaled, (h, h, h, h))
+            out = outside_map(*y.shape[-2:], h, scaled)
+            out = out.view(*[1] * (scaled.dim() - 3), *out.shape[1:]).expand(*scaled.shape[:-3], 1, *scaled.shape[-2:])
+            if outside is not None:
+                out = torch.maximum(out, F.pad(outside, (h, h, h, h)))
+            return torch.cat([scaled, out], dim=-3), y, prior
         if border < h or min(y.shape[-2:]) <= 2 * border:
             raise OrdersearchError(f"border {border}: needs at least {h} and something inside it")
-        return inner(scaled, border - h), inner(y, border), None if prior is None else inner(prior, border)
+        out = scaled.new_zeros(*scaled.shape[:-3], 1, *scaled.shape[-2:]) if outside is None else outside
+        read = inner(torch.cat([scaled, out.to(scaled.dtype)], dim=-3), border - h)
+        return read, inner(y, border), None if prior is None else inner(prior, border)
 
     def _check(self, y: torch.Tensor, prior: torch.Tensor | None) -> None:
         if y.ndim != 4 or y.shape[1] != self.channels:
@@ -226,9 +269,16 @@ class MultistageContextModel(nn.Module):
             raise OrdersearchError(f"prior of shape {tuple(prior.shape)} does not fit y of shape {tuple(y.shape)} "
                                    f"with {self.prior_channels} prior channels")
 
+    def _decoded(self, y: torch.Tensor, prior: torch.Tensor | None, decoded: torch.Tensor) -> torch.Tensor:
+        """What a decoder's convolutions read: the ``decoded`` latents (scaled), zeros elsewhere, padded by
+        kernel // 2, and the outside channel."""
+        h = self.config.kernel // 2
+        scaled = F.pad(self._scaled(y, prior) * decoded, (h, h, h, h))
+        return torch.cat([scaled, outside_map(*y.shape[2:], h, scaled).expand(y.shape[0], -1, -1, -1)], dim=1)
+
     # ---------------------------------------------------------------- the two paths
     def forward(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0,
-                scored: torch.Tensor | None = None) -> torch.Tensor:
+                scored: torch.Tensor | None = None, outside: torch.Tensor | None = None) -> torch.Tensor:
         """Likelihood of every element of integer-valued ``y`` (N, C, H, W): all stages in parallel.
 
         ``border`` (at least kernel // 2): the outer ``border`` rows and columns
@@ -237,10 +287,12 @@ class MultistageContextModel(nn.Module):
         computed for the border: training crops need a third less work.
         ``scored``: the values whose likelihood is returned, if not ``y``
         itself (joint training: context from rounded y, likelihood of y + noise).
+        ``outside`` (N, 1, H, W): 1 where ``y`` lies past the image (a training
+        crop at the image border; see ``_window``).
         """
         self._check(y, prior)
         n = self.schedule.patch
-        y_pad, y, prior = self._window(y, prior, border)
+        y_pad, y, prior = self._window(y, prior, border, outside)
         if scored is not None:
             y = inner(scored, border)
         ctx = y.new_zeros(y.shape[0], self.bias.shape[1], *y.shape[2:])
@@ -254,13 +306,11 @@ class MultistageContextModel(nn.Module):
     def stagewise(self, y: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
         """The same likelihoods computed stage by stage from only the latents decoded so far."""
         self._check(y, prior)
-        h = self.config.kernel // 2
         n = self.schedule.patch
         stage_map = torch.from_numpy(self.schedule.stage_map(*y.shape[2:])).to(y.device)
         out = torch.empty_like(y)
         for stage, group in enumerate(self.schedule.groups()):
-            decoded = self._scaled(y, prior) * (stage_map < stage)
-            y_pad = F.pad(decoded, (h, h, h, h))
+            y_pad = self._decoded(y, prior, stage_map < stage)
             for r, c in group:
                 index = r * n + c
                 ctx = self._context_at(y_pad, index, y.shape[2:])
@@ -274,10 +324,9 @@ class MultistageContextModel(nn.Module):
         Returns (N, out, H, W) with zeros at positions of other stages.
         """
         self._check(y, prior)
-        h = self.config.kernel // 2
         n = self.schedule.patch
         stage_map = torch.from_numpy(self.schedule.stage_map(*y.shape[2:])).to(y.device)
-        y_pad = F.pad(self._scaled(y, prior) * (stage_map < stage), (h, h, h, h))
+        y_pad = self._decoded(y, prior, stage_map < stage)
         out_ch = self.entropy_parameters[-1].out_channels
         out = y.new_zeros(y.shape[0], out_ch, *y.shape[2:])
         for r, c in self.schedule.groups()[stage]:

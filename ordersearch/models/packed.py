@@ -7,8 +7,8 @@ their weights still cost optimiser work. Here each model keeps, per patch
 position, only the weights of the offsets its mask lets through, and a
 training pass works on rows (one row per scored latent) instead of images::
 
-    y_k (B, C, H+2h, W+2h), channels last
-    position p, model k:   rows = gather(y_k, sub-lattice of p x decoded offsets of p)   (B*h_p*w_p, A_kp*C)
+    y_k (B, C+1, H+2h, W+2h), channels last (the outside channel last)
+    position p, model k:   rows = gather(y_k, sub-lattice of p x decoded offsets of p)   (B*h_p*w_p, A_kp*(C+1))
                            ctx  = rows @ W_kp^T + b_kp                                  (B*h_p*w_p, ctx)
     all positions:         ctx_k = cat_p ctx   (N, ctx),   prior_k likewise (N, C)
     entropy network:       three batched matmuls over [prior_k, ctx_k] for all k at once (K, N, .)
@@ -47,16 +47,17 @@ class PackedContextModels(ModelStack):
         # per model and position: the kernel offsets (flat a * kernel + b) its mask lets through
         self._offsets = [[torch.flatten(m.masks[p, 0, 0]).nonzero().flatten().cpu() for p in range(m.masks.shape[0])]
                          for m in models]
-        ctx, channels = first.bias.shape[1], first.channels
-        # per position one parameter (K, ctx, A*C), A its most decoded offsets over the models (a model with
-        # fewer uses the first columns): models along dim 0 as in every tensor of a stack; separate
+        # every offset reads the latent's C channels and the outside channel (``MultistageContextModel``)
+        ctx, channels = first.bias.shape[1], first.channels + 1
+        # per position one parameter (K, ctx, A*(C+1)), A its most decoded offsets over the models (a model
+        # with fewer uses the first columns): models along dim 0 as in every tensor of a stack; separate
         # parameters, so a pass takes views of them and no gradient is copied between the positions
         self._width = [max(len(o[p]) for o in self._offsets) * channels for p in range(len(self._offsets[0]))]
         blocks = []
         for p, width in enumerate(self._width):
             block = torch.zeros(self.k, ctx, width, dtype=first.weight.dtype, device=first.weight.device)
             for k, (m, offsets) in enumerate(zip(models, self._offsets)):
-                w = m.weight.detach()[p].flatten(2)[:, :, offsets[p].to(m.weight.device)]  # (ctx, C, A)
+                w = m.reads().detach()[p].flatten(2)[:, :, offsets[p].to(m.weight.device)]  # (ctx, C+1, A)
                 block[k, :, :w.shape[1] * w.shape[2]] = w.permute(0, 2, 1).reshape(ctx, -1)  # channels last
             blocks.append(nn.Parameter(block))
         self._slot = [i for i, width in enumerate(self._width) if width]  # positions someone reads
@@ -78,7 +79,7 @@ class PackedContextModels(ModelStack):
         for slot, param in zip(self._slot, self.context):
             # one model: a view (no gradient copy); several: one unbind per pass
             per_position[slot] = [param.squeeze(0)] if self.k == 1 else list(param.unbind(0))
-        channels = self.template.channels
+        channels = self.template.channels + 1
         return [[None if per_position[p] is None or not len(offsets[p]) else
                  per_position[p][k][:, :len(offsets[p]) * channels] for p in range(len(offsets))]
                 for k, offsets in enumerate(self._offsets)]
@@ -118,20 +119,22 @@ class PackedContextModels(ModelStack):
         self._index[key] = plan, torch.cat(order).to(device)
         return self._index[key]
 
-    def scored_bits(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0, keep: int = 0
-                    ) -> torch.Tensor:
+    def scored_bits(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0, keep: int = 0,
+                    outside: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
         """Bits (K, elements) of ``y`` (K, B, C, H, W): model k on batch k, in no particular order.
 
-        ``border`` as in ``MultistageContextModel.forward``; ``keep``: the
-        latents within ``keep`` of the scored part's edge are left out (a
-        score border).
+        ``border`` and ``outside`` (K, B, 1, H, W) as in
+        ``MultistageContextModel.forward``; ``keep``: the latents within
+        ``keep`` of the scored part's edge are left out (a score border);
+        ``weight`` (K, B, 1, H', W'): each scored latent's bits multiplied by
+        its weight (a training crop's sampling weights).
         """
         t = self.template
         kk, b = y.shape[:2]
         if kk != self.k:
             raise OrdersearchError(f"expected a batch per model ({self.k}), got {kk}")
         t._check(y.flatten(0, 1), None if prior is None else prior.flatten(0, 1))
-        y_pad, y, prior = t._window(y, prior, border)
+        y_pad, y, prior = t._window(y, prior, border, outside)
         plan, order = self._plan(b, tuple(y_pad.shape[3:]), tuple(y.shape[3:]), border, keep, y.device)
 
         def rows_of(v: torch.Tensor) -> torch.Tensor:  # (K, B, C, H, W) -> (K, B*H*W, C): one row per latent
@@ -168,7 +171,10 @@ class PackedContextModels(ModelStack):
             return v.reshape(kk * n_rows, -1, 1, 1)
 
         lik = t._likelihood_from_params(image(rows_y), None if rows_prior is None else image(rows_prior), image(x))
-        return bits(lik).view(kk, -1)
+        out = bits(lik).view(kk, n_rows, -1)
+        if weight is not None:
+            out = out * rows_of(weight).index_select(1, order)
+        return out.view(kk, -1)
 
     def unstacked(self, models: list[MultistageContextModel]) -> list[MultistageContextModel]:
         """``models`` (the ones packed) with this module's current weights copied back into them."""
@@ -176,13 +182,16 @@ class PackedContextModels(ModelStack):
             weights = self._split()
             for k, m in enumerate(models):
                 m.weight.zero_()
+                m.edge.zero_()
                 for p, off in enumerate(self._offsets[k]):
                     w = weights[k][p]
                     if w is None:
                         continue
                     ctx, channels = w.shape[0], m.channels
-                    dense = m.weight[p].view(ctx, channels, -1)
-                    dense[:, :, off.to(dense.device)] = w.view(ctx, -1, channels).permute(0, 2, 1)
+                    read = w.view(ctx, -1, channels + 1).permute(0, 2, 1)  # (ctx, C+1, A)
+                    at = off.to(m.weight.device)
+                    m.weight[p].view(ctx, channels, -1)[:, :, at] = read[:, :channels]
+                    m.edge[p].view(ctx, 1, -1)[:, :, at] = read[:, channels:]
                 m.bias.copy_(self.bias[k])
                 for conv, wt, bias in zip(entropy_convs(m), self.ep_weight, self.ep_bias):
                     conv.weight.copy_(wt[k].t()[:, :, None, None])

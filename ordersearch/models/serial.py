@@ -45,19 +45,21 @@ class SerialContextModel(MultistageContextModel):
         self.masks.copy_(torch.from_numpy(causal_mask(config.kernel)).float().view_as(self.masks))
 
     def decoder_weights(self) -> tuple[torch.Tensor, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """The weights ``gaussian_at`` uses: causal taps (ctx, C * taps), context bias, entropy layers as matrices."""
+        """The weights ``gaussian_at`` uses: causal taps of the latents and the outside channel
+        (ctx, (C + 1) * taps), context bias, entropy layers as matrices."""
         taps = torch.from_numpy(causal_mask(self.config.kernel).ravel())
-        w = self.weight[0].flatten(2)[:, :, taps].flatten(1)
+        w = self.reads()[0].flatten(2)[:, :, taps].flatten(1)
         layers = [(m.weight[:, :, 0, 0], m.bias) for m in self.entropy_parameters if isinstance(m, torch.nn.Conv2d)]
         return w, self.bias[0], layers
 
     def gaussian_at(self, weights: tuple, window: torch.Tensor, prior: torch.Tensor | None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, scale) of one latent's C channels from its (C, K, K) window of scaled, decoded latents.
+        """(mean, scale) of one latent's C channels from its (C + 1, K, K) window.
 
         ``window`` holds what ``_scaled`` gives (y, or y / prior scale), zeros
-        where nothing is decoded yet; only its causal taps are read, so the
-        encoder (which has everything) and the decoder compute the same numbers.
+        where nothing is decoded yet, and then the outside channel (1 past the
+        image); only its causal taps are read, so the encoder (which has
+        everything) and the decoder compute the same numbers.
         """
         w, bias, layers = weights
         k = self.config.kernel

@@ -56,7 +56,8 @@ class StackedContextModels(ModelStack):
     def __init__(self, models: list[MultistageContextModel]):
         super().__init__(models)
         self.register_buffer("masks", torch.stack([m.masks for m in models]))  # (K, P, 1, 1, k, k)
-        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in models]))  # (K, P, ctx, C, k, k)
+        # (K, P, ctx, C+1, k, k): each model's context weights, the outside channel last
+        self.weight = nn.Parameter(torch.stack([m.reads().detach() for m in models]))
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in models]))  # (K, P, ctx)
         convs = [entropy_convs(m) for m in models]
         self.ep_weight = nn.ParameterList(
@@ -66,10 +67,11 @@ class StackedContextModels(ModelStack):
         # a position whose mask is empty in every model reads nothing: its context is the bias alone
         self._reads = [bool(self.masks[:, p].any()) for p in range(self.masks.shape[1])]
 
-    def forward(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0,
+                outside: torch.Tensor | None = None) -> torch.Tensor:
         """Likelihoods (K, B, C, H', W') of ``y`` (K, B, C, H, W): model k on batch k.
 
-        ``border`` as in ``MultistageContextModel.forward``.
+        ``border`` and ``outside`` (K, B, 1, H, W) as in ``MultistageContextModel.forward``.
         """
         t = self.template
         kk, b = y.shape[:2]
@@ -77,7 +79,7 @@ class StackedContextModels(ModelStack):
             raise OrdersearchError(f"expected a batch per model ({self.k}), got {kk}")
         t._check(y.flatten(0, 1), None if prior is None else prior.flatten(0, 1))
         n = t.schedule.patch
-        y_pad, y, prior = t._window(y, prior, border)
+        y_pad, y, prior = t._window(y, prior, border, outside)
         height, width = y.shape[3:]
         grouped = y_pad.transpose(0, 1).reshape(b, -1, *y_pad.shape[3:])  # (B, K*C, H+2h, W+2h)
         ctx_channels = self.bias.shape[2]
@@ -109,17 +111,19 @@ class StackedContextModels(ModelStack):
         lik = t._likelihood_from_params(y.flatten(0, 1), flat_prior, params)
         return lik.view(self.k, b, *lik.shape[1:])
 
-    def scored_bits(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0, keep: int = 0
-                    ) -> torch.Tensor:
+    def scored_bits(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0, keep: int = 0,
+                    outside: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
         """Bits (K, elements) of ``y`` (K, B, C, H, W), the outer ``keep`` rows and columns of the scored part left
-        out (``PackedContextModels``' interface)."""
-        return inner(bits(self(y, prior, border)), keep).flatten(1)
+        out, each multiplied by its ``weight`` (K, B, 1, H', W') if given (``PackedContextModels``' interface)."""
+        b = bits(self(y, prior, border, outside))
+        return inner(b if weight is None else b * weight, keep).flatten(1)
 
     def unstacked(self, models: list[MultistageContextModel]) -> list[MultistageContextModel]:
         """``models`` (the ones stacked) with this module's current weights copied back into them."""
         with torch.no_grad():
             for k, m in enumerate(models):
-                m.weight.copy_(self.weight[k])
+                m.weight.copy_(self.weight[k, :, :, :-1])
+                m.edge.copy_(self.weight[k, :, :, -1:])
                 m.bias.copy_(self.bias[k])
                 for conv, w, bias in zip(entropy_convs(m), self.ep_weight, self.ep_bias):
                     conv.weight.copy_(w[k])
