@@ -178,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=strategies, trials=args.budget,
                        seconds=args.seconds, verify_top=args.verify_top, seeds=args.seeds, max_seeds=max_seeds, estimator=args.estimator,
                        device=str(device), out=args.out, storage=args.storage, seed=args.seed,
-                       train=_train_config(args, args.kernel))
+                       train=_train_config(args, args.kernel), choose_on=args.choose_on)
     command = "ordersearch " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ordersearch") else ""
     result = run(latents, config, progress=not args.quiet, command=command)
     print(terminal_table(result))
@@ -543,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-seeds", type=int, metavar="N",
                      help="more seeds, up to N, for candidates indistinguishable from the leader (default 6, "
                      "or --seeds when that is larger)")
+    run.add_argument("--choose-on", choices=("whole", "interior"), default="whole",
+                     help="the leader is the lowest on whole val latents (default: what a codec spends, the border "
+                     "included) or on their interior (where translates of an order cannot differ)")
     run.add_argument("--max-steps", type=int, metavar="N", help="step cap per dedicated evaluation; "
                      "training stops at a validation plateau before it (default 8000)")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)

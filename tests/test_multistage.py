@@ -177,3 +177,34 @@ def test_packed_models_give_the_dense_models_bits(schedules, kernel, mixture, ex
     for a, b in zip(models, back):
         assert torch.equal(a.state_dict()["weight"], b.state_dict()["weight"])
         assert all(torch.equal(a.state_dict()[n], t) for n, t in b.state_dict().items())
+
+
+@pytest.mark.parametrize("slack", [0, 1, 3])
+def test_weighted_training_crops_measure_every_latent_alike(slack):
+    """Over every window ``windows`` can draw (each with its probability), the mean weighted value of a crop is the
+    mean over all latents of the split: edge latents count as often as they are measured, past the image nothing."""
+    from ordersearch.data.latents import LatentSet
+    from ordersearch.evaluation.measure import OnDevice
+
+    rng = np.random.default_rng(0)
+    ys = [rng.integers(-9, 9, (1, 7, 9)), rng.integers(-9, 9, (1, 5, 5)), rng.integers(-9, 9, (1, 3, 8))]
+    split = OnDevice(LatentSet.create(ys), torch.device("cpu"))
+    size, border = 4, 2
+    values = [torch.from_numpy(rng.normal(size=y.shape[1:])).float() for y in ys]  # any function of the latent
+    expected, total = 0.0, 0.0
+    sizes = [(y.shape[1] - size + 1 + 2 * slack, y.shape[2] - size + 1 + 2 * slack) for y in ys]
+    eligible = [i for i, y in enumerate(ys) if min(y.shape[1:]) >= size]
+    weight_of = sum(sizes[i][0] * sizes[i][1] for i in eligible)
+    for i in eligible:
+        v = torch.nn.functional.pad(values[i], (slack, slack, slack, slack))
+        for r in range(-slack, sizes[i][0] - slack):
+            for c in range(-slack, sizes[i][1] - slack):
+                crops = split.cut([(i, r, c)], size, border, slack)
+                crop = v[r + slack:r + slack + size, c + slack:c + slack + size]
+                expected += (crops.weight[0, 0] * crop).mean().item() / weight_of
+                rows, cols = torch.arange(r - border, r + size + border), torch.arange(c - border, c + size + border)
+                past = ~(((rows >= 0) & (rows < ys[i].shape[1]))[:, None] & ((cols >= 0) & (cols < ys[i].shape[2])))
+                assert torch.equal(crops.outside[0, 0] == 1, past)
+        total += values[i].sum().item()
+    assert expected == pytest.approx(total / sum(ys[i][0].size for i in eligible), rel=1e-5)
+    assert len({w[1] for w in split.windows(size, 400, rng, slack)} & set(range(-slack, 0))) == slack  # past the edge

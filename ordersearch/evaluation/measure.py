@@ -123,38 +123,49 @@ def _cover(length: int, start: int, size: int, slack: int) -> np.ndarray:
     return np.where((i >= 0) & (i < length), count, 0).astype(float)
 
 
-def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -> dict:
-    """Test-split bits: total, per image (and of its edge: the latents within kernel // 2 of the border), per patch
-    position, per stage, bpp (whole images only); val per image."""
-    test = OnDevice(splits.test, next(model.parameters()).device)
-    n = schedule.patch
-    if border % n:
-        raise OrdersearchError(f"score_border {border} must be a multiple of the patch size {n}")
-    pos_bits, pos_count = np.zeros((n, n)), np.zeros((n, n))
-    image_bits_, image_elements, edge_bits, edge_elements = [], [], [], []
-    reach = getattr(getattr(model, "config", None), "kernel", 5) // 2
+def _bits_of(split: OnDevice, model: nn.Module, border: int, reach: int
+             ) -> tuple[list[np.ndarray], list[int], list[float], list[int]]:
+    """Per image: bits map (H, W) summed over channels, latent elements, and the bits and elements of its edge
+    (the latents whose context window reaches past the latent; none if ``border`` scores only the inside)."""
+    maps, elements, edge_bits, edge_elements = [], [], [], []
     with torch.no_grad():
-        for i in range(len(test.y)):
-            b = test.bits_map(model, i, border).sum(dim=0).cpu().numpy()  # (H, W), summed over channels
-            image_bits_.append(float(b.sum()))
-            image_elements.append(int(b.size * test.y[i].shape[0]))
-            # the edge: latents whose context window reaches past the latent (zeros there); none if border scores
-            # only the inside
+        for i in range(len(split.y)):
+            b = split.bits_map(model, i, border).sum(dim=0).cpu().numpy()
+            channels = split.y[i].shape[0]
             edge = np.ones(b.shape, dtype=bool) if not border else np.zeros(b.shape, dtype=bool)
             if not border:
                 edge[reach:b.shape[0] - reach, reach:b.shape[1] - reach] = False
+            maps.append(b)
+            elements.append(int(b.size * channels))
             edge_bits.append(float(b[edge].sum()))
-            edge_elements.append(int(edge.sum() * test.y[i].shape[0]))
-            for r in range(n):
-                for c in range(n):
-                    pos_bits[r, c] += b[r::n, c::n].sum()
-                    pos_count[r, c] += b[r::n, c::n].size * test.y[i].shape[0]
+            edge_elements.append(int(edge.sum() * channels))
+    return maps, elements, edge_bits, edge_elements
+
+
+def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -> dict:
+    """Test-split bits: total, per image (and of its edge: the latents within kernel // 2 of the border), per patch
+    position, per stage, bpp (whole images only); val per image (and of its edge)."""
+    device = next(model.parameters()).device
+    n = schedule.patch
+    if border % n:
+        raise OrdersearchError(f"score_border {border} must be a multiple of the patch size {n}")
+    reach = getattr(getattr(model, "config", None), "kernel", 5) // 2
+    maps, image_elements, edge_bits, edge_elements = _bits_of(OnDevice(splits.test, device), model, border, reach)
+    pos_bits, pos_count = np.zeros((n, n)), np.zeros((n, n))
+    for b, elements in zip(maps, image_elements):
+        channels = elements // b.size
+        for r in range(n):
+            for c in range(n):
+                pos_bits[r, c] += b[r::n, c::n].sum()
+                pos_count[r, c] += b[r::n, c::n].size * channels
+    image_bits_ = [float(b.sum()) for b in maps]
     per_position = pos_bits / pos_count
     grid = schedule.array()
     per_stage = [float(pos_bits[grid == s].sum() / pos_count[grid == s].sum()) for s in range(schedule.num_stages)]
     total = sum(image_bits_)
     sizes = splits.test.image_sizes
-    val_bits, val_elements = OnDevice(splits.val, next(model.parameters()).device).image_bits(model, border)
+    val_maps, val_elements, val_edge, val_edge_elements = _bits_of(OnDevice(splits.val, device), model, border, reach)
+    val_bits = [float(b.sum()) for b in val_maps]
     return {
         "bits_per_latent": total / sum(image_elements),
         "bpp": None if sizes is None or border else total / float(np.prod(sizes, axis=1).sum()),
@@ -162,4 +173,5 @@ def measure(model: nn.Module, splits: Splits, schedule: Schedule, border: int) -
         "per_position": per_position.tolist(), "per_stage": per_stage,
         "val_bits_per_latent": sum(val_bits) / sum(val_elements), "val_image_bits": val_bits,
         "val_image_elements": val_elements, "edge_image_bits": edge_bits, "edge_image_elements": edge_elements,
+        "val_edge_image_bits": val_edge, "val_edge_image_elements": val_edge_elements,
     }

@@ -38,10 +38,13 @@ class Evaluation:
     val_bits_per_latent: float | None = None
     val_image_bits: list[float] | None = None
     val_image_elements: list[int] | None = None
-    #: of each test image, the bits and latents of its edge (within kernel // 2 of the latent's border, where the
-    #: context window reads zeros); None in evaluations stored before they were measured
+    #: of each test image, the bits and latents of its edge (within kernel // 2 of the latent's border, where
+    #: part of the context window lies past the image); None in evaluations stored before they were measured
     edge_image_bits: list[float] | None = None
     edge_image_elements: list[int] | None = None
+    #: the same of each val image (``--choose-on interior`` chooses on the val interior)
+    val_edge_image_bits: list[float] | None = None
+    val_edge_image_elements: list[int] | None = None
     model: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -49,8 +52,8 @@ class Evaluation:
         return None if self.stages is None else Schedule.from_grid(self.stages)
 
     def split_bits(self, split: str) -> tuple[list[float], list[int]]:
-        """(bits, latent elements) of every image of the ``test`` or ``val`` split, or of the test images'
-        ``test-interior`` or ``test-edge`` (see ``edge_image_bits``)."""
+        """(bits, latent elements) of every image of the ``test`` or ``val`` split, or of their ``-interior`` or
+        ``-edge`` (``test-edge``, ``val-interior``, ...; see ``edge_image_bits``)."""
         if split == "test":
             return self.image_bits, self.image_elements
         if split == "val" and self.val_image_bits is not None:
@@ -60,6 +63,11 @@ class Evaluation:
         if split == "test-interior" and self.edge_image_bits is not None:
             return ([a - b for a, b in zip(self.image_bits, self.edge_image_bits)],
                     [a - b for a, b in zip(self.image_elements, self.edge_image_elements)])
+        if split == "val-edge" and self.val_edge_image_bits is not None:
+            return self.val_edge_image_bits, self.val_edge_image_elements
+        if split == "val-interior" and self.val_edge_image_bits is not None and self.val_image_bits is not None:
+            return ([a - b for a, b in zip(self.val_image_bits, self.val_edge_image_bits)],
+                    [a - b for a, b in zip(self.val_image_elements, self.val_edge_image_elements)])
         raise ValueError(f"this evaluation has no per-image bits of the {split!r} split")
 
     def rate(self, split: str = "test") -> float:

@@ -69,6 +69,11 @@ class Comparison:
     verdict: str
     split: str = "test"
 
+    @property
+    def of_b(self) -> str:
+        """The verdict said of B against A ("worse": B spends more)."""
+        return {"better": "worse", "worse": "better"}.get(self.verdict, self.verdict)
+
     def __str__(self) -> str:
         return (f"A - B = {self.difference:+.4f} bits/latent ({100 * self.relative:+.2f}%), "
                 f"{100 * self.level:.1f}% interval [{self.low:+.4f}, {self.high:+.4f}] over {self.images} "

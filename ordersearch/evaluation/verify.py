@@ -40,6 +40,7 @@ class Verified:
     winner: str  # the leader: lowest mean val rate
     comparisons: dict[str, Comparison] = field(default_factory=dict)  # leader - label, on test
     pooled: tuple[float, int] = (0.0, 0)  # seed-to-seed variance of differences, and its degrees of freedom
+    chosen_on: str = "val"  # the split the leader is the lowest on: whole val images, or "val-interior"
 
     @property
     def unresolved(self) -> list[str]:
@@ -49,9 +50,9 @@ class Verified:
     def mean(self, label: str, split: str = "test") -> float:
         return float(np.mean([e.rate(split) for e in self.evaluations[label]]))
 
-    def ranking(self, split: str = "val") -> list[str]:
-        """Labels by mean rate on ``split`` (val: the order choices are made in)."""
-        return sorted(self.evaluations, key=lambda k: self.mean(k, split))
+    def ranking(self, split: str | None = None) -> list[str]:
+        """Labels by mean rate on ``split`` (default: the split choices are made on)."""
+        return sorted(self.evaluations, key=lambda k: self.mean(k, split or self.chosen_on))
 
     def best_set(self) -> list[str]:
         """The leader and every candidate the test comparison does not show worse than it (val order)."""
@@ -68,24 +69,25 @@ class Verified:
                 line += " <- leader (lowest on val)"
             else:
                 c = self.comparisons[label]
-                verdict = {"better": "worse than the leader", "worse": "better than the leader",
-                           "indistinguishable": "indistinguishable from the leader"}[c.verdict]
+                verdict = {"worse": "worse than the leader", "better": "better than the leader",
+                           "indistinguishable": "indistinguishable from the leader"}[c.of_b]
                 line += (f"; leader - this = {c.difference:+.4f} ({100 * c.relative:+.2f}%), "
                          f"{100 * c.level:.1f}% interval [{c.low:+.4f}, {c.high:+.4f}]: {verdict}")
             lines.append(line)
         return lines
 
 
-def conclude(schedules: dict[str, Schedule], evaluations: dict[str, list[Evaluation]], level: float = 0.95
-             ) -> Verified:
-    """The leader on val and its corrected test comparisons with every other candidate."""
-    means = {k: float(np.mean([e.rate("val") for e in ev])) for k, ev in evaluations.items()}
+def conclude(schedules: dict[str, Schedule], evaluations: dict[str, list[Evaluation]], level: float = 0.95,
+             chosen_on: str = "val") -> Verified:
+    """The leader on val (``chosen_on``: whole images, or ``val-interior``) and its corrected test comparisons
+    with every other candidate."""
+    means = {k: float(np.mean([e.rate(chosen_on) for e in ev])) for k, ev in evaluations.items()}
     winner = min(means, key=means.get)
     others = [k for k in evaluations if k != winner]
     pooled = pooled_seed_variance([(evaluations[winner], evaluations[k]) for k in others])
     comparisons = {k: compare(evaluations[winner], evaluations[k], level, comparisons=len(others), pooled=pooled)
                    for k in others}
-    return Verified(dict(schedules), evaluations, winner, comparisons, pooled)
+    return Verified(dict(schedules), evaluations, winner, comparisons, pooled, chosen_on)
 
 
 def duration(seconds: float) -> str:
@@ -112,14 +114,14 @@ class Finished:
 
 
 def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 3, max_seeds: int | None = None,
-           report: Callable[[Finished], None] | None = None) -> Verified:
+           report: Callable[[Finished], None] | None = None, chosen_on: str = "val") -> Verified:
     """Dedicated evaluation of every labelled schedule with ``seeds`` seeds (seed-major, cached), concluded.
 
     Adaptive seeds: while the leader is indistinguishable from some candidates
     and fewer than ``max_seeds`` seeds were trained, one more seed of the
     leader and of those candidates only; ``Verified.unresolved`` names what is
     still indistinguishable when the budget runs out. ``report`` hears of
-    every finished training.
+    every finished training. ``chosen_on``: the split the leader is chosen on (``conclude``).
     """
     if not schedules:
         raise OrdersearchError("nothing to verify: no schedules given")
@@ -145,12 +147,12 @@ def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 3,
         evaluator.warm_starts(range(max_seeds))  # together now, rather than one per adaptive round
     # seed-major: an interrupted run has every schedule at least once; trained together where stacking pays
     evaluate([(label, seed) for seed in range(seeds) for label in schedules])
-    verified = conclude(schedules, evaluations)
+    verified = conclude(schedules, evaluations, chosen_on=chosen_on)
     for seed in range(seeds, max_seeds):
         unresolved = [k for k, c in verified.comparisons.items() if c.verdict == "indistinguishable"]
         if not unresolved:
             break
         evaluate([(label, seed) for label in [verified.winner, *unresolved]
                   if all(e.seed != seed for e in evaluations[label])])
-        verified = conclude(schedules, evaluations)
+        verified = conclude(schedules, evaluations, chosen_on=chosen_on)
     return verified

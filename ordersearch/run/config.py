@@ -30,6 +30,13 @@ class RunConfig:
     storage: str | None = None
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
+    #: where the leader is the lowest on val: "whole" images (what a codec spends, the border included) or their
+    #: "interior" (where translates of an order cannot differ)
+    choose_on: str = "whole"
+
+    @property
+    def choice_split(self) -> str:
+        return {"whole": "val", "interior": "val-interior"}[self.choose_on]
 
     @property
     def folder(self) -> Path:

@@ -104,7 +104,8 @@ def read_evaluations(folder: Path) -> dict[str, list]:
     data = load_schedule(best)[1].provenance.get("data", "") if best.is_file() else str(Path(folder).resolve())
     out: dict[str, list[Evaluation]] = {}
     for (label, seed), part in frame[frame.schedule != PLACED].groupby(["schedule", "seed"], sort=False):
-        test, val, edge = (part[part.split == s].sort_values("image") for s in ("test", "val", "test-edge"))
+        test, val, edge, val_edge = (part[part.split == s].sort_values("image")
+                                     for s in ("test", "val", "test-edge", "val-edge"))
         bits = test.bits.tolist()
         out.setdefault(label, []).append(Evaluation(
             "dedicated", 0, None, None, int(seed), sum(bits) / test.latents.sum(), None, bits,
@@ -112,7 +113,9 @@ def read_evaluations(folder: Path) -> dict[str, list]:
             val_bits_per_latent=val.bits.sum() / val.latents.sum(), val_image_bits=val.bits.tolist(),
             val_image_elements=val.latents.astype(int).tolist(),
             edge_image_bits=edge.bits.tolist() if len(edge) else None,
-            edge_image_elements=edge.latents.astype(int).tolist() if len(edge) else None))
+            edge_image_elements=edge.latents.astype(int).tolist() if len(edge) else None,
+            val_edge_image_bits=val_edge.bits.tolist() if len(val_edge) else None,
+            val_edge_image_elements=val_edge.latents.astype(int).tolist() if len(val_edge) else None))
     return out
 
 

@@ -250,7 +250,8 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     say(f"[4/4] verification: {len(candidates)} candidates x {config.seeds} seeds (up to {config.max_seeds} for "
         f"those indistinguishable from the leader), "
         f"{'one at a time' if evaluator.stack == 1 else f'up to {evaluator.stack} trained together'}")
-    verified = verify(candidates, evaluator, config.seeds, config.max_seeds, report=shown.finished)
+    verified = verify(candidates, evaluator, config.seeds, config.max_seeds, report=shown.finished,
+                      chosen_on=config.choice_split)
     timings["verification"] = time.time() - start
     say(f"[4/4] verification done in {timings['verification']:.0f} s: leader {verified.winner}")
     start = time.time()
@@ -271,12 +272,16 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     failed = [c.name for c in checks if c.status == "failed"]
     say(f"consistency checks: {len(checks) - len(failed)} of {len(checks)} not failed"
         + (f"; FAILED: {'; '.join(failed)}" if failed else ""))
-    fidelity = agreement([verified.mean(k) for k in candidates], [cheap[k] for k in candidates])
+    # like with like: a cost table holds f(C), a latent's rate with its whole window, which dedicated training
+    # measures on the interior; the edge (fewer neighbours, the grid's phase) is verification's alone
+    split = "test-interior" if all(e.edge_image_bits is not None and sum(e.split_bits("test-interior")[1])
+                                   for group in verified.evaluations.values() for e in group) else "test"
+    fidelity = agreement([verified.mean(k, split) for k in candidates], [cheap[k] for k in candidates])
     orders = [k for k, s in candidates.items() if s.is_permutation and s.patch == n]
     per_seed: dict[int, dict[str, float]] = {}
     for k in orders:
         for e in verified.evaluations[k]:
-            per_seed.setdefault(e.seed, {})[k] = e.bits_per_latent
+            per_seed.setdefault(e.seed, {})[k] = e.rate(split)
     trust = order_agreement({k: cheap[k] for k in orders}, per_seed)
     result = RunResult(config, results, front, verified, candidates, cheap, fidelity, timings, evaluator.data,
                        trust, checks, placed)
@@ -361,6 +366,14 @@ def _finite(x: float) -> float | None:
     return x if np.isfinite(x) else None
 
 
+def _interior_and_edge(evaluations: list) -> dict[str, float]:
+    """Test bits per latent of the interior and of the edge (within kernel // 2 of the border), mean over seeds."""
+    if any(e.edge_image_bits is None or not sum(e.edge_image_elements) for e in evaluations):
+        return {}
+    return {f"{part}_bits_per_latent": float(np.mean([e.rate(f"test-{part}") for e in evaluations]))
+            for part in ("interior", "edge") if all(sum(e.split_bits(f"test-{part}")[1]) for e in evaluations)}
+
+
 def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str) -> None:
     """Every file of the run folder (``run.folder``)."""
     c, folder, v = r.config, r.config.folder, r.verified
@@ -373,7 +386,8 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
         winner, ev = r.placed.schedule, r.placed.evaluations
     runner_up = v.ranking()[1] if len(v.ranking()) > 1 else None
     metrics = {"bits_per_latent": float(np.mean([e.bits_per_latent for e in ev])), "estimator": "dedicated",
-               "split": "test", "chosen_on": "val", "val_bits_per_latent": float(np.mean([e.rate("val") for e in ev])),
+               "split": "test", "chosen_on": c.choice_split, "val_bits_per_latent": float(np.mean([e.rate("val") for e in ev])),
+               **_interior_and_edge(ev),
                "seeds": len(ev), "bits_per_latent_per_seed": [e.bits_per_latent for e in ev],
                "best_set": v.best_set(), c.estimator: r.cheap[v.winner]}
     if r.placed is not None:
@@ -394,14 +408,14 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
     for label, s in r.candidates.items():
         evs = v.evaluations[label]
         m = {c.estimator: r.cheap[label], "bits_per_latent": v.mean(label), "estimator": "dedicated",
-             "val_bits_per_latent": v.mean(label, "val"),
+             "val_bits_per_latent": v.mean(label, "val"), **_interior_and_edge(evs),
              "seeds": len(evs), "bits_per_latent_per_seed": [e.bits_per_latent for e in evs],
              "bits_per_position": np.mean([e.per_position for e in evs], axis=0).tolist()}
         if label != v.winner:
             cmp = v.comparisons[label]  # best - this
             m["vs_best"] = {"difference": -cmp.difference, "low": _finite(-cmp.high), "high": _finite(-cmp.low),
                             "level": cmp.level,
-                            "verdict": {"better": "worse", "worse": "better"}.get(cmp.verdict, cmp.verdict)}
+                            "verdict": cmp.of_b}
         save_schedule(s, schedules_dir / f"{label}.json", kernel=c.kernel, name=label, metrics=m,
                       provenance={**provenance, "strategy": label})
     files.write_table(folder, "evaluations.csv", [
@@ -413,7 +427,8 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
     files.write_table(folder, "per_image.csv", [
         {"schedule": label, "seed": e.seed, "split": split, "image": i, "bits": b, "latents": k}
         for label, evs in {**v.evaluations, **placed}.items() for e in evs
-        for split in ("val", "test", *(("test-edge",) if e.edge_image_bits is not None else ()))
+        for split in ("val", "test", *(("test-edge",) if e.edge_image_bits is not None else ()),
+                      *(("val-edge",) if e.val_edge_image_bits is not None else ()))
         for i, (b, k) in enumerate(zip(*e.split_bits(split)))])
     files.write_table(folder, "checks.csv", [
         {"check": k.name, "status": k.status, "difference": k.difference, "low": k.low, "high": k.high,

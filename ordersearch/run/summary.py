@@ -29,7 +29,10 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
              f"indistinguishable from the leader; "
              + (f"trained to a plateau on val (cap {c.train.max_steps} steps). " if c.train.lr_drops else
                 f"{c.train.max_steps} steps max, early stopping on val. ") +
-             f"The leader is the lowest on the **val** split; it is compared with every other candidate on the test "
+             f"The leader is the lowest on the **val** split ("
+             + ("whole latents, the border included" if c.choose_on == "whole" else
+                "the interior of its latents, `--choose-on interior`") +
+             "); it is compared with every other candidate on the test "
              f"split, paired over images and seeds, with the run's pooled seed-to-seed variance "
              f"({_pooled(v)}), each interval Bonferroni-corrected for {max(1, len(v.comparisons))} comparisons.", ""]
     lines += [f"- {line}" for line in v.report()]
@@ -96,8 +99,9 @@ def trust_line(r: RunResult) -> str:
     verdict = ("as well as a second training seed does" if cheap >= ceiling - 0.10 else
                "worse than chance" if cheap < 0.5 else "better than chance, short of a second seed")
     return (f"How far the search can be trusted: over the verified orders of this run, the cheap table orders "
-            f"{100 * cheap:.0f}% of the pairs as dedicated training does (mean over seeds), where two training "
-            f"seeds agree on {100 * ceiling:.0f}%: {verdict}.")
+            f"{100 * cheap:.0f}% of the pairs as dedicated training does on the interior of the test latents "
+            f"(where both measure f(C); mean over seeds), where two training seeds agree on {100 * ceiling:.0f}%: "
+            f"{verdict}.")
 
 
 def _pooled(v) -> str:
@@ -139,12 +143,13 @@ def _edges(v) -> list[str]:
     pooled = pooled_seed_variance([(v.evaluations[v.winner], v.evaluations[k]) for k in others], "test-interior")
     lines = ["## Edges", "",
              f"The edge is every latent within the context window's reach of the latent's border "
-             f"({100 * (1 - inner.sum() / total):.1f}% of the test latents), where the window reads zeros and the "
-             "patch grid's alignment with the border matters; translation is an exact symmetry only inside. Rates "
-             "apart, and the comparison with the leader on the interior alone (paired, pooled seed variance, the "
-             "same correction):", "",
-             "| schedule | interior | edge | leader - this, interior | verdict on the interior | whole latent |",
-             "|---|---|---|---|---|---|"]
+             f"({100 * (1 - inner.sum() / total):.1f}% of the test latents), where part of the window lies past the "
+             "image (the models read which part, and were trained there as often as it occurs) and the patch grid's "
+             "alignment with the border matters; translation is an exact symmetry only inside. Rates apart, and "
+             "each schedule against the leader on the interior alone (paired, pooled seed variance, the same "
+             "correction); verdicts speak of the schedule, as above:", "",
+             "| schedule | interior | edge | this - leader, interior | verdict on the interior | verdict on the whole "
+             "latent |", "|---|---|---|---|---|---|"]
     differ = []
     for label in v.ranking():
         group = v.evaluations[label]
@@ -155,14 +160,14 @@ def _edges(v) -> list[str]:
             continue
         c = compare(v.evaluations[v.winner], group, 0.95, comparisons=len(others), pooled=pooled,
                     split="test-interior")
-        whole = v.comparisons[label].verdict
-        if c.verdict != whole:
+        whole = v.comparisons[label].of_b
+        if c.of_b != whole:
             differ.append(label)
-        lines.append(f"| {label} | {interior:.4f} | {edge:.4f} | {c.difference:+.4f} [{c.low:+.4f}, {c.high:+.4f}] "
-                     f"| {c.verdict} | {whole} |")
+        lines.append(f"| {label} | {interior:.4f} | {edge:.4f} | {-c.difference:+.4f} [{-c.high:+.4f}, {-c.low:+.4f}] "
+                     f"| {c.of_b} | {whole} |")
     lines += ["", ("The interior verdicts agree with the whole-latent ones." if not differ else
                    f"On the interior alone the verdict differs for: {', '.join(differ)}: there the edges decide.")
-              + " (leader - this: positive means the leader spends more.)", ""]
+              + " (this - leader: positive means this schedule spends more.)", ""]
     return lines
 
 
@@ -196,8 +201,7 @@ def terminal_table(r: RunResult) -> str:
     head = f"{'schedule':<{width}}  {'test':>7}  {'val':>7}  {r.config.estimator:>15}  verdict vs leader"
     rows = [head, "-" * len(head)]
     for label in v.ranking():
-        verdict = "leader" if label == v.winner else {"better": "worse", "worse": "better",
-                                                       "indistinguishable": "indistinguishable"}[v.comparisons[label].verdict]
+        verdict = "leader" if label == v.winner else v.comparisons[label].of_b
         rows.append(f"{label:<{width}}  {v.mean(label):7.4f}  {v.mean(label, 'val'):7.4f}  {r.cheap[label]:15.4f}  "
                     f"{verdict}")
     return "\n".join(rows)
