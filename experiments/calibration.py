@@ -3,8 +3,8 @@
 On each field below (designed so that 3x3 orders differ by 0.5-2%: smooth,
 anisotropic, rotated covariances with nuggets; one with a per-image scale
 given to the model as a prior), eight 3x3 orders spanning the exact range
-(the exact optimum and the exact worst order by dynamic programming on the
-oracle, raster, and five random orders spread over the range) are verified
+(the optimum and the worst order of the field's exact cost table by dynamic
+programming, raster, and five random orders spread over the range) are verified
 as ``run`` verifies them: dedicated training with the default protocol (to a
 plateau), ``--seeds`` seeds each, measured on whole test images. Each is set
 against its exact rate on the same images (``GaussianOracle.image_rates``:
@@ -27,7 +27,6 @@ import argparse
 import itertools
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +102,8 @@ def exact_rates(field: GaussianField, scales: np.ndarray, schedule: Schedule) ->
 
 
 def choose_orders(field: GaussianField, scales: np.ndarray, seed: int) -> dict[str, Schedule]:
-    """Eight orders spanning the exact range: optimum, worst, raster and five random ones spread between."""
+    """Eight orders spanning the exact range: the optimum and the worst order of the field's exact cost table
+    (infinite field: the interior), raster and five random ones spread between by their whole-image rate."""
     oracle = GaussianOracle(field)
     best = order_schedule(k_best_orders(step_costs(oracle))[0][0])
     worst = order_schedule(k_best_orders(step_costs(oracle, -1.0))[0][0])
@@ -113,7 +113,7 @@ def choose_orders(field: GaussianField, scales: np.ndarray, seed: int) -> dict[s
     rates = {k: exact_rates(field, unscaled, s)["whole"] for k, s in pool.items()}
     ranked = sorted(rates, key=rates.get)
     picks = [ranked[round(q * (len(ranked) - 1))] for q in np.linspace(0.05, 0.95, 5)]
-    return {"exact-optimum": best, "exact-worst": worst, "raster": Schedule.named("raster", PATCH),
+    return {"field-optimum": best, "field-worst": worst, "raster": Schedule.named("raster", PATCH),
             **{k: pool[k] for k in picks}}
 
 
@@ -135,9 +135,8 @@ def calibrate(name: str, seeds: int, store: Path) -> dict:
     orders = choose_orders(field, test_scales, seed=1)
     exact = {k: exact_rates(field, test_scales, s) for k, s in orders.items()}
     evaluator = Evaluator(splits, TrainConfig(), "cpu", EvaluationStore(store / name), progress=False)
-    start = time.time()
     verified = verify(orders, evaluator, seeds=seeds, report=lambda f: print(f"  {name}: {f.line}", flush=True))
-    seconds = time.time() - start
+    seconds = sum(e.seconds for group in verified.evaluations.values() for e in group)  # training, as stored
     meas = {k: measured(verified.evaluations[k]) for k in orders}
     labels = list(orders)
     # pairs: does measurement order them as the exact rates do, and does the measured interval hold the exact gap?
@@ -153,7 +152,7 @@ def calibrate(name: str, seeds: int, store: Path) -> dict:
     half_widths = [(c.high - c.low) / 2 for c in verified.comparisons.values()]
     tau = kendalltau([exact[k]["whole"] for k in labels], [meas[k]["whole"] for k in labels])[0]
     leader = verified.winner
-    verdicts = {k: ("leader" if k == leader else verified.comparisons[k].verdict) for k in labels}
+    verdicts = {k: ("leader" if k == leader else verified.comparisons[k].of_b) for k in labels}  # of the order
     wrong = [k for k in labels if k != leader and verdicts[k] == "worse" and exact[k]["whole"] < exact[leader]["whole"]]
     return {
         "field": name, "description": description, "prior": prior, "patch": PATCH, "image": [SIZE, SIZE],
@@ -168,8 +167,9 @@ def calibrate(name: str, seeds: int, store: Path) -> dict:
         "excess_spread": max(excess.values()) - min(excess.values()),
         "median_interval_half_width": float(np.median(half_widths)),
         "leader": leader, "exactly_better_called_worse": wrong,
-        "worst_called_worse": verdicts["exact-worst"] == "worse",
-        "optimum_in_best_set": verdicts["exact-optimum"] != "worse",
+        "worst_called_worse": verdicts[max(labels, key=lambda k: exact[k]["whole"])] == "worse",
+        "optimum_in_best_set": any(verdicts[k] != "worse" for k in labels
+                                   if exact[k]["whole"] <= min(e["whole"] for e in exact.values()) * (1 + TIE)),
     }
 
 
@@ -178,18 +178,21 @@ def markdown(results: list[dict], machine: str) -> str:
              "Written by `python experiments/calibration.py`. Gaussian fields (exact rates: "
              "`GaussianOracle.image_rates`, border offsets missing), 3x3 orders, dedicated training with the "
              f"default protocol, whole {SIZE}x{SIZE}-latent images, {IMAGES['train']} train / {IMAGES['val']} val / "
-             f"{IMAGES['test']} test. Machine: {machine}. Rates in bits per latent element on the test split.", ""]
+             f"{IMAGES['test']} test. Machine: {machine}. Rates in bits per latent element on the test split. Interior: "
+             "the latents at least 2 from the border (44 x 44 here: the patch positions are not equally often "
+             "in it, so it is not the infinite field's rate); edge: the rest. Verdicts speak of the order against "
+             "the leader (chosen on val), each interval corrected for 7 comparisons.", ""]
     for r in results:
         lines += [f"## {r['field']}", "", r["description"] + ".", "",
-                  f"{r['seeds']} seeds per order, {r['seconds']} s. Exact range over the orders "
+                  f"{r['seeds']} seeds per order, {r['seconds']} s of training. Exact range over the orders "
                   f"{r['exact_range_percent']:.2f}%. Kendall tau (measured vs exact, whole image) "
                   f"{r['kendall_tau']:+.2f}; pairs more than {100 * TIE:.1f}% apart ordered as the exact rates "
                   f"order them: {r['pairs_agreeing']} of {r['pairs_apart']} ({100 * r['pair_agreement']:.0f}%). "
                   f"Excess (measured - exact) spread over the orders {r['excess_spread']:.4f} bits; median "
                   f"half-width of the leader's corrected intervals {r['median_interval_half_width']:.4f}; the "
                   f"pairwise interval holds the exact difference in {r['pairs_interval_holds_exact_gap']} of "
-                  f"{r['pairs']} pairs. Leader (on val): {r['leader']}; exact worst called worse: "
-                  f"{'yes' if r['worst_called_worse'] else 'no'}; exact optimum in the best set: "
+                  f"{r['pairs']} pairs. Leader (on val): {r['leader']}; the exactly worst order called worse: "
+                  f"{'yes' if r['worst_called_worse'] else 'no'}; an order within 0.1% of the exact optimum in the best set: "
                   f"{'yes' if r['optimum_in_best_set'] else 'no'}; exactly better orders called worse: "
                   f"{', '.join(r['exactly_better_called_worse']) or 'none'}.", "",
                   "| order | exact whole | measured whole | excess | exact interior | measured interior | "

@@ -39,6 +39,7 @@ def test_parallel_and_stagewise_give_the_same_likelihoods(schedule, kernel, mixt
     p, scale = PRIORS[prior_kind]
     model = MultistageContextModel(schedule, 3, p, ModelConfig(kernel=kernel, mixture=mixture, prior_scale=scale))
     torch.nn.init.normal_(model.weight)  # trained weights are not zero
+    torch.nn.init.normal_(model.edge)  # nor are those of the outside channel
     y, prior = random_latents(seed, p=p, scale=scale)
     # the two paths sum in different orders: compare them without float32 rounding (with one torch thread a
     # float32 comparison of these large random weights missed rtol 1e-5 by 1.5e-5, the same before and after)
@@ -57,6 +58,7 @@ def test_border_pass_is_the_inner_part_of_the_full_pass(schedule, kernel, extra,
     p, scale = PRIORS[prior_kind]
     model = MultistageContextModel(schedule, 3, p, ModelConfig(kernel=kernel, prior_scale=scale))
     torch.nn.init.normal_(model.weight)
+    torch.nn.init.normal_(model.edge)
     y, prior = random_latents(seed, p=p, h=14, w=15, scale=scale)
     border = kernel // 2 + extra
     with torch.no_grad():
@@ -151,7 +153,7 @@ def one_patch_schedules(draw):
 def test_packed_models_give_the_dense_models_bits(schedules, kernel, mixture, extra, keep, seed, prior_kind):
     """The CPU's training layout (decoded offsets only, one row per latent) computes the dense models' bits,
     with and without a crop border and a score border, and hands the same weights back."""
-    from ordersearch.models import PackedContextModels, bits
+    from ordersearch.models import PackedContextModels, StackedContextModels, bits
 
     torch.manual_seed(seed)
     p, scale = PRIORS[prior_kind]
@@ -159,20 +161,34 @@ def test_packed_models_give_the_dense_models_bits(schedules, kernel, mixture, ex
     models = [MultistageContextModel(s, 3, p, config).double() for s in schedules]
     for m in models:
         torch.nn.init.normal_(m.weight)
+        torch.nn.init.normal_(m.edge)
         m.weight.data *= m.masks  # what training leaves in the dense weights: nothing outside the masks
+        m.edge.data *= m.masks
     packed = PackedContextModels(models)
     k = len(models)
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(-4, 5, (k, 2, 3, 14, 15), generator=g).double()
     prior = None if not p else 0.05 + torch.rand(k, 2, p, 14, 15, generator=g, dtype=torch.float64) * 3
     border = 0 if not extra else kernel // 2 + extra - 1
+    outside = torch.zeros(k, 2, 1, 14, 15, dtype=torch.float64)
+    outside[:, 0, :, :3] = 1  # the first crop lies past the image at the top: a training crop at the border
+    y = y * (1 - outside)
+    size = (14 - 2 * border, 15 - 2 * border)
+    weight = torch.rand(k, 2, 1, *size, generator=g, dtype=torch.float64)
     with torch.no_grad():
-        got = packed.scored_bits(y, prior, border, keep)
+        got = packed.scored_bits(y, prior, border, keep, outside)
+        weighted = packed.scored_bits(y, prior, border, keep, outside, weight)
         for i, m in enumerate(models):
-            full = bits(m(y[i], None if prior is None else prior[i], border))
+            full = bits(m(y[i], None if prior is None else prior[i], border, outside=outside[i]))
             want = full[..., keep:full.shape[-2] - keep, keep:full.shape[-1] - keep].flatten()
             assert got[i].shape == want.shape
             assert torch.allclose(got[i].sort().values, want.sort().values, rtol=1e-9, atol=1e-12)
+            full = full * weight[i]
+            assert torch.allclose(weighted[i].sum(), full[..., keep:full.shape[-2] - keep,
+                                                         keep:full.shape[-1] - keep].sum(), rtol=1e-9)
+        # the GPU's layout (grouped convolutions) computes the same bits
+        stacked = StackedContextModels(models).scored_bits(y, prior, border, keep, outside, weight)
+        assert torch.allclose(stacked.sum(1), weighted.sum(1), rtol=1e-9)
     back = packed.unstacked([MultistageContextModel(s, 3, p, config).double() for s in schedules])
     for a, b in zip(models, back):
         assert torch.equal(a.state_dict()["weight"], b.state_dict()["weight"])
@@ -208,3 +224,28 @@ def test_weighted_training_crops_measure_every_latent_alike(slack):
         total += values[i].sum().item()
     assert expected == pytest.approx(total / sum(ys[i][0].size for i in eligible), rel=1e-5)
     assert len({w[1] for w in split.windows(size, 400, rng, slack)} & set(range(-slack, 0))) == slack  # past the edge
+
+
+def test_the_official_codes_model_never_learns_the_outside_channel():
+    """ModelConfig(outside=False): trained in either layout, the outside channel's weights stay zero while the
+    latents' weights move; with outside=True they move too."""
+    from ordersearch.data.gaussian import gaussian_field
+    from ordersearch.evaluation import TrainConfig
+    from ordersearch.evaluation.training import train_stacked
+
+    splits = gaussian_field("separable").sample(8, 12, 12, seed=0).split(seed=0)
+    for outside in (False, True):
+        config = TrainConfig(model=ModelConfig(outside=outside), max_steps=15, eval_every=5, warm_steps=0, crop=8)
+        models = [MultistageContextModel(Schedule.named(name, 2), 2, 0, config.model) for name in ("raster", "snake")]
+        trained = train_stacked(models, splits, config, [0, 1], torch.device("cpu"))
+        for t in trained:
+            assert bool(t.model.weight.abs().sum() > 0)
+            assert bool(t.model.edge.abs().sum() > 0) == outside
+    # the GPU's layout: no gradient reaches the outside channel
+    from ordersearch.models import StackedContextModels
+
+    model = MultistageContextModel(Schedule.named("raster", 2), 2, 0, ModelConfig(outside=False))
+    torch.nn.init.normal_(model.weight)
+    stacked = StackedContextModels([model])
+    stacked.scored_bits(torch.randint(-3, 4, (1, 2, 2, 9, 9)).float()).sum().backward()
+    assert stacked.weight.grad[:, :, :, :-1].abs().sum() > 0 and not stacked.weight.grad[:, :, :, -1].any()

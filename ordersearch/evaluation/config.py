@@ -13,7 +13,9 @@ class TrainConfig:
     """Training protocol of a dedicated evaluation.
 
     Crops of ``crop`` x ``crop`` latents (plus a border of kernel // 2 that
-    supplies their neighbours, zeros at image edges, and is not scored),
+    supplies their neighbours and is not scored) that reach up to n - 1
+    latents past the image, each latent's bits weighted so that the border
+    counts as often as it is measured (``measure.OnDevice.cut``),
     AdamW with weight decay, validation every ``eval_every`` steps. The
     learning rate is ``lr`` until a plateau (``patience`` validations without
     improvement), then divided by 10 at each of the first ``lr_drops``

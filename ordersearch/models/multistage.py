@@ -67,6 +67,10 @@ class ModelConfig:
     #: (1.0248 -> 0.9584 bits/latent, per-set models). None: the evaluator decides from the data
     #: (``prior_is_scale``); a model built directly reads None as False.
     prior_scale: bool | None = None
+    #: Every convolution reads the outside channel (1 past the image): border latents know which neighbours
+    #: they lack. False: the official code's model, whose zeros past the image look like decoded zeros (the
+    #: channel's weights stay zero).
+    outside: bool = True
 
 
 def prior_is_scale(channels: int, prior: list | tuple | None) -> bool:
@@ -162,7 +166,11 @@ class MultistageContextModel(nn.Module):
         self.weight = nn.Parameter(torch.zeros(n * n, ctx, channels, k, k))
         # what each position's convolution reads from the outside channel (see the module docstring); zero: the
         # paper's model, which a model trained before the channel existed is
-        self.edge = nn.Parameter(torch.zeros(n * n, ctx, 1, k, k))
+        edge = torch.zeros(n * n, ctx, 1, k, k)
+        if config.outside:
+            self.edge = nn.Parameter(edge)
+        else:
+            self.register_buffer("edge", edge)
         self._register_load_state_dict_pre_hook(_edge_at_zero)
         self.bias = nn.Parameter(torch.zeros(n * n, ctx))
         out = 2 * channels if config.mixture == 1 else 3 * config.mixture * channels
@@ -198,7 +206,7 @@ class MultistageContextModel(nn.Module):
         """Per position (ctx, C + 1, k, k) weights (the outside channel last) and (ctx,) biases."""
         # one unbind per pass: indexing the stacked weight per position makes autograd allocate and fill a
         # gradient of the whole stack for every position (measured: about a third of a 4x4 training step)
-        return torch.cat([self.weight, self.edge], dim=2).unbind(0), self.bias.unbind(0)
+        return self.reads().unbind(0), self.bias.unbind(0)
 
     def reads(self) -> torch.Tensor:
         """(n*n, ctx, C + 1, k, k): every position's context weights, the outside channel last."""

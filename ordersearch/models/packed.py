@@ -60,6 +60,9 @@ class PackedContextModels(ModelStack):
                 w = m.reads().detach()[p].flatten(2)[:, :, offsets[p].to(m.weight.device)]  # (ctx, C+1, A)
                 block[k, :, :w.shape[1] * w.shape[2]] = w.permute(0, 2, 1).reshape(ctx, -1)  # channels last
             blocks.append(nn.Parameter(block))
+            if not first.config.outside:  # the official code's model: the outside channel's weights stay zero
+                reads_y = (torch.arange(width, device=block.device) % channels != channels - 1).to(block.dtype)
+                blocks[-1].register_hook(lambda grad, keep=reads_y: grad * keep)
         self._slot = [i for i, width in enumerate(self._width) if width]  # positions someone reads
         self.context = nn.ParameterList([blocks[p] for p in self._slot])
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in models]))  # (K, P, ctx)

@@ -58,6 +58,10 @@ class StackedContextModels(ModelStack):
         self.register_buffer("masks", torch.stack([m.masks for m in models]))  # (K, P, 1, 1, k, k)
         # (K, P, ctx, C+1, k, k): each model's context weights, the outside channel last
         self.weight = nn.Parameter(torch.stack([m.reads().detach() for m in models]))
+        if not models[0].config.outside:  # the official code's model: the outside channel's weights stay zero
+            reads_y = torch.ones(self.weight.shape[3], 1, 1, dtype=self.weight.dtype, device=self.weight.device)
+            reads_y[-1] = 0
+            self.weight.register_hook(lambda grad: grad * reads_y)
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in models]))  # (K, P, ctx)
         convs = [entropy_convs(m) for m in models]
         self.ep_weight = nn.ParameterList(
