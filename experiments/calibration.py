@@ -15,7 +15,7 @@ apart (exactly) that measurement orders as the exact rates do, how many pairwise
 measured intervals (the run's correction for its comparisons) hold the exact
 difference, and the verdicts verification gives.
 
-    python experiments/calibration.py [--seeds 2] [--fields rotated,diagonal,scaled]
+    python experiments/calibration.py [--seeds 2] [--fields rotated,diagonal,scaled] [--paper-model]
 
 Writes results/calibration.json and results/calibration.md; trainings are kept in
 runs/calibration (not committed), so a second call re-derives the tables.
@@ -39,6 +39,7 @@ from ordersearch.device import describe_machine
 from ordersearch.estimators import GaussianOracle
 from ordersearch.evaluation import EvaluationStore, Evaluator, TrainConfig, compare
 from ordersearch.evaluation.verify import verify
+from ordersearch.models import ModelConfig
 from ordersearch.schedule import context_index
 from ordersearch.search.dp import k_best_orders
 
@@ -126,7 +127,7 @@ def measured(evaluations: list) -> dict[str, float]:
     return {"whole": float(whole), "interior": float(interior), "edge": float(edge)}
 
 
-def calibrate(name: str, seeds: int, store: Path) -> dict:
+def calibrate(name: str, seeds: int, store: Path, outside: bool = True) -> dict:
     description, channels, prior = FIELDS[name]
     field = GaussianField(channels, name)
     latents, scales = sample(channels, prior, seed=sum(map(ord, name)))
@@ -134,7 +135,8 @@ def calibrate(name: str, seeds: int, store: Path) -> dict:
     test_scales = scales[np.asarray(latents.split_labels) == 2]
     orders = choose_orders(field, test_scales, seed=1)
     exact = {k: exact_rates(field, test_scales, s) for k, s in orders.items()}
-    evaluator = Evaluator(splits, TrainConfig(), "cpu", EvaluationStore(store / name), progress=False)
+    config = TrainConfig(model=ModelConfig(outside=outside))
+    evaluator = Evaluator(splits, config, "cpu", EvaluationStore(store / name), progress=False)
     verified = verify(orders, evaluator, seeds=seeds, report=lambda f: print(f"  {name}: {f.line}", flush=True))
     seconds = sum(e.seconds for group in verified.evaluations.values() for e in group)  # training, as stored
     meas = {k: measured(verified.evaluations[k]) for k in orders}
@@ -155,7 +157,7 @@ def calibrate(name: str, seeds: int, store: Path) -> dict:
     verdicts = {k: ("leader" if k == leader else verified.comparisons[k].of_b) for k in labels}  # of the order
     wrong = [k for k in labels if k != leader and verdicts[k] == "worse" and exact[k]["whole"] < exact[leader]["whole"]]
     return {
-        "field": name, "description": description, "prior": prior, "patch": PATCH, "image": [SIZE, SIZE],
+        "field": name, "description": description, "prior": prior, "outside_channel": outside, "patch": PATCH, "image": [SIZE, SIZE],
         "images": IMAGES, "channels": len(channels), "seeds": seeds, "seconds": round(seconds),
         "orders": {k: {"stages": [list(r) for r in orders[k].stages], "exact": exact[k], "measured": meas[k],
                        "excess": excess[k], "verdict": verdicts[k]} for k in labels},
@@ -174,8 +176,12 @@ def calibrate(name: str, seeds: int, store: Path) -> dict:
 
 
 def markdown(results: list[dict], machine: str) -> str:
-    lines = ["# Calibration: whole-image verification against exact rates", "",
-             "Written by `python experiments/calibration.py`. Gaussian fields (exact rates: "
+    paper = not results[0]["outside_channel"]
+    lines = ["# Calibration: whole-image verification against exact rates"
+             + (" (the official code's model)" if paper else ""), "",
+             f"Written by `python experiments/calibration.py{' --paper-model' if paper else ''}`. "
+             + ("Context models without the outside channel (zeros past the image look like decoded zeros), "
+                "trained on the same crops as the default. " if paper else "") + "Gaussian fields (exact rates: "
              "`GaussianOracle.image_rates`, border offsets missing), 3x3 orders, dedicated training with the "
              f"default protocol, whole {SIZE}x{SIZE}-latent images, {IMAGES['train']} train / {IMAGES['val']} val / "
              f"{IMAGES['test']} test. Machine: {machine}. Rates in bits per latent element on the test split. Interior: "
@@ -210,14 +216,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--fields", default=",".join(FIELDS))
     parser.add_argument("--store", type=Path, default=ROOT / "runs" / "calibration")
+    parser.add_argument("--paper-model", action="store_true",
+                        help="the official code's model (no outside channel; ModelConfig(outside=False)), trained on "
+                             "the same crops; writes results/calibration_paper_model.*")
     args = parser.parse_args()
+    stem = "calibration_paper_model" if args.paper_model else "calibration"
     results = []
     for name in args.fields.split(","):
-        results.append(calibrate(name, args.seeds, args.store))
+        results.append(calibrate(name, args.seeds, args.store, outside=not args.paper_model))
         machine = describe_machine()
-        (ROOT / "results" / "calibration.json").write_text(json.dumps(
+        (ROOT / "results" / f"{stem}.json").write_text(json.dumps(
             {"machine": machine, "fields": results}, indent=1) + "\n")
-        (ROOT / "results" / "calibration.md").write_text(markdown(results, machine))
+        (ROOT / "results" / f"{stem}.md").write_text(markdown(results, machine))
         print(markdown(results[-1:], machine), flush=True)
 
 
