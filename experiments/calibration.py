@@ -102,7 +102,7 @@ def exact_rates(field: GaussianField, scales: np.ndarray, schedule: Schedule) ->
     return {k: float(np.mean([getattr(r, k) for r in per_image])) for k in ("whole", "interior", "edge")}
 
 
-def choose_orders(field: GaussianField, scales: np.ndarray, seed: int) -> dict[str, Schedule]:
+def choose_orders(field: GaussianField, seed: int) -> dict[str, Schedule]:
     """Eight orders spanning the exact range: the optimum and the worst order of the field's exact cost table
     (infinite field: the interior), raster and five random ones spread between by their whole-image rate."""
     oracle = GaussianOracle(field)
@@ -110,8 +110,7 @@ def choose_orders(field: GaussianField, scales: np.ndarray, seed: int) -> dict[s
     worst = order_schedule(k_best_orders(step_costs(oracle, -1.0))[0][0])
     rng = np.random.default_rng(seed)
     pool = {f"random-{i}": order_schedule(list(rng.permutation(PATCH * PATCH))) for i in range(60)}
-    unscaled = np.ones(1)
-    rates = {k: exact_rates(field, unscaled, s)["whole"] for k, s in pool.items()}
+    rates = {k: exact_rates(field, np.ones(1), s)["whole"] for k, s in pool.items()}
     ranked = sorted(rates, key=rates.get)
     picks = [ranked[round(q * (len(ranked) - 1))] for q in np.linspace(0.05, 0.95, 5)]
     return {"field-optimum": best, "field-worst": worst, "raster": Schedule.named("raster", PATCH),
@@ -133,7 +132,7 @@ def calibrate(name: str, seeds: int, store: Path, outside: bool = True) -> dict:
     latents, scales = sample(channels, prior, seed=sum(map(ord, name)))
     splits = latents.split()
     test_scales = scales[np.asarray(latents.split_labels) == 2]
-    orders = choose_orders(field, test_scales, seed=1)
+    orders = choose_orders(field, seed=1)
     exact = {k: exact_rates(field, test_scales, s) for k, s in orders.items()}
     config = TrainConfig(model=ModelConfig(outside=outside))
     evaluator = Evaluator(splits, config, "cpu", EvaluationStore(store / name), progress=False)
