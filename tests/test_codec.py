@@ -219,7 +219,7 @@ def test_serial_codec_round_trip_one_latent_per_step(codecs):
     prior = codec._prior(codec.base.analyze(torch.from_numpy(img).permute(2, 0, 1)[None].double().div(255))[1])
     from ordersearch.models.entropy import gaussian_likelihood
 
-    buf = codec._with_outside(torch.nn.functional.pad(y[0] / prior[0].clamp_min(0.11), (2, 2, 2, 2)))
+    buf = codec.model.padded_with_outside(y[0] / prior[0].clamp_min(0.11))
     parallel = codec.model(y, prior)
     for i, j in ((2, 5), (0, 1), (1, 0)):  # inside, and at the border (outside channel read)
         mean, scale = codec._params(buf, prior[0], i, j)

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import OrdersearchError
 from ..models.entropy import SCALE_BOUND
 from ..models.serial import SerialContextModel
 from ..models.hyperprior import BaseCodec
-from ..models.multistage import outside_map
 from .bitstream import decode_exactly, quantize
 from .multistage import MultistageCodec
 
@@ -51,12 +49,6 @@ class SerialCodec(MultistageCodec):
     def _unit(self, prior: torch.Tensor) -> torch.Tensor | None:
         return prior.clamp_min(SCALE_BOUND) if self.model.config.prior_scale else None
 
-    def _with_outside(self, padded: torch.Tensor) -> torch.Tensor:
-        """(C + 1, H + 2h, W + 2h): the padded latents and the outside channel the model reads after them."""
-        h = self.model.config.kernel // 2
-        out = outside_map(padded.shape[1] - 2 * h, padded.shape[2] - 2 * h, h, padded)
-        return torch.cat([padded, out[0]])
-
     def _params(self, buf: torch.Tensor, prior: torch.Tensor, i: int, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.model.config.kernel
         return self.model.gaussian_at(self._weights, buf[:, i:i + k, j:j + k], prior[:, i, j])
@@ -64,10 +56,9 @@ class SerialCodec(MultistageCodec):
     def _encode_y(self, y: torch.Tensor, prior: torch.Tensor, y_rng: int) -> list[bytes]:
         import constriction
 
-        h = self.model.config.kernel // 2
         unit = self._unit(prior)
         # the encoder knows every latent; the window reads only causal taps, which the decoder has too
-        buf = self._with_outside(F.pad(y[0] if unit is None else y[0] / unit[0], (h, h, h, h)))
+        buf = self.model.padded_with_outside(y[0] if unit is None else y[0] / unit[0])
         means, scales = [], []
         for i in range(y.shape[2]):
             for j in range(y.shape[3]):
@@ -87,7 +78,7 @@ class SerialCodec(MultistageCodec):
         yc, yh, yw = shape
         h = self.model.config.kernel // 2
         unit = self._unit(prior)
-        buf = self._with_outside(torch.zeros(yc, yh + 2 * h, yw + 2 * h, dtype=torch.float64))
+        buf = self.model.padded_with_outside(torch.zeros(yc, yh, yw, dtype=torch.float64))
         y = torch.zeros(1, yc, yh, yw, dtype=torch.float64)
         gauss = constriction.stream.model.QuantizedGaussian(-y_rng, y_rng)
         coder = constriction.stream.stack.AnsCoder(streams[0])

@@ -100,13 +100,8 @@ class OnDevice:
 
     def image_bits(self, model: nn.Module, border: int) -> tuple[list[float], list[int]]:
         """Bits and latent elements of every image (``border`` rows and columns not scored)."""
-        bits_, elements = [], []
-        with torch.no_grad():
-            for i in range(len(self.y)):
-                b = self.bits_map(model, i, border)
-                bits_.append(float(b.sum()))
-                elements.append(int(b.numel()))
-        return bits_, elements
+        maps, elements, _, _ = _bits_of(self, model, border, 0)
+        return [float(b.sum()) for b in maps], elements
 
     def mean_bits(self, model: nn.Module, border: int) -> float:
         """Bits per latent element over the whole split."""

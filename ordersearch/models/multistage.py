@@ -249,12 +249,7 @@ class MultistageContextModel(nn.Module):
         h = self.config.kernel // 2
         scaled = self._scaled(y, prior)
         if not border:
-            scaled = F.pad(scaled, (h, h, h, h))
-            out = outside_map(*y.shape[-2:], h, scaled)
-            out = out.view(*[1] * (scaled.dim() - 3), *out.shape[1:]).expand(*scaled.shape[:-3], 1, *scaled.shape[-2:])
-            if outside is not None:
-                out = torch.maximum(out, F.pad(outside, (h, h, h, h)))
-            return torch.cat([scaled, out], dim=-3), y, prior
+            return self.padded_with_outside(scaled, outside), y, prior
         if border < h or min(y.shape[-2:]) <= 2 * border:
             raise OrdersearchError(f"border {border}: needs at least {h} and something inside it")
         out = scaled.new_zeros(*scaled.shape[:-3], 1, *scaled.shape[-2:]) if outside is None else outside
@@ -277,12 +272,21 @@ class MultistageContextModel(nn.Module):
             raise OrdersearchError(f"prior of shape {tuple(prior.shape)} does not fit y of shape {tuple(y.shape)} "
                                    f"with {self.prior_channels} prior channels")
 
-    def _decoded(self, y: torch.Tensor, prior: torch.Tensor | None, decoded: torch.Tensor) -> torch.Tensor:
-        """What a decoder's convolutions read: the ``decoded`` latents (scaled), zeros elsewhere, padded by
-        kernel // 2, and the outside channel."""
+    def padded_with_outside(self, scaled: torch.Tensor, outside: torch.Tensor | None = None) -> torch.Tensor:
+        """What the convolutions read of a whole image (..., C, H, W): it padded by kernel // 2 with zeros, and
+        after its channels the outside channel (1 on the padding, and where ``outside`` says)."""
         h = self.config.kernel // 2
-        scaled = F.pad(self._scaled(y, prior) * decoded, (h, h, h, h))
-        return torch.cat([scaled, outside_map(*y.shape[2:], h, scaled).expand(y.shape[0], -1, -1, -1)], dim=1)
+        padded = F.pad(scaled, (h, h, h, h))
+        out = outside_map(*scaled.shape[-2:], h, padded)
+        out = out.view(*[1] * (padded.dim() - 3), *out.shape[1:]).expand(*padded.shape[:-3], 1, *padded.shape[-2:])
+        if outside is not None:
+            out = torch.maximum(out, F.pad(outside.to(padded.dtype), (h, h, h, h)))
+        return torch.cat([padded, out], dim=-3)
+
+    def _decoded(self, y: torch.Tensor, prior: torch.Tensor | None, decoded: torch.Tensor) -> torch.Tensor:
+        """What a decoder's convolutions read: the ``decoded`` latents (scaled), zeros elsewhere, padded, and the
+        outside channel."""
+        return self.padded_with_outside(self._scaled(y, prior) * decoded)
 
     # ---------------------------------------------------------------- the two paths
     def forward(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0,
