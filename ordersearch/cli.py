@@ -22,6 +22,8 @@ from .schedule_io import DEFAULT_KERNEL, load_schedule
 
 
 DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default auto)"
+START_HELP = ("where each schedule's training starts: any-order (default: from one model trained over random "
+              "orders, per patch size and seed) or prior (context weights from zero, the earlier protocol)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,7 +128,7 @@ def _train_config(args: argparse.Namespace, kernel: int):
     from .evaluation import TrainConfig
     from .models import ModelConfig
 
-    config = TrainConfig(model=ModelConfig(kernel=kernel))
+    config = TrainConfig(model=ModelConfig(kernel=kernel), start=getattr(args, "start", "any-order"))
     return replace(config, max_steps=args.max_steps) if args.max_steps else config
 
 
@@ -548,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "included) or on their interior (where translates of an order cannot differ)")
     run.add_argument("--max-steps", type=int, metavar="N", help="step cap per dedicated evaluation; "
                      "training stops at a validation plateau before it (default 8000)")
+    run.add_argument("--start", choices=("any-order", "prior"), default="any-order", help=START_HELP)
     run.add_argument("--device", default="auto", help=DEVICE_HELP)
     run.add_argument("--out", type=Path, default=Path("runs"),
                      help="output folder (default runs/; the committed results/ are remade only by "
@@ -569,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kernel", type=int, metavar="K", help="context window (default: each file's)")
         p.add_argument("--seeds", type=int, default=2, help="training seeds per schedule (default 2)")
         p.add_argument("--max-steps", type=int, metavar="N", help="step cap per training; it stops at a validation plateau before it (default 8000)")
+        p.add_argument("--start", choices=("any-order", "prior"), default="any-order", help=START_HELP)
         p.add_argument("--store", default="runs/store", metavar="FOLDER|URL",
                        help="evaluation store: a folder or a database URL (default runs/store)")
         p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -612,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--seeds", type=int, default=1, help="training seeds per trial (default 1)")
     w.add_argument("--kernel", type=int, default=5, metavar="K", help="context window (default 5)")
     w.add_argument("--max-steps", type=int, metavar="N", help="step cap per training; it stops at a validation plateau before it (default 8000)")
+    w.add_argument("--start", choices=("any-order", "prior"), default="any-order", help=START_HELP)
     w.add_argument("--store", metavar="FOLDER|URL",
                    help="evaluation store: a folder or a database URL (default: the --storage database)")
     w.add_argument("--seed", type=int, default=0, help="sampler seed of this worker")

@@ -141,10 +141,10 @@ def test_warm_start_is_an_evaluation_in_the_store(tmp_path, field):
     store = EvaluationStore(tmp_path)
     a = Evaluator(lat, cfg, "cpu", store, progress=False).evaluate(Schedule.named("raster", 2))
     subjects = sorted(r["subject"] for r in store.rows())
-    assert subjects == ["[[0, 1], [2, 3]]", "[[0]]"]  # the schedule and the prior-only warm start
+    assert subjects == ["2x2", "[[0, 1], [2, 3]]", "[[0]]"]  # the schedule, its any-order start, the warm start
     fresh = Evaluator(lat, cfg, "cpu", store, progress=False)
     b = fresh.evaluate(Schedule.named("snake", 2))
-    assert len(store) == 3  # the warm start was not trained again
+    assert len(store) == 4  # neither start was trained again
     assert fresh.warm_start(0)["bias"].shape == (1, a.model.bias.shape[1])  # one position: patch 1
     # the same result as an evaluator without a store, which trains its own warm start
     alone = Evaluator(lat, cfg, "cpu", progress=False).evaluate(Schedule.named("snake", 2))
@@ -299,7 +299,7 @@ def test_a_translate_is_measured_with_the_moved_weights_where_the_grid_meets_the
     for t in sorted(s.orbit(), key=s.translation_to)[1:]:
         dr, dc = s.translation_to(t)
         moved = evaluator.evaluate(t)
-        assert len(store) == 2  # the schedule and the warm start: no translate trained
+        assert len(store) == 3  # the schedule and its two starts: no translate trained
         for i, y in enumerate(test.y):
             y = torch.from_numpy(y).float()[None]
             canvas = F.pad(y, (3 - dc, 0, 3 - dr, 0))  # x at offset (3 - dr, 3 - dc): its (i, j) on S's (i - dr, j - dc)

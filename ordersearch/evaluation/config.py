@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from ..data.latents import Splits
+from ..errors import OrdersearchError
 from ..models.multistage import ModelConfig, prior_is_scale
+
+
+#: where a schedule's training starts (``TrainConfig.start``)
+STARTS = ("any-order", "prior")
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,18 @@ class TrainConfig:
     #: schedule then starts from the same model and sees the same batches, so differences between
     #: schedules come from their context, not from training noise. 0: train from scratch.
     warm_steps: int = 1000
+    #: Where a schedule's model starts (with ``warm_steps`` > 0): "any-order": the any-order model of its patch
+    #: size (``models.any_order``), trained once per data set, protocol, patch and seed over random schedules
+    #: (itself from the prior-only warm start), read through the schedule's masks, then trained by this
+    #: protocol; "prior": the prior-only warm start, context convolutions at zero (the earlier protocol)
+    start: str = "any-order"
     #: Latents this close to an edge are not scored on the val/test splits: 0 for real images (their
     #: borders are real), kernel // 2 to compare with the infinite-field Gaussian oracle.
     score_border: int = 0
+
+    def __post_init__(self) -> None:
+        if self.start not in STARTS:
+            raise OrdersearchError(f"unknown start {self.start!r}; known: {', '.join(STARTS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,7 +69,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """The inverse of :meth:`to_dict` (as stored in evaluations and schedule provenance)."""
-        return cls(**{**d, "model": ModelConfig(**d["model"])})
+        # a protocol written before ``start`` existed started every schedule from the prior-only warm start
+        return cls(**{"start": "prior", **d, "model": ModelConfig(**d["model"])})
 
     @property
     def kernel(self) -> int:

@@ -9,9 +9,13 @@ data (train / val / test splits), the training protocol, the device
                                                 offsets d with d mod n in C: f(C) measured directly
     evaluator.evaluate_serial(seed)             the serial raster autoregressive baseline
 
-Every model starts from the *warm start*: a prior-only model trained once
-per (data, protocol, seed), itself an evaluation of the 1x1 ``single``
-schedule that the store keeps like any other. Rates are bits per latent
+Every schedule's model starts from the *any-order model* of its patch size
+(``models.any_order``: one model trained over random schedules, read through
+the schedule's masks; ``TrainConfig.start``), trained once per (data,
+protocol, patch, seed) from the *warm start*, a prior-only model trained
+once per (data, protocol, seed). Both are evaluations that the store keeps
+like any other (the warm start one of the 1x1 ``single`` schedule). Context-
+set and serial models start from the warm start. Rates are bits per latent
 element of y on the test split; ``bpp`` (y only) where image sizes are known.
 """
 
@@ -27,13 +31,14 @@ import torch
 from ..data.latents import LatentSet, Splits
 from ..device import resolve_device
 from ..errors import OrdersearchError
+from ..models.any_order import AnyOrderContextModel
 from ..models.multistage import ModelConfig, MultistageContextModel, translated_state
 from ..schedule import Position, Schedule, context_index, context_window_masks
 from .config import TrainConfig
 from .measure import OnDevice, measure
 from .record import Evaluation
-from .store import EvaluationStore, context_subject, evaluation_key, schedule_subject
-from .training import Checkpoint, Trained, train_dedicated, train_stacked
+from .store import EvaluationStore, any_order_subject, context_subject, evaluation_key, schedule_subject
+from .training import Checkpoint, Trained, train_any_order, train_dedicated, train_stacked
 
 WARM = Schedule.named("single", 1)
 #: models trained as one stack on a GPU (on an H100 the 22 4x4 candidate-seeds of a run train 8.3x faster
@@ -71,6 +76,7 @@ class Evaluator:
         self.progress = progress
         self.data = data_fingerprint(self.splits)
         self._warm: dict[int, dict[str, torch.Tensor]] = {}
+        self._any_order: dict[tuple[int, int], AnyOrderContextModel] = {}
         self._translates: dict[tuple[str, Schedule], Evaluation] = {}
         self.splits.check()  # not empty, channels agree; patch and crop sizes per evaluation
 
@@ -240,9 +246,7 @@ class Evaluator:
         models = []
         for schedule, seed in items:  # each initialised as the one-at-a-time path initialises it
             model = self._seeded(functools.partial(MultistageContextModel, schedule), seed, config)
-            if config.warm_steps > 0:
-                self._load_warm_start(model, seed)
-            models.append(model)
+            models.append(self._start(model, seed, config))
         n = items[0][0].patch
         start = time.time()
         label = f"{len(items)} warm starts together" if warm else f"train {len(items)} {n}x{n} models together"
@@ -269,8 +273,7 @@ class Evaluator:
                measured_as: Schedule, context: list[Position] | None, label: str,
                checkpoint: Checkpoint | None = None) -> Evaluation:
         start = time.time()
-        if config.warm_steps > 0:
-            self._load_warm_start(model, seed)
+        model = self._start(model, seed, config)
         # a multistage model trains in its device's fastest layout, a stack of one (``train_stacked``)
         trained = (train_stacked([model], self.splits, config, [seed], self.device, self.progress, label, checkpoint)[0]
                    if isinstance(model, MultistageContextModel) else
@@ -303,6 +306,57 @@ class Evaluator:
                 self._warm[seed] = {k: v.detach().clone() for k, v in state.items()
                                     if k == "bias" or k.startswith("entropy_parameters.")}
         return self._warm
+
+    def _from_any_order(self, model: torch.nn.Module, config: TrainConfig) -> bool:
+        """Whether ``model`` starts from the any-order model: a schedule's model (not a context set's, not the
+        serial one) under ``start="any-order"``."""
+        return (config.warm_steps > 0 and config.start == "any-order" and type(model) is MultistageContextModel
+                and model.schedule.patch > 1)
+
+    def _start(self, model: torch.nn.Module, seed: int, config: TrainConfig) -> torch.nn.Module:
+        """``model`` as its training starts: the any-order model read through its schedule's masks, else with
+        the prior-only warm start (``config.warm_steps`` > 0), else as initialised."""
+        if self._from_any_order(model, config):
+            return self.any_order(model.schedule.patch, seed).dedicated(model.schedule).to(self.device)
+        if config.warm_steps > 0:
+            self._load_warm_start(model, seed)
+        return model
+
+    def any_order(self, patch: int, seed: int) -> AnyOrderContextModel:
+        """The any-order model of ``patch`` (``models.any_order``) that every schedule's training starts from:
+        trained once per data set, protocol, patch and seed from the prior-only warm start, then from the store.
+        """
+        found = self._any_order.get((patch, seed))
+        if found is not None:
+            return found
+        config = self.config.decided(self.splits)
+        s = self.splits.train
+        self.splits.check(patch, config.crop)
+
+        def train(checkpoint: Checkpoint | None) -> Evaluation:
+            model = self._seeded(functools.partial(AnyOrderContextModel, patch), seed, config)
+            self._load_warm_start(model, seed)
+            start = time.time()
+            trained = train_any_order(model, self.splits, config, seed, self.device, self.progress,
+                                      f"train {patch}x{patch} any-order model seed {seed}", checkpoint)
+            raster = Schedule.named("raster", patch)  # what the record measures: the model read as raster
+            return Evaluation("any-order", patch, [list(r) for r in raster.stages], None, seed,
+                              steps=trained.steps, best_step=trained.best_step, seconds=time.time() - start,
+                              curve=trained.curve, config=config.to_dict(), data=self.data, device=str(self.device),
+                              model=model, **measure(model.dedicated(raster), self.splits, raster, config.score_border))
+
+        subject = any_order_subject(patch)
+        result = self._cached(subject, seed, train)
+        model = result.model
+        if model is None:
+            state = self.store.state(self.key(subject, seed))
+            if state is None:
+                raise OrdersearchError(f"the store has no weights for the {patch}x{patch} any-order model of seed "
+                                       f"{seed}: remove its row or use another store")
+            model = AnyOrderContextModel(patch, s.channels, s.prior_channels, config.model)
+            model.load_state_dict(state)
+        self._any_order[(patch, seed)] = model.to(self.device).eval()
+        return self._any_order[(patch, seed)]
 
     def _load_warm_start(self, model: MultistageContextModel, seed: int) -> None:
         state = self.warm_start(seed)

@@ -320,6 +320,11 @@ def schedule_subject(schedule: Schedule) -> tuple[str, str, str]:
     return "schedule", json.dumps([list(r) for r in schedule.stages]), "dedicated"
 
 
+def any_order_subject(patch: int) -> tuple[str, str, str]:
+    """(kind, subject, estimator) of the key of a patch size's any-order model (``models.any_order``)."""
+    return "any-order", f"{patch}x{patch}", "any-order"
+
+
 def context_subject(context: list[Position], patch: int) -> tuple[str, str, str]:
     """(kind, subject, estimator) of a dedicated per-set evaluation's key."""
     return "context", f"{patch}:{context_index(context, patch)}", "dedicated-set"

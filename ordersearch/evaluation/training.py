@@ -39,10 +39,12 @@ from torch import nn
 
 from ..data.latents import Splits
 from ..files import atomic_write
+from ..models.any_order import AnyOrderContextModel, random_stage_grids, window_masks
 from ..models.entropy import bits
 from ..models.multistage import MultistageContextModel
 from ..models.packed import PackedContextModels
 from ..models.stacked import StackedContextModels
+from ..schedule import Schedule
 from .config import TrainConfig
 from .measure import OnDevice
 
@@ -323,3 +325,32 @@ def train_stacked(models: list[MultistageContextModel], splits: Splits, config: 
     trained = _loop(stacked, k, batch_loss, validate, loop, progress, label, rngs, checkpoint)
     models = stacked.unstacked([m.to(device) for m in models])
     return [Trained(m.eval(), t.curve, t.steps, t.best_step) for m, t in zip(models, trained)]
+
+
+def train_any_order(model: AnyOrderContextModel, splits: Splits, config: TrainConfig, seed: int,
+                    device: torch.device, progress: bool = False, label: str = "train any-order",
+                    checkpoint: Checkpoint | None = None, validation_schedules: int = 4) -> Trained:
+    """Train an any-order model (``models.any_order``) on the crops ``train_dedicated`` draws, every crop
+    decoded by a schedule of its own (``random_stage_grids``); early-stopped on its mean val rate over
+    ``validation_schedules`` schedules drawn once from the seed (a permutation and a grouping alternately)."""
+    rng = np.random.default_rng(seed)
+    train, val = OnDevice(splits.train, device), OnDevice(splits.val, device)
+    n, h = model.schedule.patch, config.model.kernel // 2
+    grids = random_stage_grids(n, 4 * validation_schedules, np.random.default_rng([seed, 1]))
+    # a fixed mix for validation: permutations and groupings alike
+    kinds = [g for g in grids if g.max() == n * n - 1][:validation_schedules // 2 or 1]
+    kinds += [g for g in grids if g.max() < n * n - 1][:validation_schedules - len(kinds)]
+    schedules = [Schedule(g) for g in kinds]
+
+    def batch_loss() -> torch.Tensor:
+        c = train.crops(config.crop, h, config.batch, rng, n - 1)
+        masks = torch.from_numpy(window_masks(random_stage_grids(n, config.batch, rng), config.model.kernel))
+        b = model(c.y, c.prior, border=h, outside=c.outside, masks=masks.to(device))
+        return (bits(b) * c.weight).mean()
+
+    def validate() -> float:
+        return float(np.mean([val.mean_bits(model.dedicated(s), config.score_border) for s in schedules]))
+
+    loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
+                      config.max_seconds, config.lr_drops)
+    return train_loop(model, batch_loss, validate, loop, progress, label, [rng], checkpoint)

@@ -2,6 +2,7 @@
 
 =========================  ==================================================
 ``MultistageContextModel``  the paper's model: a masked conv per patch position
+``AnyOrderContextModel``    one multistage model for every schedule of a patch (a mask per example)
 ``StackedContextModels``    K multistage models trained as one (grouped convolutions: the GPU's layout)
 ``PackedContextModels``     K multistage models trained as one, decoded offsets only (the CPU's layout)
 ``SerialContextModel``      the serial raster autoregressive baseline
@@ -12,6 +13,7 @@
 =========================  ==================================================
 """
 
+from .any_order import AnyOrderContextModel
 from .builtin import builtin, builtin_info
 from .entropy import SCALE_BOUND, FactorizedPrior, bits, gaussian_likelihood, gaussian_mixture_likelihood
 from .hyperprior import STRIDE, BaseCodec, BaseCodecConfig, images_to_latents, pad
@@ -23,6 +25,7 @@ from .shared import SharedScorer
 from .stacked import StackedContextModels
 
 __all__ = [
+    "AnyOrderContextModel",
     "BaseCodec",
     "BaseCodecConfig",
     "FactorizedPrior",

@@ -27,8 +27,11 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
              "## Verified (dedicated training)", "",
              f"Each candidate trained with {c.seeds} seed(s), more (up to {c.max_seeds}) for candidates "
              f"indistinguishable from the leader; "
-             + (f"trained to a plateau on val (cap {c.train.max_steps} steps). " if c.train.lr_drops else
-                f"{c.train.max_steps} steps max, early stopping on val. ") +
+             + (f"trained to a plateau on val (cap {c.train.max_steps} steps)" if c.train.lr_drops else
+                f"{c.train.max_steps} steps max, early stopping on val") +
+             (", each started from the run's any-order model of its seed (one model trained over random orders, "
+              "`--start any-order`). " if c.train.start == "any-order" else
+              ", each started from the prior-only warm start of its seed (`--start prior`). ") +
              f"The leader is the lowest on the **val** split ("
              + ("whole latents, the border included" if c.choose_on == "whole" else
                 "the interior of its latents, `--choose-on interior`") +
