@@ -24,6 +24,18 @@ off (PyTorch turns them on for cuDNN by default).
 Writes ``results/bench_verify.json`` (``{"speedup": ..., "machine": ...,
 "device": ..., ...}``; the runs of other devices already in the file are
 kept under ``other_runs``) and ``results/bench_verify.md``.
+
+    python benchmarks/bench_verify.py --starts [--patch 4] [--seeds 2] [--candidates raster,lin2023,...]
+
+measures instead where training starts: each candidate x seed trained to
+its plateau with the default protocol from the prior-only warm start
+(``TrainConfig(start="prior")``) and from the any-order model (the
+default), same machine, same seeds: steps, seconds, test rates, the paired
+difference of the two starts per candidate and of every two candidates per
+start; ``warm_start_speedup`` = prior seconds per candidate / (any-order
+seconds per candidate + the any-order model's seconds per seed shared by a
+run's 14 candidates of a seed). Written under ``warm_start`` in the same
+files (the throughput runs are kept).
 """
 
 from __future__ import annotations

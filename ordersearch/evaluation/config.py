@@ -46,9 +46,10 @@ class TrainConfig:
     #: validations without improvement), stop at the next; 0: a cosine learning rate over ``max_steps``
     lr_drops: int = 2
     #: Steps of the shared warm start: a prior-only model (no context) trained once per data set, config
-    #: and seed, from which every schedule's model starts (its context convolutions at zero). Every
-    #: schedule then starts from the same model and sees the same batches, so differences between
-    #: schedules come from their context, not from training noise. 0: train from scratch.
+    #: and seed, from which the any-order model starts (``start``; with "prior", every schedule's model,
+    #: its context convolutions at zero). The schedules of a seed then start from one model and see the
+    #: same batches, so differences between schedules come from their context, not from training noise.
+    #: 0: train from scratch.
     warm_steps: int = 1000
     #: Where a schedule's model starts (with ``warm_steps`` > 0): "any-order": the any-order model of its patch
     #: size (``models.any_order``), trained once per data set, protocol, patch and seed over random schedules

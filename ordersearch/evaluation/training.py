@@ -332,7 +332,7 @@ def train_any_order(model: AnyOrderContextModel, splits: Splits, config: TrainCo
                     checkpoint: Checkpoint | None = None, validation_schedules: int = 4) -> Trained:
     """Train an any-order model (``models.any_order``) on the crops ``train_dedicated`` draws, every crop
     decoded by a schedule of its own (``random_stage_grids``); early-stopped on its mean val rate over
-    ``validation_schedules`` schedules drawn once from the seed (a permutation and a grouping alternately)."""
+    ``validation_schedules`` schedules drawn once from the seed (half permutations, half groupings)."""
     rng = np.random.default_rng(seed)
     train, val = OnDevice(splits.train, device), OnDevice(splits.val, device)
     n, h = model.schedule.patch, config.model.kernel // 2
