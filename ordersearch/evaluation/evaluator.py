@@ -272,8 +272,8 @@ class Evaluator:
     def _train(self, model: MultistageContextModel, config: TrainConfig, seed: int, estimator: str, patch: int,
                measured_as: Schedule, context: list[Position] | None, label: str,
                checkpoint: Checkpoint | None = None) -> Evaluation:
+        model = self._start(model, seed, config)  # (a start trained now is timed in its own record)
         start = time.time()
-        model = self._start(model, seed, config)
         # a multistage model trains in its device's fastest layout, a stack of one (``train_stacked``)
         trained = (train_stacked([model], self.splits, config, [seed], self.device, self.progress, label, checkpoint)[0]
                    if isinstance(model, MultistageContextModel) else
