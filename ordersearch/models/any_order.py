@@ -116,7 +116,8 @@ class AnyOrderContextModel(MultistageContextModel):
         n, kernel = self.schedule.patch, self.config.kernel
         batch = y.shape[0]
         if masks is None or tuple(masks.shape) != (batch, n * n, kernel, kernel):
-            raise OrdersearchError(f"an any-order model needs one mask per example, shape {(batch, n * n, kernel, kernel)}")
+            raise OrdersearchError("an any-order model needs one mask per example, shape "
+                                   f"{(batch, n * n, kernel, kernel)}")
         y_pad, y, prior = self._window(y, prior, border, outside)
         if scored is not None:
             y = scored[..., border:scored.shape[-2] - border, border:scored.shape[-1] - border] if border else scored
@@ -155,7 +156,7 @@ class AnyOrderContextModel(MultistageContextModel):
         masks = model.masks.view(n * n, *model.masks.shape[-2:])
         with torch.no_grad():
             # the dedicated model multiplies its weights by its 0/1 masks itself: fold the factors into them
-            n2, ctx, k = n * n, self.bias.shape[1], self.config.kernel
+            n2, k = n * n, self.config.kernel
             factors = self.context.new_ones(n2, k * k)
             factors[:, self.usable] = 1 + torch.einsum("puv,pv->pu", self.reweight, masks.flatten(1)[:, self.usable])
             reads = self.reads() * factors.view(n2, 1, 1, k, k)
