@@ -304,17 +304,7 @@ class Schedule:
         window is aligned like a PyTorch convolution kernel, so ``m[r, c]`` can
         multiply the weights of position (r, c)'s masked convolution directly.
         """
-        k = check_kernel(kernel)
-        n = self.patch
-        grid = self.array()
-        h = k // 2
-        d = np.arange(-h, h + 1)
-        r = np.arange(n)
-        # stage of the neighbour at (r + di, c + dj), shape (n, n, k, k)
-        rows = (r[:, None, None, None] + d[None, None, :, None]) % n
-        cols = (r[None, :, None, None] + d[None, None, None, :]) % n
-        neighbour = grid[rows, cols]
-        return neighbour < grid[:, :, None, None]
+        return decoded_offsets(self.array()[None], check_kernel(kernel))[0]
 
     def context_sizes(self, kernel: int = 5) -> np.ndarray:
         """(n, n) int array: how many window offsets each position sees decoded."""
@@ -384,6 +374,18 @@ class Schedule:
 
     def __repr__(self) -> str:
         return f"Schedule.from_grid({[list(row) for row in self.stages]})"
+
+
+def decoded_offsets(grids: np.ndarray, kernel: int) -> np.ndarray:
+    """(count, n, n, K, K) bool: ``Schedule.masks`` of each stage grid of ``grids`` (count, n, n), at once."""
+    n = grids.shape[-1]
+    h = kernel // 2
+    d = np.arange(-h, h + 1)
+    r = np.arange(n)
+    # stage of the neighbour at (r + di, c + dj), shape (count, n, n, k, k)
+    rows = (r[:, None, None, None] + d[None, None, :, None]) % n
+    cols = (r[None, :, None, None] + d[None, None, None, :]) % n
+    return grids[:, rows, cols] < grids[:, :, :, None, None]
 
 
 def context_index(context: Iterable[Position], patch: int) -> int:

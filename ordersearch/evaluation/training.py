@@ -68,6 +68,12 @@ class LoopConfig:
     max_seconds: float | None = None
     drops: int = 0
 
+    @classmethod
+    def of(cls, config: TrainConfig) -> LoopConfig:
+        """The loop of a dedicated-training protocol."""
+        return cls(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
+                   config.max_seconds, config.lr_drops)
+
 
 @dataclass
 class Trained:
@@ -273,9 +279,8 @@ def train_dedicated(model: nn.Module, splits: Splits, config: TrainConfig, seed:
         # the crop's border only serves as neighbours; weighted: every latent counts as often as it is measured
         return (bits(model(c.y, c.prior, border=h, outside=c.outside)) * c.weight).mean()
 
-    loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
-                      config.max_seconds, config.lr_drops)
-    return train_loop(model, batch_loss, lambda: val.mean_bits(model, config.score_border), loop, progress,
+    return train_loop(model, batch_loss, lambda: val.mean_bits(model, config.score_border), LoopConfig.of(config),
+                      progress,
                       label, [rng], checkpoint)
 
 
@@ -320,9 +325,7 @@ def train_stacked(models: list[MultistageContextModel], splits: Splits, config: 
             elements += b.shape[1]
         return (total / elements).cpu().numpy()
 
-    loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
-                      config.max_seconds, config.lr_drops)
-    trained = _loop(stacked, k, batch_loss, validate, loop, progress, label, rngs, checkpoint)
+    trained = _loop(stacked, k, batch_loss, validate, LoopConfig.of(config), progress, label, rngs, checkpoint)
     models = stacked.unstacked([m.to(device) for m in models])
     return [Trained(m.eval(), t.curve, t.steps, t.best_step) for m, t in zip(models, trained)]
 
@@ -351,6 +354,4 @@ def train_any_order(model: AnyOrderContextModel, splits: Splits, config: TrainCo
     def validate() -> float:
         return float(np.mean([val.mean_bits(model.dedicated(s), config.score_border) for s in schedules]))
 
-    loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
-                      config.max_seconds, config.lr_drops)
-    return train_loop(model, batch_loss, validate, loop, progress, label, [rng], checkpoint)
+    return train_loop(model, batch_loss, validate, LoopConfig.of(config), progress, label, [rng], checkpoint)

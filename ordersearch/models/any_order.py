@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import OrdersearchError
-from ..schedule import Schedule
-from .multistage import ModelConfig, MultistageContextModel
+from ..schedule import Schedule, decoded_offsets
+from .multistage import ModelConfig, MultistageContextModel, inner
 
 __all__ = ["AnyOrderContextModel", "random_stage_grids", "window_masks"]
 
@@ -60,13 +60,7 @@ def random_stage_grids(patch: int, count: int, rng: np.random.Generator) -> np.n
 def window_masks(grids: np.ndarray, kernel: int) -> np.ndarray:
     """(count, n*n, K, K) float32: ``Schedule.masks`` of every stage grid in ``grids`` (count, n, n), at once."""
     count, n, _ = grids.shape
-    h = kernel // 2
-    d = np.arange(-h, h + 1)
-    r = np.arange(n)
-    rows = (r[:, None, None, None] + d[None, None, :, None]) % n
-    cols = (r[None, :, None, None] + d[None, None, None, :]) % n
-    neighbour = grids[:, rows, cols]  # (count, n, n, K, K)
-    return (neighbour < grids[:, :, :, None, None]).reshape(count, n * n, kernel, kernel).astype(np.float32)
+    return decoded_offsets(grids, kernel).reshape(count, n * n, kernel, kernel).astype(np.float32)
 
 
 class AnyOrderContextModel(MultistageContextModel):
@@ -120,7 +114,7 @@ class AnyOrderContextModel(MultistageContextModel):
                                    f"{(batch, n * n, kernel, kernel)}")
         y_pad, y, prior = self._window(y, prior, border, outside)
         if scored is not None:
-            y = scored[..., border:scored.shape[-2] - border, border:scored.shape[-1] - border] if border else scored
+            y = inner(scored, border)
         ctx = y.new_zeros(batch, self.bias.shape[1], *y.shape[2:])
         width = y_pad.shape[1]
         # per position; unbound once (indexing a stack per position makes autograd fill a gradient of the
