@@ -3,7 +3,8 @@
 schedule -> data -> models -> evaluation -> estimators -> search -> run / worker / codec -> cli,
 with the base modules (errors, files, device, _version) below everything. Imports inside
 functions count too: a lazy import that goes up is still a dependency that goes up. Imports
-under ``if TYPE_CHECKING:`` (annotations only) do not.
+under ``if TYPE_CHECKING:`` (annotations only) do not count for the layers, but they do for circles:
+two modules that need each other's types are one concept split in two.
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Every ordersearch module ``path`` imports (absolute and relative, at any depth of the file)."""
+def _imports(path: Path, typing: bool = False) -> set[str]:
+    """Every ordersearch module ``path`` imports (absolute and relative, at any depth of the file; with
+    ``typing``, those under ``if TYPE_CHECKING:`` too)."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     tree = ast.parse(path.read_text())
     typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                   and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                   and not typing and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
                    for stmt in block.body for n in ast.walk(stmt)}
     out = set()
     for node in ast.walk(tree):
@@ -78,12 +80,12 @@ def _layer(module: str) -> int:
     return LAYERS["__init__" if len(parts) == 1 else parts[1]]
 
 
-def _graph() -> nx.DiGraph:
+def _graph(typing: bool = False) -> nx.DiGraph:
     g = nx.DiGraph()
     for path in ROOT.rglob("*.py"):
         name = _module_name(path)
         g.add_node(name)
-        for target in _imports(path):
+        for target in _imports(path, typing):
             if target != name:
                 g.add_edge(name, target)
     return g
@@ -101,7 +103,7 @@ def test_imports_only_go_down_the_layers():
 
 def test_no_import_cycles():
     # a package's __init__ importing its own modules is how it shows its face, not a cycle of concepts
-    g = _graph()
+    g = _graph(typing=True)
     g.remove_edges_from([(a, b) for a, b in list(g.edges) if b.startswith(a + ".")])
     cycles = list(nx.simple_cycles(g))
     assert not cycles, f"import cycles: {cycles[:5]}"
@@ -124,6 +126,21 @@ def test_the_check_catches_an_upward_import(tmp_path):
         assert any(a.endswith("_layer_probe") for a, b in _graph().edges if _layer(b) > _layer(a))
     finally:
         fake.unlink()
+
+
+def test_the_check_catches_a_circle_through_annotations():
+    """The checker itself: a type imported for annotations only, back from the module that imports it, is a
+    circle."""
+    probes = [ROOT / "data" / "_circle_a.py", ROOT / "data" / "_circle_b.py"]
+    probes[0].write_text("from ._circle_b import B\n")
+    probes[1].write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ._circle_a import A\n")
+    try:
+        g = _graph(typing=True)
+        assert any({"ordersearch.data._circle_a", "ordersearch.data._circle_b"} == set(c) for c in nx.simple_cycles(g))
+        assert not nx.has_path(_graph(), "ordersearch.data._circle_b", "ordersearch.data._circle_a")
+    finally:
+        for p in probes:
+            p.unlink()
 
 
 def test_every_package_shows_its_face():

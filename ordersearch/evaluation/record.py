@@ -9,7 +9,7 @@ import numpy as np
 from torch import nn
 
 from ..schedule import Position, Schedule
-from .statistics import weighted_mean_se
+from .means import weighted_mean_se
 
 
 @dataclass

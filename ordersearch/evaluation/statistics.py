@@ -32,26 +32,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 from scipy.stats import t as student_t
 
 from ..errors import OrdersearchError
-
-if TYPE_CHECKING:
-    from .record import Evaluation
-
-
-def weighted_mean_se(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
-    """Weighted mean and its standard error (unbiased weighted variance; NaN for one value)."""
-    w = weights / weights.sum()
-    mean = float((w * values).sum())
-    if len(values) < 2:
-        return mean, math.nan
-    var = float((w * (values - mean) ** 2).sum()) / (1 - float((w**2).sum()))
-    return mean, math.sqrt(var * float((w**2).sum()))
+from .means import weighted_mean_se
+from .record import Evaluation
 
 
 @dataclass(frozen=True)

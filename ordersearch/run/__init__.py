@@ -2,8 +2,9 @@
 
 from .config import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES, RunConfig
 from .folder import COLUMNS, load_weights, run_folders, save_weights, stored_weights, weights_file
-from .pipeline import Cheap, RunResult, run, scorer_rate, search_only
+from .pipeline import Cheap, run, scorer_rate, search_only
 from .plots import FIGURES, plot, plot_run
+from .result import Placement, RunResult
 from .summary import summary, terminal_table, trust_line
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "DEFAULT_ESTIMATOR",
     "DEFAULT_STRATEGIES",
     "FIGURES",
+    "Placement",
     "RunConfig",
     "RunResult",
     "load_weights",

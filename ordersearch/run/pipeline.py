@@ -22,7 +22,7 @@ import io
 import json
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,49 +32,18 @@ from ..data.latents import LatentSet, Splits
 from ..estimators import fit_estimator
 from ..errors import OrdersearchError, redact
 from ..files import atomic_write
-from ..evaluation import (Agreement, Comparison, Evaluation, EvaluationStore, Evaluator, Verified, agreement,
-                          compare, order_agreement, verify)
+from ..evaluation import EvaluationStore, Evaluator, Verified, agreement, compare, order_agreement, verify
 from ..schedule import Schedule, baselines, check_patch, context_from_index, context_window_masks
 from ..schedule_io import save_schedule
 from ..search import DP, Budget, SearchResult, TableScorer, make_strategy, pareto_front
 from ..search.base import grid_text
 from ..search.pareto import ParetoPoint
 from . import folder as files
-from .checks import Check, check_schedules, consistency_checks
+from .checks import check_schedules, consistency_checks
 from .config import CONTROL, RunConfig
 from .progress import RunProgress
+from .result import Placement, RunResult
 from .summary import summary
-
-
-@dataclass
-class RunResult:
-    config: RunConfig
-    results: dict[str, SearchResult]
-    front: list[ParetoPoint]
-    verified: Verified
-    candidates: dict[str, Schedule]
-    cheap: dict[str, float]
-    fidelity: Agreement
-    timings: dict[str, float]
-    data: str
-    #: over the verified orders (permutations) of this run: (cheap vs dedicated, seed vs seed) pair sign agreement
-    trust: tuple[float, float] = (float("nan"), float("nan"))
-    checks: list[Check] = field(default_factory=list)
-    placed: Placement | None = None
-
-
-@dataclass
-class Placement:
-    """Where the leader's patch grid meets the image border: its translates on val, the lowest one on test.
-
-    One training serves every translate (``Evaluator.translates_on_val``); on whole images the translates differ
-    at the edges (results/translations.md), so ``best.json`` is the translate chosen here.
-    """
-
-    val: dict[Schedule, float]  # every translate of the leader, its val rate (mean over the leader's seeds)
-    schedule: Schedule  # the lowest on val
-    evaluations: list[Evaluation]  # of it, one per seed of the leader
-    comparison: Comparison  # it - the leader as verified, on test
 
 
 def place_leader(verified: Verified, evaluator: Evaluator) -> Placement:

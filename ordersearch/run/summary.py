@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ..data.latents import Splits
 from ..device import describe_machine, resolve_device
 from ..search.base import grid_text
 from .config import CONTROL
-
-if TYPE_CHECKING:
-    from .pipeline import RunResult
+from .result import RunResult
 
 
 def summary(r: RunResult, splits: Splits, command: str) -> str:
