@@ -241,7 +241,8 @@ def test_a_damaged_checkpoint_is_ignored(tmp_path, field):
 def _scripted_loop(values, k=1, drops=2, patience=2, max_steps=100):
     """The training loop on a toy stack: parameter x (k,), loss x (gradient 1: AdamW moves each x by exactly its
     learning rate per step), validations from a script; returns the trajectory of x and the results."""
-    from ordersearch.evaluation.training import LoopConfig, _loop
+    from ordersearch.evaluation import LoopConfig
+    from ordersearch.evaluation.training import _loop
 
     class Toy(torch.nn.Module):
         def __init__(self):
@@ -254,7 +255,7 @@ def _scripted_loop(values, k=1, drops=2, patience=2, max_steps=100):
         xs.append(model.x.detach().clone())
         return model.x * 1.0
 
-    loop = LoopConfig(lr=0.1, weight_decay=0.0, max_steps=max_steps, eval_every=1, patience=patience, drops=drops)
+    loop = LoopConfig(lr=0.1, weight_decay=0.0, max_steps=max_steps, eval_every=1, patience=patience, lr_drops=drops)
     trained = _loop(model, k, batch_loss, lambda: np.asarray(next(script), dtype=float), loop, False, "toy")
     return torch.stack(xs).numpy(), trained
 

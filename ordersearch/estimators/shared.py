@@ -20,7 +20,8 @@ import torch
 from ..data.latents import LatentSet, Splits
 from ..device import resolve_device
 from ..errors import OrdersearchError
-from ..evaluation.training import LoopConfig, train_loop
+from ..evaluation.config import LoopConfig
+from ..evaluation.training import train_loop
 from ..models.entropy import SCALE_BOUND, bits
 from ..models.multistage import prior_is_scale
 from ..models.shared import SharedScorer
@@ -29,8 +30,8 @@ from .base import CostEstimator
 
 
 @dataclass(frozen=True)
-class SharedConfig:
-    """Shape and training protocol of the shared scorer.
+class SharedConfig(LoopConfig):
+    """Shape and training protocol of the shared scorer (the optimiser's knobs: ``LoopConfig``).
 
     ``windows`` windows of ``batch`` per step for at most ``max_steps`` steps,
     each with a context set drawn uniformly from all sets of the patch;
@@ -39,14 +40,12 @@ class SharedConfig:
     ``table_windows`` windows score the cost table.
     """
 
-    kernel: int = 5
-    hidden: int | None = None  # context features, default max(64, 2 C)
     lr: float = 2e-3
-    weight_decay: float = 1e-4
-    batch: int = 1024
     max_steps: int = 3000
     eval_every: int = 250
-    patience: int = 4
+    kernel: int = 5
+    hidden: int | None = None  # context features, default max(64, 2 C)
+    batch: int = 1024
     val_windows: int = 4096
     val_sets: int = 32
     table_windows: int = 4096
@@ -163,8 +162,7 @@ def fit_shared(splits: Splits, patch: int, config: SharedConfig = SharedConfig()
         return float(bits(model._likelihood(model.first_layer_terms(vw), val_sets, vc, vp)).mean())
 
     start = time.time()
-    loop = LoopConfig(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience)
-    trained = train_loop(model, batch_loss, validate, loop, progress, f"train shared scorer {patch}x{patch}")
+    trained = train_loop(model, batch_loss, validate, config, progress, f"train shared scorer {patch}x{patch}")
     # the table is scored on a fresh sample of val windows: no cost table reads the test split
     positions = val.sample(config.table_windows, np.random.default_rng(seed + 1), config.score_border)
     return SharedEstimator(trained.model.cpu(), val, positions, patch, trained.curve, time.time() - start,

@@ -14,7 +14,7 @@
 =====================  ====================================================
 """
 
-from .config import TrainConfig
+from .config import LoopConfig, TrainConfig
 from .evaluator import Evaluator, as_splits, data_fingerprint
 from .joint import FineTuned, JointConfig, fine_tune
 from .means import weighted_mean_se
@@ -22,7 +22,7 @@ from .record import Evaluation
 from .statistics import (Agreement, Comparison, agreement, compare, order_agreement, pooled_seed_variance,
                          rate_interval, seed_variance, sign_agreement)
 from .store import EvaluationStore, evaluation_key, is_url, retry_table_race
-from .training import LoopConfig, Trained, train_dedicated, train_loop, train_stacked
+from .training import Trained, train_dedicated, train_loop, train_stacked
 from .verify import Verified, conclude, verify
 
 __all__ = [

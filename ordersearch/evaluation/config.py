@@ -1,4 +1,4 @@
-"""The training protocol of a dedicated evaluation."""
+"""The optimiser's knobs every training shares (``LoopConfig``) and the protocol of a dedicated evaluation."""
 
 from __future__ import annotations
 
@@ -14,7 +14,31 @@ STARTS = ("any-order", "prior")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class LoopConfig:
+    """The optimiser's protocol, as ``train_loop`` reads it: AdamW, validation cadence, when to stop.
+
+    ``lr_drops`` 0: a cosine learning rate from ``lr`` to ``lr / 20`` over
+    ``max_steps``, stop after ``patience`` validations without improvement.
+    ``lr_drops`` n > 0: train to a plateau: a constant learning rate, divided
+    by 10 after ``patience`` validations without improvement, at most n
+    times; the next such plateau stops the model. ``max_steps`` and
+    ``max_seconds`` are then only caps. Every training protocol of the
+    toolkit (``TrainConfig``, the shared scorer's ``SharedConfig``, the
+    codec's ``JointConfig``) is one of these with its own defaults and what
+    else it needs.
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    max_steps: int = 8000
+    eval_every: int = 100
+    patience: int = 4
+    max_seconds: float | None = None
+    lr_drops: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig(LoopConfig):
     """Training protocol of a dedicated evaluation.
 
     Crops of ``crop`` x ``crop`` latents (plus a border of kernel // 2 that
@@ -33,18 +57,11 @@ class TrainConfig:
     measured on the test split.
     """
 
+    #: plateau training (``LoopConfig``): the learning rate divided by 10 at each of the first two plateaus
+    lr_drops: int = 2
     model: ModelConfig = ModelConfig()
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
     batch: int = 16
     crop: int = 16
-    max_steps: int = 8000
-    eval_every: int = 100
-    patience: int = 4
-    max_seconds: float | None = None
-    #: n > 0: train to a plateau, the learning rate divided by 10 at each of the first n plateaus (``patience``
-    #: validations without improvement), stop at the next; 0: a cosine learning rate over ``max_steps``
-    lr_drops: int = 2
     #: Steps of the shared warm start: a prior-only model (no context) trained once per data set, config
     #: and seed, from which the any-order model starts (``start``; with "prior", every schedule's model,
     #: its context convolutions at zero). The schedules of a seed then start from one model and see the

@@ -25,26 +25,27 @@ from ..models.hyperprior import STRIDE, BaseCodec
 from ..models.joint import SERIAL, JointModel, context_model
 from ..models.multistage import fitted_state
 from ..schedule import Schedule
-from .training import Checkpoint, LoopConfig, train_loop
+from .config import LoopConfig
+from .training import Checkpoint, train_loop
 
 __all__ = ["FineTuned", "JointConfig", "fine_tune"]
 
 
 @dataclass(frozen=True)
-class JointConfig:
-    """Protocol of a fine-tuning: operating point, step cap, optimiser, crops, early stopping."""
+class JointConfig(LoopConfig):
+    """Protocol of a fine-tuning: operating point, crops, the optimiser (``LoopConfig``: cosine learning rate,
+    early stopping, no weight decay)."""
 
-    lmbda: float = 0.0067  # the bundled codec's operating point (about 0.3 bpp)
-    max_steps: int = 6000
     lr: float = 1e-4  # of the base codec's transforms: a fine-tuning, not a training from scratch
+    weight_decay: float = 0.0
+    max_steps: int = 6000
+    eval_every: int = 250
+    lmbda: float = 0.0067  # the bundled codec's operating point (about 0.3 bpp)
     context_lr: float = 1e-3  # of the context model, which may start from zero (the dedicated protocol's rate)
     batch: int = 8
     crop: int = 128
-    eval_every: int = 250
-    patience: int = 4
     val_crop: int = 256
     seed: int = 0
-    max_seconds: float | None = None
 
 
 def _crops(photos: list[torch.Tensor], size: int, count: int, rng: np.random.Generator) -> torch.Tensor:
@@ -118,9 +119,8 @@ def fine_tune(schedule: Schedule | str, train: list[np.ndarray], val: list[np.nd
     def validate() -> float:
         return float(np.mean([model.loss(v, config.lmbda, noise=False)[0].item() for v in vals]))
 
-    loop = LoopConfig(config.lr, 0.0, config.max_steps, config.eval_every, config.patience, config.max_seconds)
     ck = None if checkpoint is None else Checkpoint(Path(checkpoint), checkpoint_every)
-    trained = train_loop(model, batch_loss, validate, loop, progress, "fine-tune", [rng], ck)
+    trained = train_loop(model, batch_loss, validate, config, progress, "fine-tune", [rng], ck)
     if ck is not None:
         ck.clear()
     model = trained.model.cpu().eval()

@@ -45,34 +45,8 @@ from ..models.multistage import MultistageContextModel
 from ..models.packed import PackedContextModels
 from ..models.stacked import StackedContextModels
 from ..schedule import Schedule
-from .config import TrainConfig
+from .config import LoopConfig, TrainConfig
 from .measure import OnDevice
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """The optimiser's protocol: learning rate, weight decay, step cap, validation cadence, patience.
-
-    ``drops`` 0: a cosine learning rate over ``max_steps``, stop after
-    ``patience`` validations without improvement. ``drops`` n > 0: train to
-    a plateau: a constant learning rate, divided by 10 after ``patience``
-    validations without improvement, at most n times; the next such plateau
-    stops the model. ``max_steps`` is then only a cap.
-    """
-
-    lr: float
-    weight_decay: float
-    max_steps: int
-    eval_every: int
-    patience: int
-    max_seconds: float | None = None
-    drops: int = 0
-
-    @classmethod
-    def of(cls, config: TrainConfig) -> LoopConfig:
-        """The loop of a dedicated-training protocol."""
-        return cls(config.lr, config.weight_decay, config.max_steps, config.eval_every, config.patience,
-                   config.max_seconds, config.lr_drops)
 
 
 @dataclass
@@ -115,7 +89,7 @@ class Checkpoint:
 
 def scheduled_lr(loop: LoopConfig, step: int) -> float:
     """The learning rate at ``step``: cosine from ``lr`` down to ``lr / 20`` (constant ``lr`` with drops)."""
-    if loop.drops:
+    if loop.lr_drops:
         return loop.lr
     return loop.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / loop.max_steps)))
 
@@ -150,7 +124,7 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
     best_step, steps = np.zeros(k, dtype=int), np.zeros(k, dtype=int)
     active = np.ones(k, dtype=bool)
     # plateau training: each model's learning rate as a fraction of the loop's, and the drops it has left
-    rate, drops = np.ones(k), np.full(k, p.drops)
+    rate, drops = np.ones(k), np.full(k, p.lr_drops)
     best_state: dict[str, torch.Tensor] | None = None
     curves: list[list[tuple[int, float, float]]] = [[] for _ in range(k)]
     running: list[torch.Tensor] = []
@@ -279,7 +253,7 @@ def train_dedicated(model: nn.Module, splits: Splits, config: TrainConfig, seed:
         # the crop's border only serves as neighbours; weighted: every latent counts as often as it is measured
         return (bits(model(c.y, c.prior, border=h, outside=c.outside)) * c.weight).mean()
 
-    return train_loop(model, batch_loss, lambda: val.mean_bits(model, config.score_border), LoopConfig.of(config),
+    return train_loop(model, batch_loss, lambda: val.mean_bits(model, config.score_border), config,
                       progress,
                       label, [rng], checkpoint)
 
@@ -325,7 +299,7 @@ def train_stacked(models: list[MultistageContextModel], splits: Splits, config: 
             elements += b.shape[1]
         return (total / elements).cpu().numpy()
 
-    trained = _loop(stacked, k, batch_loss, validate, LoopConfig.of(config), progress, label, rngs, checkpoint)
+    trained = _loop(stacked, k, batch_loss, validate, config, progress, label, rngs, checkpoint)
     models = stacked.unstacked([m.to(device) for m in models])
     return [Trained(m.eval(), t.curve, t.steps, t.best_step) for m, t in zip(models, trained)]
 
@@ -354,4 +328,4 @@ def train_any_order(model: AnyOrderContextModel, splits: Splits, config: TrainCo
     def validate() -> float:
         return float(np.mean([val.mean_bits(model.dedicated(s), config.score_border) for s in schedules]))
 
-    return train_loop(model, batch_loss, validate, LoopConfig.of(config), progress, label, [rng], checkpoint)
+    return train_loop(model, batch_loss, validate, config, progress, label, [rng], checkpoint)
