@@ -137,3 +137,21 @@ def test_a_channel_that_is_all_zeros_gives_a_finite_table():
     est = LinearGaussianEstimator.from_latents(LatentSet.create(y), kernel=5)
     table = est.cost_table(2)
     assert np.isfinite(table[np.arange(0, 16, 2)]).all()
+
+
+@pytest.mark.parametrize("name", ["linear-gaussian", "heldout", "dedicated-set"])
+def test_an_estimator_fitted_by_name_is_its_registered_class_and_scores_the_split_the_class_states(name):
+    """search.md names the split of a cached table from the registered class, before any fitting: the fitted
+    estimator must agree (the shared scorer, a minute of training, is checked in tests/test_shared.py)."""
+    from ordersearch.data.latents import LatentSet
+    from ordersearch.errors import OrdersearchError
+    from ordersearch.estimators import ESTIMATORS, fit_estimator
+    from ordersearch.evaluation import Evaluator
+
+    f = gaussian_field("separable")
+    latents = LatentSet.create(f.sample(12, 16, 16, seed=0).y, split_labels=np.array([0] * 8 + [1] * 2 + [2] * 2))
+    est = fit_estimator(name, Evaluator(latents, device="cpu", progress=False), 2, seed=1)
+    assert type(est) is ESTIMATORS[name] and est.name == name and est.split == ESTIMATORS[name].split
+    assert est.split == ("train" if name == "linear-gaussian" else "val")
+    with pytest.raises(OrdersearchError, match="unknown estimator 'oracle'"):
+        fit_estimator("oracle", Evaluator(latents, device="cpu", progress=False), 2)

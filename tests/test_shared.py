@@ -63,6 +63,9 @@ def test_cost_table_shape_and_schedule_rate():
                      progress=False)
     table = est.cost_table(2)
     assert table.shape == (16,) and np.isnan(table[1::2]).all() and np.isfinite(table[::2]).all()
+    from ordersearch.estimators import ESTIMATORS
+
+    assert est.split == ESTIMATORS["shared"].split == "val"  # search.md reads the registered class's
     s = Schedule.named("raster", 2)
     assert est.schedule_rate(s) == pytest.approx(np.mean(table[s.context_indices().ravel()]), rel=1e-9)
     assert est.context_rate([(1, 1)], 2) == pytest.approx(table[8], rel=1e-9)

@@ -9,14 +9,13 @@
 ===================  =======================================================
 
 ``fit_estimator(name, evaluator, patch)`` fits one by name on the
-evaluator's data (the registry ``ESTIMATORS``); each answers
-``costs(codes, patch)`` and ``cost_table(patch)`` and says which split it
-scored on.
+evaluator's data (the registry ``ESTIMATORS``: name -> class, each with
+``fit(evaluator, patch, seed)``); each answers ``costs(codes, patch)`` and
+``cost_table(patch)`` and says which split it scored on (the class's
+``split``, known before fitting).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from ..errors import OrdersearchError
 from ..evaluation.evaluator import Evaluator
@@ -27,22 +26,16 @@ from .linear_gaussian import LinearGaussianEstimator, binned_gaussian_entropy
 from .oracle import GaussianOracle
 from .shared import SharedConfig, SharedEstimator, Windows, fit_shared
 
-#: name -> fit(evaluator, patch, seed): the estimators ``run`` and ``search`` can fill a cost table with
-ESTIMATORS: dict[str, Callable[[Evaluator, int, int], CostEstimator]] = {
-    "linear-gaussian": lambda ev, patch, seed: LinearGaussianEstimator.from_latents(ev.splits.train, ev.kernel),
-    "heldout": lambda ev, patch, seed: HeldoutEstimator.from_splits(ev.splits, ev.kernel, HeldoutConfig(seed=seed),
-                                                                  ev.progress),
-    "shared": lambda ev, patch, seed: fit_shared(ev.splits, patch, SharedConfig(kernel=ev.kernel), seed, ev.device,
-                                                 ev.progress),
-    "dedicated-set": lambda ev, patch, seed: DedicatedSetEstimator(ev),
-}
+#: name -> class: the estimators ``run`` and ``search`` can fill a cost table with
+ESTIMATORS: dict[str, type[CostEstimator]] = {
+    cls.name: cls for cls in (LinearGaussianEstimator, HeldoutEstimator, SharedEstimator, DedicatedSetEstimator)}
 
 
 def fit_estimator(name: str, evaluator: Evaluator, patch: int, seed: int = 0) -> CostEstimator:
     """The estimator ``name`` fitted on the evaluator's data for ``patch`` (window: the evaluator's kernel)."""
     if name not in ESTIMATORS:
         raise OrdersearchError(f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
-    return ESTIMATORS[name](evaluator, patch, seed)
+    return ESTIMATORS[name].fit(evaluator, patch, seed)
 
 
 __all__ = [

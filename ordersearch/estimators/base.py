@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import OrdersearchError
 from ..schedule import Position, Schedule, context_index
+
+if TYPE_CHECKING:
+    from ..evaluation.evaluator import Evaluator
 
 
 class CostEstimator(ABC):
@@ -28,6 +32,12 @@ class CostEstimator(ABC):
     split: str = "train"
     #: side of the context window
     kernel: int = 5
+
+    @classmethod
+    def fit(cls, evaluator: Evaluator, patch: int, seed: int = 0) -> CostEstimator:
+        """This estimator fitted on an evaluator's data (its splits, window, device, progress) for ``patch``:
+        how ``run`` and ``search`` make one by name (``estimators.ESTIMATORS``)."""
+        raise OrdersearchError(f"the {cls.name} estimator is not fitted from data")
 
     @abstractmethod
     def costs(self, codes: np.ndarray, patch: int) -> np.ndarray:

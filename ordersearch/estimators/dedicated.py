@@ -26,6 +26,11 @@ class DedicatedSetEstimator(CostEstimator):
     def __init__(self, evaluator: Evaluator, seeds: int = 1):
         self.evaluator, self.seeds, self.kernel = evaluator, seeds, evaluator.kernel
 
+    @classmethod
+    def fit(cls, evaluator: Evaluator, patch: int, seed: int = 0) -> DedicatedSetEstimator:
+        """Lazy: nothing is trained until a set's cost is asked for."""
+        return cls(evaluator)
+
     def costs(self, codes: np.ndarray, patch: int) -> np.ndarray:
         out = [np.mean([self.evaluator.evaluate_context(sorted(context_from_index(int(code), patch)), patch,
                                                         seed).rate("val") for seed in range(self.seeds)])

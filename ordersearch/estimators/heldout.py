@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -50,6 +51,9 @@ from ..errors import OrdersearchError
 from ..models.entropy import SCALE_BOUND
 from ..schedule import check_kernel, context_window_masks
 from .base import CostEstimator
+
+if TYPE_CHECKING:
+    from ..evaluation.evaluator import Evaluator
 
 _SQRT_HALF, _LOG2_E, _INV_SQRT_2PI = 0.5 ** 0.5, 1 / math.log(2), 1 / math.sqrt(2 * math.pi)
 
@@ -172,6 +176,11 @@ class HeldoutEstimator(CostEstimator):
         self._weight = torch.from_numpy(weight / weight.sum()).to(DTYPE)[:, None]
         self._val = [torch.from_numpy(a).to(DTYPE) for a in val]
         self._tables: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def fit(cls, evaluator: Evaluator, patch: int, seed: int = 0) -> HeldoutEstimator:
+        """Fitted on the evaluator's train split, scored on its val split, samples drawn from ``seed``."""
+        return cls.from_splits(evaluator.splits, evaluator.kernel, HeldoutConfig(seed=seed), evaluator.progress)
 
     @classmethod
     def from_splits(cls, splits: Splits, kernel: int, config: HeldoutConfig = HeldoutConfig(),

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from ..errors import OrdersearchError
 from ..models.entropy import SCALE_BOUND
 from ..schedule import Position, check_kernel, context_window_masks
 from .base import CostEstimator
+
+if TYPE_CHECKING:
+    from ..evaluation.evaluator import Evaluator
 
 #: Variance of uniform rounding noise on [-1/2, 1/2).
 QUANT_VAR = 1.0 / 12.0
@@ -75,6 +79,7 @@ def binned_gaussian_entropy(sigma: np.ndarray | float) -> np.ndarray:
 class LinearGaussianEstimator(CostEstimator):
     """Rates of context sets from a window covariance (per channel) and scale quantiles."""
 
+    name = "linear-gaussian"
     split = "train"
 
     def __init__(self, cov: np.ndarray, kernel: int, scales: np.ndarray | None = None, name: str = "linear-gaussian",
@@ -87,6 +92,11 @@ class LinearGaussianEstimator(CostEstimator):
         self.scales = np.ones((cov.shape[0], 1)) if scales is None else np.asarray(scales, dtype=np.float64)
         self.name = name
         self.source = source
+
+    @classmethod
+    def fit(cls, evaluator: Evaluator, patch: int, seed: int = 0) -> LinearGaussianEstimator:
+        """The moments of the evaluator's train latents (deterministic: no seed)."""
+        return cls.from_latents(evaluator.splits.train, evaluator.kernel)
 
     @classmethod
     def from_latents(cls, latents: LatentSet, kernel: int = 5, quantiles: int = 32) -> LinearGaussianEstimator:

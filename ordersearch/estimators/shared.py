@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from ..models.multistage import prior_is_scale
 from ..models.shared import SharedScorer
 from ..schedule import check_kernel, context_window_masks
 from .base import CostEstimator
+
+if TYPE_CHECKING:
+    from ..evaluation.evaluator import Evaluator
 
 
 @dataclass(frozen=True)
@@ -108,15 +112,23 @@ class SharedEstimator(CostEstimator):
     """A trained shared scorer plus fixed windows of one split: f(C) for any set of its patch."""
 
     name = "shared"
+    #: trained on train, early-stopped and scored on fixed val windows (``fit_shared``)
+    split = "val"
 
     def __init__(self, model: SharedScorer, windows: Windows, positions: tuple[np.ndarray, ...], patch: int,
-                 curve: list[tuple[int, float, float]], seconds: float, split: str, source: str = ""):
+                 curve: list[tuple[int, float, float]], seconds: float, source: str = ""):
         self.model, self.windows, self.positions, self.patch = model.eval(), windows, positions, patch
-        self.kernel, self.split, self.source = model.kernel, split, source
+        self.kernel, self.source = model.kernel, source
         self.curve, self.seconds = curve, seconds
         with torch.no_grad():
             w, self._centre, self._prior = windows.gather(*positions)
             self._terms = model.first_layer_terms(w)
+
+    @classmethod
+    def fit(cls, evaluator: Evaluator, patch: int, seed: int = 0) -> SharedEstimator:
+        """Trained on the evaluator's data, device and window (``fit_shared``)."""
+        return fit_shared(evaluator.splits, patch, SharedConfig(kernel=evaluator.kernel), seed, evaluator.device,
+                          evaluator.progress)
 
     @torch.no_grad()
     def costs(self, codes: np.ndarray, patch: int, chunk: int = 16) -> np.ndarray:
@@ -166,4 +178,4 @@ def fit_shared(splits: Splits, patch: int, config: SharedConfig = SharedConfig()
     # the table is scored on a fresh sample of val windows: no cost table reads the test split
     positions = val.sample(config.table_windows, np.random.default_rng(seed + 1), config.score_border)
     return SharedEstimator(trained.model.cpu(), val, positions, patch, trained.curve, time.time() - start,
-                           split="val", source=f"{train_set.name}, seed {seed}")
+                           source=f"{train_set.name}, seed {seed}")

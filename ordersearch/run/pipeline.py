@@ -29,7 +29,7 @@ import numpy as np
 
 from .._version import __version__
 from ..data.latents import LatentSet, Splits
-from ..estimators import fit_estimator
+from ..estimators import ESTIMATORS, fit_estimator
 from ..errors import OrdersearchError, redact
 from ..files import atomic_write
 from ..evaluation import EvaluationStore, Evaluator, Verified, agreement, compare, order_agreement, verify
@@ -166,7 +166,7 @@ def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool =
 
 
 def _write_search(cheap: Cheap, config: RunConfig, data: str, command: str) -> None:
-    folder, n, split = config.folder, config.patch, _ESTIMATOR_SPLIT.get(config.estimator, "?")
+    folder, n, split = config.folder, config.patch, ESTIMATORS[config.estimator].split
     provenance = {"data": data, "command": redact(command, config.storage), "estimator": config.estimator}
     for name, res in cheap.results.items():
         save_schedule(res.schedule, folder / files.SCHEDULES / f"{name}.json", kernel=config.kernel, name=name,
@@ -186,11 +186,6 @@ def _write_search(cheap: Cheap, config: RunConfig, data: str, command: str) -> N
     lines += [f"| {p.stages} | {p.rate:.4f} | {grid_text(p.schedule)} |" for p in cheap.front]
     lines += ["", "## Timings (seconds)", ""] + [f"- {k}: {t:.1f}" for k, t in cheap.timings.items()]
     atomic_write(folder / files.SUMMARY_SEARCH, ("\n".join(lines) + "\n").encode())
-
-
-#: the split each registered estimator scores its table on (``CostEstimator.split``; a cached table has no
-#: estimator object to ask)
-_ESTIMATOR_SPLIT = {"linear-gaussian": "train", "heldout": "val", "shared": "val", "dedicated-set": "val"}
 
 
 def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, command: str) -> RunResult:
