@@ -51,6 +51,7 @@ from ..errors import OrdersearchError
 from ..models.entropy import SCALE_BOUND
 from ..schedule import check_kernel, context_window_masks
 from .base import CostEstimator
+from .windows import Windows
 
 if TYPE_CHECKING:
     from ..evaluation.evaluator import Evaluator
@@ -125,36 +126,29 @@ def cross_channel_predictors(latents: LatentSet, kernel: int, ridge: float = 1.0
 
 
 def sample_windows(latents: LatentSet, kernel: int, count: int, rng: np.random.Generator,
-                   predictors: np.ndarray, border: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   predictors: np.ndarray, border: int = 0, chunk: int = 4096
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` random latents of the set (uniform over elements at least ``border`` from an edge): centre y,
     its scale, and (count, 2 K*K) features: the neighbours in units of their scale (same channel), then each
-    offset's cross-channel prediction of the centre (``cross_channel_predictors``); zeros outside the latent."""
-    offsets = _offsets(kernel)
-    k2 = len(offsets)
-    sizes = np.array([a.shape[0] * max(a.shape[1] - 2 * border, 0) * max(a.shape[2] - 2 * border, 0)
-                      for a in latents.y], dtype=np.float64)
-    if not sizes.sum():
-        raise OrdersearchError(f"no latent lies {border} or more from an edge of its image")
-    entries = rng.choice(len(latents.y), size=count, p=sizes / sizes.sum())
-    y0, s0, x = np.empty(count), np.empty(count), np.zeros((count, 2 * k2))
-    for i in np.unique(entries):
-        rows = np.flatnonzero(entries == i)
-        y, s = _normalized(latents, i)
-        u = y / s
-        c, hh, ww = y.shape
-        ch = rng.integers(c, size=len(rows))
-        r = rng.integers(border, hh - border, size=len(rows))
-        col = rng.integers(border, ww - border, size=len(rows))
-        y0[rows], s0[rows] = y[ch, r, col], s[ch, r, col]
-        for k, (dr, dc) in enumerate(offsets):
-            if (dr, dc) == (0, 0):
-                continue
-            rr, cc = r + dr, col + dc
-            inside = (rr >= 0) & (rr < hh) & (cc >= 0) & (cc < ww)
-            vec = np.zeros((c, len(rows)))  # every channel of the neighbour at d
-            vec[:, inside] = u[:, rr[inside], cc[inside]]
-            x[rows, k] = vec[ch, np.arange(len(rows))]
-            x[rows, k2 + k] = np.einsum("sn,sn->n", predictors[k][:, ch], vec)
+    offset's cross-channel prediction of the centre (``cross_channel_predictors``); zeros outside the latent
+    and at the centre itself."""
+    windows = Windows(latents, kernel, prior_scale=latents.prior is not None)
+    img, r, col = windows.sample(count, rng, border)
+    ch = rng.integers(latents.channels, size=count)
+    k2, centre = kernel * kernel, kernel * kernel // 2
+    cross = torch.from_numpy(predictors).float()  # (K*K, source, target)
+    y0, s0, x = np.empty(count), np.ones(count), np.zeros((count, 2 * k2))
+    for start in range(0, count, chunk):  # (chunk, C, K*K) windows at a time: all channels of a window are read
+        part = slice(start, start + chunk)
+        w, y, prior = windows.gather(img[part], r[part], col[part])
+        own = torch.from_numpy(ch[part])
+        rows = torch.arange(len(own))
+        y0[part] = y[rows, own].double().numpy()
+        if prior is not None:
+            s0[part] = prior[rows, own].double().clamp_min(SCALE_BOUND).numpy()
+        x[part, :k2] = w[rows, own].double().numpy()
+        x[part, k2:] = torch.einsum("ksb,bsk->bk", cross[:, :, own], w).double().numpy()
+    x[:, [centre, k2 + centre]] = 0.0  # the latent itself is never its own context
     return y0, s0, x
 
 
