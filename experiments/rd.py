@@ -139,12 +139,12 @@ def main() -> None:
 
 
 def run_leader() -> str:
-    """The frozen-latent label of results/patch4/best.json: the candidate schedule file with its stages."""
-    best = load_schedule(ROOT / SCHEDULES["run-best-4x4"])[0]
-    for path in sorted((ROOT / "results/patch4/schedules").glob("*.json")):
-        if load_schedule(path)[0].stages == best.stages:
-            return path.stem
-    raise SystemExit("results/patch4/best.json matches no schedule in results/patch4/schedules")
+    """The frozen-latent label of results/patch4/best.json: the candidate it is (or is a translate of), as the
+    run wrote it (``provenance.strategy``)."""
+    label = load_schedule(ROOT / SCHEDULES["run-best-4x4"])[1].provenance.get("strategy")
+    if not label or not (ROOT / "results/patch4/schedules" / f"{label}.json").is_file():
+        raise SystemExit(f"results/patch4/best.json names no candidate of results/patch4/schedules ({label!r})")
+    return label
 
 
 def ranking(points: pd.DataFrame, table: pd.DataFrame, out: Path, resamples: int) -> None:
