@@ -100,7 +100,7 @@ def test_warnings_never_bury_a_one_line_error(tmp_path, monkeypatch, capsys):
     """A warning raised on the way to an error is dropped; on success it is printed once, after the output."""
     import warnings
 
-    import ordersearch.cli as cli
+    import ordersearch.cli.schedules as cli
     from ordersearch import Schedule, save_schedule
 
     good = save_schedule(Schedule.named("raster", 2), tmp_path / "raster.json")
@@ -160,9 +160,14 @@ def test_every_option_of_every_command_has_help_text():
 
     from ordersearch.cli import build_parser
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for command in [parser, *sub.choices.values()]:
+    def parsers(parser):  # the parser and every command below it, ``codec train`` included
+        yield parser
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for child in a.choices.values():
+                    yield from parsers(child)
+
+    for command in parsers(build_parser()):
         for action in command._actions:
             if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
                 assert action.help, f"{command.prog}: {action.option_strings or action.dest} has no help text"

@@ -1,0 +1,136 @@
+"""``run``, ``search`` and ``plot``: the main job on one patch size, its cheap half alone, and its figures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import OrdersearchError
+from ..schedule import check_patch
+from .common import (add_data_options, add_run_options, add_training_options, at_least_one, device, load_data,
+                     recorded_command, train_config)
+
+
+def strategies(args: argparse.Namespace) -> tuple[str, ...]:
+    """--strategies as names, each known, and --budget checked."""
+    from ..search import STRATEGY_NAMES
+
+    names = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    for s in names:
+        if s not in STRATEGY_NAMES and not s.startswith("beam"):
+            raise OrdersearchError(f"--strategies: unknown strategy {s!r}; known: {', '.join(STRATEGY_NAMES)}")
+    at_least_one(budget=args.budget)
+    return names
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from ..run import RunConfig, search_only
+
+    names = strategies(args)
+    check_patch(args.patch, search=True)
+    on = device(args)
+    latents = load_data(args, on)
+    config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=names, trials=args.budget,
+                       seconds=args.seconds, estimator=args.estimator, device=str(on), out=args.out,
+                       storage=args.storage, seed=args.seed, train=train_config(args, args.kernel))
+    cheap = search_only(latents, config, progress=not args.quiet, command=recorded_command())
+    width = max(len(k) for k in cheap.results)
+    for name, res in cheap.results.items():
+        print(f"{name:<{width}}  {res.rate:.4f} bits/latent ({args.estimator}, not verified)  "
+              f"{config.folder / 'schedules' / (name + '.json')}")
+    print(f"report: {config.folder / 'search.md'}; verify with: ordersearch run --patch {args.patch} --out {args.out}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..run import RunConfig, run, terminal_table, trust_line
+
+    names = strategies(args)
+    at_least_one(seeds=args.seeds, verify_top=args.verify_top)
+    max_seeds = max(6, args.seeds) if args.max_seeds is None else args.max_seeds
+    if max_seeds < args.seeds:
+        raise OrdersearchError(f"--max-seeds {max_seeds} is below --seeds {args.seeds}")
+    check_patch(args.patch, search=True)
+    on = device(args)
+    latents = load_data(args, on)
+    config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=names, trials=args.budget,
+                       seconds=args.seconds, verify_top=args.verify_top, seeds=args.seeds, max_seeds=max_seeds,
+                       estimator=args.estimator, device=str(on), out=args.out, storage=args.storage, seed=args.seed,
+                       train=train_config(args, args.kernel), choose_on=args.choose_on)
+    result = run(latents, config, progress=not args.quiet, command=recorded_command())
+    print(terminal_table(result))
+    print(trust_line(result))
+    print(f"best: {result.verified.winner}, written to {config.folder / 'best.json'}; "
+          f"report: {config.folder / 'summary.md'}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ..run import plot
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    if (args.path / "points.csv").is_file():  # a folder of `codec eval`: its rate-distortion curves
+        from ..codec.rd import plot_rd
+
+        for fmt in formats:
+            if fmt not in ("png", "svg", "pdf"):
+                raise OrdersearchError(f"unknown figure format {fmt!r}; choose png, svg or pdf")
+            print(plot_rd(args.path, fmt))
+        return 0
+    for path in plot(args.path, formats):
+        print(path)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    from ..defaults import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES, ESTIMATOR_NAMES
+
+    run = sub.add_parser("run", help="search, verify and export the best order for a patch size",
+                         description="Cheap cost table -> search strategies -> dedicated verification of the top "
+                         "candidates and the named baselines -> files under OUT/patchN/. Re-running resumes.")
+    search = sub.add_parser("search", help="cost table and search only (seconds to minutes, nothing verified)",
+                            description="The cheap phases of run: cost table -> search strategies -> Pareto "
+                            "front, with every strategy's schedule as a v1 JSON under OUT/patchN/schedules/ and "
+                            "a report in OUT/patchN/search.md. No dedicated training; a later run on the same "
+                            "--out reuses the table and the trials.")
+    for p in (run, search):
+        p.add_argument("--patch", type=int, required=True, metavar="N", help="patch size: 2, 3 or 4")
+        add_data_options(p)
+        p.add_argument("--kernel", type=int, default=5, metavar="K", help="context window (default 5)")
+        p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
+                       help=f"comma-separated (default {','.join(DEFAULT_STRATEGIES)}); also exhaustive, beam, "
+                       "random, optuna-cmaes, optuna-random")
+        p.add_argument("--budget", type=int, default=200, metavar="TRIALS",
+                       help="schedules each budgeted strategy may score (default 200)")
+        p.add_argument("--seconds", type=float, metavar="S", help="wall-clock limit per strategy")
+        p.add_argument("--estimator", choices=list(ESTIMATOR_NAMES), default=DEFAULT_ESTIMATOR,
+                       help=f"estimator of the cost table (default {DEFAULT_ESTIMATOR}; see results/fidelity.md)")
+    run.add_argument("--verify-top", type=int, default=2, metavar="K",
+                     help="dp's K best orders verified by dedicated training (default 2)")
+    run.add_argument("--seeds", type=int, default=3,
+                     help="training seeds per verified schedule to start with (default 3)")
+    run.add_argument("--max-seeds", type=int, metavar="N",
+                     help="more seeds, up to N, for candidates indistinguishable from the leader (default 6, "
+                     "or --seeds when that is larger)")
+    run.add_argument("--choose-on", choices=("whole", "interior"), default="whole",
+                     help="the leader is the lowest on whole val latents (default: what a codec spends, the border "
+                     "included) or on their interior (where translates of an order cannot differ)")
+    add_training_options(run)
+    search.set_defaults(max_steps=None)
+    for p, func, out_help in (
+            (run, cmd_run, "output folder (default runs/; the committed results/ are remade only by "
+                           "experiments/reproduce_results.py)"),
+            (search, cmd_search, "output folder (default runs/)")):
+        p.add_argument("--out", type=Path, default=Path("runs"), help=out_help)
+        p.add_argument("--storage", metavar="URL", help="Optuna storage (default sqlite in OUT/patchN/)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the search strategies (default 0)")
+        add_run_options(p)
+        p.set_defaults(func=func)
+
+    plot = sub.add_parser("plot", help="figures of a run folder (or of every run folder below a path)",
+                          description="Write figures/ in each run folder: order and bits-per-position heatmaps, "
+                          "verified rates with intervals, search traces, Pareto front, rate vs context size; "
+                          "in a folder of `codec eval` (points.csv), the rate-distortion curves.")
+    plot.add_argument("path", type=Path, help="a run folder (OUT/patchN) or a folder holding several")
+    plot.add_argument("--format", default="png", help="png, svg, pdf or a comma-separated list (default png)")
+    plot.set_defaults(func=cmd_plot)
