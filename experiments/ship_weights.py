@@ -1,10 +1,12 @@
 """Trained context models beside the committed schedules, so a fresh clone compresses with them.
 
 For each schedule file (default: results/patch{2,3,4}/best.json and the 2x2
-checkerboard) it writes ``<name>.weights.pt`` (float16) beside it: the
+checkerboard) it writes ``<name>.weights.pt`` (float16, self-describing) beside it: the
 schedule's dedicated model, seed 0, with the protocol its run names, taken
 from the run's store or trained now on the built-in latents (train split;
-early stopping on val). Then it compresses and decompresses every test photo
+early stopping on val). A weights file there already is kept, or, when it is
+a bare state dict (written before weights described themselves), re-written
+with its description; its tensors are unchanged. Then it compresses and decompresses every test photo
 with it (``data/photos`` from experiments/fetch_photos.py) and writes
 ``results/shipped_weights.md``: file sizes, bpp and
 whether each round trip was exact.
@@ -25,8 +27,9 @@ import numpy as np
 from ordersearch.codec import MultistageCodec
 from ordersearch.data import read_image
 from ordersearch.errors import OrdersearchError
+from ordersearch.models import ContextWeights, builtin
 from ordersearch.run import load_weights, save_weights, stored_weights, weights_file
-from ordersearch.run.folder import train_weights
+from ordersearch.run.folder import train_weights, weights_source
 from ordersearch.schedule_io import load_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,15 +56,19 @@ def main() -> None:
     for path in args.schedules:
         start = time.time()
         try:
-            state = stored_weights(path)
+            weights = stored_weights(path)
         except OrdersearchError:
-            state = train_weights(path, args.device)
+            weights = train_weights(path, args.device)
         target = weights_file(path)
-        if not target.exists():
-            save_weights(target, state)
-        seconds = time.time() - start
         schedule, meta = load_schedule(path)
-        codec = MultistageCodec.from_state(schedule, load_weights(target), kernel=meta.kernel)
+        if not weights.described:  # a version-1 file (a bare state dict): described by the protocol its run names,
+            # decided on the built-in latents (the only latents the bundled codec's weights can be of)
+            config = weights_source(path, meta.kernel, meta.provenance)[0].decided(builtin().split())
+            weights = ContextWeights.from_state(weights.state, schedule, config.model)
+        if not target.exists() or not load_weights(target).described:
+            save_weights(target, weights)
+        seconds = time.time() - start
+        codec = MultistageCodec.from_weights(schedule, load_weights(target), kernel=meta.kernel)
         bpp, exact = [], True
         for photo in photos:
             image = read_image(photo)

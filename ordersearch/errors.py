@@ -25,6 +25,8 @@ class ImageError(OrdersearchError, ValueError):
 
 
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*:)[^@\s'\"]+@")
+#: the password of a URL known to be one: everything from the user's colon to the last @ before the host
+_GIVEN_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*:(?P<secret>.*)@[^@]*$", re.S)
 _PARAM_PASSWORD = re.compile(r"(?P<head>\bpassword=)[^&\s'\"]+", re.IGNORECASE)
 
 
@@ -32,15 +34,14 @@ def redact(text: str, *urls: str | None) -> str:
     """``text`` with every database password masked as ``***``.
 
     Masks ``scheme://user:PASSWORD@host`` and ``password=...`` anywhere in the
-    text, and each password of the given ``urls`` wherever it appears alone
-    (a driver may quote it in its own message).
+    text (a password there ends at a quote or a space), and each password of
+    the given ``urls``, whatever characters it holds, wherever it appears (a
+    driver may quote it alone in its own message).
     """
     for url in urls:
-        if url:
-            m = _URL_PASSWORD.search(url)
-            secret = url[m.end("head"):m.end() - 1] if m else None
-            if secret:
-                text = text.replace(secret, "***")
+        m = _GIVEN_PASSWORD.match(url or "")
+        if m and m["secret"]:
+            text = text.replace(m["secret"], "***")
     text = _URL_PASSWORD.sub(lambda m: m["head"] + "***@", text)
     return _PARAM_PASSWORD.sub(lambda m: m["head"] + "***", text)
 

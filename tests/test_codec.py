@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -147,14 +149,15 @@ def test_weights_shipped_beside_the_schedule_file(tmp_path, capsys):
     """best.json + best.weights.pt (float16): encode and decode need no store, no --weights, no training."""
     from PIL import Image
 
+    from ordersearch.models import ContextWeights
     from ordersearch.run import save_weights, weights_file
 
     schedule = SCHEDULES["lin2023"]
     spath = save_schedule(schedule, tmp_path / "best.json")
     model = model_for(schedule.canonical())
-    save_weights(weights_file(spath), model.state_dict())
+    save_weights(weights_file(spath), ContextWeights.of(model))
     assert weights_file(spath).name == "best.weights.pt"
-    assert all(v.dtype == torch.float16 for v in torch.load(weights_file(spath), weights_only=True).values())
+    assert all(v.dtype == torch.float16 for v in torch.load(weights_file(spath), weights_only=True)["state"].values())
     Image.fromarray(image(64, 96)).save(tmp_path / "in.png")
     assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.osc"), "--schedule", str(spath)]) == 0
     assert main(["decode", str(tmp_path / "x.osc"), str(tmp_path / "out.png"), "--schedule", str(spath)]) == 0
@@ -331,3 +334,84 @@ def test_the_committed_best_schedules_compress_out_of_the_box(tmp_path, capsys):
         decoded = np.asarray(Image.open(tmp_path / "out.png"))
         mse = np.mean((decoded.astype(float) - photo) ** 2)
         assert 10 * np.log10(255**2 / mse) > 25  # a trained codec's reconstruction, not noise
+
+
+def test_weights_describe_the_module_they_were_trained_in(tmp_path):
+    """A weights file carries its model's configuration: load_context_model builds that module (non-default
+    widths included) with the same outputs, the codec builds it too, and a module built otherwise is refused
+    in one line, where load_state_dict alone would load prior-scale weights into a module without and measure
+    nonsense."""
+    from ordersearch.errors import OrdersearchError
+    from ordersearch.models import ContextWeights, load_context_model, load_weights
+    from ordersearch.run import save_weights, weights_file
+
+    schedule = SCHEDULES["lin2023"]
+    torch.manual_seed(1)
+    trained = MultistageContextModel(schedule, 64, 64, ModelConfig(prior_scale=True, hidden=40, context_channels=24))
+    torch.nn.init.normal_(trained.weight, std=0.02)
+    spath = save_schedule(schedule, tmp_path / "best.json")
+    save_weights(weights_file(spath), ContextWeights.of(trained))
+    y = torch.randint(-3, 4, (1, 64, 8, 12)).float()
+    prior = torch.rand(1, 64, 8, 12) + 0.5
+    half = MultistageContextModel(schedule, 64, 64, trained.config)
+    half.load_state_dict({k: v.half().float() for k, v in trained.state_dict().items()})
+    for path in (spath, weights_file(spath)):
+        model = load_context_model(path)
+        assert model.config == trained.config and not model.training
+        torch.testing.assert_close(model(y, prior), half(y, prior))
+    # a translate of the schedule: the same weights, moved
+    shifted = Schedule.from_grid(np.roll(schedule.array(), (1, 2), axis=(0, 1)))
+    moved = load_weights(weights_file(spath)).model(shifted)
+    assert moved.schedule == shifted
+    codec = Codec.from_weights(schedule, load_weights(weights_file(spath)), kernel=5)
+    assert codec.model.config.hidden == 40
+    blind = MultistageContextModel(schedule, 64, 64, ModelConfig(hidden=40, context_channels=24))  # prior_scale unset
+    with pytest.raises(OrdersearchError, match=r"prior_scale=True.*built with None.*load_context_model"):
+        load_weights(weights_file(spath)).load_into(blind)
+    blind.load_state_dict({k: v.float() for k, v in torch.load(weights_file(spath), weights_only=True)["state"].items()})
+    assert not torch.allclose(blind(y, prior), half(y, prior))  # why the check exists: it loads, and is wrong
+    # a bare state dict (what runs wrote before) still serves the codec, but cannot describe a module
+    torch.save(trained.state_dict(), tmp_path / "bare.weights.pt")
+    assert not load_weights(tmp_path / "bare.weights.pt").described
+    with pytest.raises(OrdersearchError, match="carries no model configuration"):
+        load_context_model(tmp_path / "bare.weights.pt")
+    with pytest.raises(OrdersearchError, match="no weights file"):
+        load_context_model(save_schedule(schedule, tmp_path / "other.json"))
+
+
+def test_decode_finds_the_schedule_and_the_weights_from_the_stream(tmp_path, monkeypatch, capsys):
+    """`decode IN OUT` needs nothing else: the stream records its schedule and its weights' identity, found among
+    the schedule files under results/ and runs/ (the committed 4x4 best.json here); --weights alone works too;
+    a stream whose weights are nowhere gets one line that says what to give."""
+    from PIL import Image
+
+    from ordersearch.models import ContextWeights
+    from ordersearch.run import save_weights, weights_file
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "results").symlink_to(root / "results")  # a clone's committed results
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(image(64, 96)).save("in.png")
+    assert main(["encode", "in.png", "a.osc", "--schedule", "results/patch4/best.json"]) == 0
+    assert main(["decode", "a.osc", "a.png"]) == 0
+    assert main(["decode", "a.osc", "b.png", "--schedule", "results/patch4/best.json"]) == 0
+    capsys.readouterr()
+    assert np.array_equal(np.asarray(Image.open("a.png")), np.asarray(Image.open("b.png")))
+    # a run folder of this user's, in runs/, with weights of another schedule (grouped, so nothing committed has it)
+    schedule = Schedule.from_grid([[0, 1], [1, 0]]).canonical()
+    other = Schedule.from_grid([[0, 1], [2, 0]])
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    for s, seed in ((schedule, 0), (other, 1)):
+        path = save_schedule(s, tmp_path / "runs" / "mine" / f"s{seed}.json")
+        save_weights(weights_file(path), ContextWeights.of(model_for(s, seed)))
+    assert main(["encode", "in.png", "c.osc", "--schedule", "runs/mine/s0.json"]) == 0
+    assert main(["decode", "c.osc", "c.png"]) == 0
+    assert main(["decode", "c.osc", "d.png", "--weights", "runs/mine/s0.weights.pt"]) == 0
+    capsys.readouterr()
+    assert np.array_equal(np.asarray(Image.open("c.png")), np.asarray(Image.open("d.png")))
+    # the same schedule with other weights beside it: the identity tells them apart
+    save_weights(tmp_path / "runs" / "mine" / "s0.weights.pt", ContextWeights.of(model_for(schedule, 7)))
+    assert main(["decode", "c.osc", "e.png"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "schedule [[0, 1], [1, 0]]" in err and "give --schedule" in err
+    assert not Path("e.png").exists()

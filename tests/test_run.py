@@ -92,11 +92,25 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     from ordersearch.models import fitted_state
 
     shipped = stored_weights(folder / "best.json")
-    assert (folder / "best.weights.pt").is_file() and torch.equal(fitted_state(shipped, best)["masks"], shipped["masks"])
+    assert (folder / "best.weights.pt").is_file() and torch.equal(fitted_state(shipped.state, best)["masks"],
+                                                                  shipped.state["masks"])
+    # it describes itself: the module it builds measures best.json's rate for that seed, with no configuration given
+    from ordersearch.data import load_latents
+    from ordersearch.models import bits, load_context_model
+
+    model, test = load_context_model(folder / "best.json"), load_latents(latent_file).split().test
+    with torch.no_grad():
+        total = sum(float(bits(model(torch.from_numpy(y).float()[None], None if p is None else
+                                     torch.from_numpy(p).float()[None])).sum())
+                    for y, p in zip(test.y, test.prior if test.prior is not None else [None] * len(test.y)))
+    rate = total / sum(y.size for y in test.y)
+    assert shipped.described and shipped.schedule == best
+    assert rate == pytest.approx(meta.metrics["bits_per_latent_per_seed"][0], rel=1e-4)  # float16 weights
     import shutil
 
     shutil.move(folder / "best.weights.pt", tmp_path / "w.pt")
-    assert torch.equal(stored_weights(folder / "best.json")["weight"].half().float(), shipped["weight"])  # the store's
+    stored = stored_weights(folder / "best.json")  # the store's
+    assert torch.equal(stored.state["weight"].half().float(), shipped.state["weight"]) and stored.config == shipped.config
     shutil.move(tmp_path / "w.pt", folder / "best.weights.pt")
     # the exact search found the analytic optimum of the Gaussian field (the cheap table is exact there)
     from ordersearch.search import DP, Session, TableScorer

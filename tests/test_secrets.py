@@ -1,6 +1,8 @@
 """No database password reaches a message or a file."""
 
 
+from pathlib import Path
+
 import pytest
 
 from ordersearch.cli import main
@@ -70,3 +72,55 @@ def test_a_run_on_a_password_storage_writes_the_password_nowhere(postgres_url, t
     assert any(f.name == "best.json" for f in files)
     for f in files:
         assert SECRET.encode() not in f.read_bytes(), f
+
+
+@pytest.mark.parametrize("secret", ['pw"x', "pw'x", "pw x", "S3cret-pw"])
+@pytest.mark.parametrize("command", [
+    ["worker", "--study", "s", "--storage", "URL", "--patch", "2"],
+    ["worker", "--study", "s", "--storage", "sqlite:///:memory:", "--store", "URL", "--patch", "2"],
+    ["verify", "--store", "URL", "SCHEDULE"],
+    ["compare", "--store", "URL", "SCHEDULE", "SCHEDULE"],
+])
+def test_a_password_of_any_characters_is_masked_in_the_error(secret, command, tmp_path, capsys):
+    """Quotes and spaces end a password for the pattern that finds URLs in free text; the CLI masks the
+    password of the URLs it was given whatever it holds."""
+    schedule = tmp_path / "raster.json"
+    save_schedule(Schedule.named("raster", 2), schedule)
+    url = f"postgresql+psycopg://alice:{secret}@127.0.0.1:1/ordersearch"
+    code = main([url if a == "URL" else str(schedule) if a == "SCHEDULE" else a for a in command])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert secret not in err and "alice:***@127.0.0.1" in err, err
+
+
+@pytest.mark.parametrize("secret", ["s3 cr\"e't"])  # a plain one is masked alike (same path)
+def test_the_real_command_line_writes_the_password_nowhere(secret, postgres_url, tmp_path):
+    """The console script records its command line in summary.md, search.md and every JSON it writes (under
+    pytest the recorded command is empty, so this drives the real `ordersearch` executable)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from ordersearch.data.gaussian import gaussian_field
+    from ordersearch.data.latents import LatentSet, save_latents
+
+    sample = gaussian_field("separable").sample(8, 16, 16, seed=0)
+    path = tmp_path / "grf.npz"
+    save_latents(LatentSet.create(sample.y, split_labels=np.array([0] * 4 + [1] * 2 + [2] * 2)), path)
+    url = postgres_url.replace("://postgres@", f"://postgres:{secret}@")  # trust auth: any password is accepted
+    exe = shutil.which("ordersearch") or str(Path(sys.executable).with_name("ordersearch"))
+    common = ["--patch", "2", "--latents", str(path), "--storage", url, "--budget", "8", "--quiet"]
+    for command in (["search", *common, "--out", str(tmp_path / "s")],
+                    ["run", *common, "--out", str(tmp_path / "r"), "--max-steps", "10", "--seeds", "1",
+                     "--max-seeds", "1"]):
+        r = subprocess.run([exe, *command], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert secret not in r.stdout + r.stderr
+    files = [f for f in tmp_path.rglob("*") if f.is_file() and f.suffix in (".md", ".json", ".csv")]
+    assert {"summary.md", "search.md", "best.json"} <= {f.name for f in files}
+    summary = (tmp_path / "r" / "patch2" / "summary.md").read_text()
+    assert "Command: `ordersearch run --patch 2" in summary and "postgres:***@" in summary  # recorded, masked
+    for f in files:
+        assert secret.encode() not in f.read_bytes(), f

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from .._version import __version__
 from ..errors import OrdersearchError, printable, redact
 from . import codec, run, schedules, verify, worker
-from .common import Parser
+from .common import Parser, secrets
 
 #: the command groups, in the order ``ordersearch --help`` lists their commands
 GROUPS = (schedules, run, verify, codec, worker)
@@ -75,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.filterwarnings("ignore", category=category)  # hidden by default, hidden here
         code = _run(args)
     if code == 0:
-        for message in dict.fromkeys(printable(str(w.message).splitlines()[0]) for w in caught if str(w.message)):
+        for message in dict.fromkeys(printable(redact(str(w.message).splitlines()[0], *secrets(args)))
+                                     for w in caught if str(w.message)):
             print(f"ordersearch: warning: {message}", file=sys.stderr)
     return code
 
@@ -85,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except OrdersearchError as e:
-        print(f"ordersearch: error: {printable(redact(str(e)))}", file=sys.stderr)
+        print(f"ordersearch: error: {printable(redact(str(e), *secrets(args)))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # stdout closed early (e.g. `| head`): not an error; silence the flush at exit.
@@ -93,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     except OSError as e:  # a path problem found late (a read-only folder, an output that is a file): one line
         where = f"{e.filename}: " if e.filename else ""
-        print(printable(f"ordersearch: error: {where}{e.strerror or e}"), file=sys.stderr)
+        print(printable(redact(f"ordersearch: error: {where}{e.strerror or e}", *secrets(args))), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ordersearch: interrupted; run the same command to resume", file=sys.stderr)

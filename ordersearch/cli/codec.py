@@ -15,9 +15,10 @@ from .common import DEVICE_HELP, Parser, check_output, device
 
 
 def weights(args: argparse.Namespace):
-    """The schedule's context-model weights: --weights FILE, the file beside it, its run's store, or (--train)
-    trained now."""
-    from ..run import load_weights, stored_weights
+    """The schedule's context-model weights (``ContextWeights``): --weights FILE, the file beside it, its run's
+    store, or (--train) trained now."""
+    from ..models.context_weights import load_weights
+    from ..run import stored_weights
 
     if args.weights is not None:
         return load_weights(args.weights)  # the codec moves them to the schedule's positions, or says they do not fit
@@ -45,9 +46,54 @@ def codec(args: argparse.Namespace):
     schedule, meta = load_schedule(args.schedule)
     state = weights(args)
     try:
-        return MultistageCodec.from_state(schedule, state, kernel=meta.kernel)
+        return MultistageCodec.from_weights(schedule, state, kernel=meta.kernel)
     except OrdersearchError as e:
         raise OrdersearchError(f"--weights {args.weights}: {e}" if args.weights else str(e)) from None
+
+
+#: where ``decode`` without --schedule or --codec looks for the schedule file whose weights made a stream
+SEARCHED = (Path("results"), Path("runs"))
+#: schedule files it reads there at most (a folder of thousands of runs: give --schedule instead)
+MAX_SEARCHED = 2000
+
+
+def stream_codec(data: bytes, args: argparse.Namespace):
+    """The codec that made ``data``, from its header (the schedule it records, and the identity of its weights):
+    --weights FILE, or the schedule files under results/ and runs/ whose weights (beside them or in their
+    run's store) have that identity."""
+    from ..codec import MultistageCodec
+    from ..codec.bitstream import read_header
+    from ..models.context_weights import load_weights
+    from ..run import stored_weights
+    from ..schedule import Schedule
+
+    header, _ = read_header(data)
+    if header.patch == 0:
+        raise OrdersearchError(f"{args.input}: made by the serial codec of a codec file; give --codec CODEC.pt")
+    try:
+        schedule = Schedule.from_grid(header.grid)
+    except OrdersearchError as e:
+        raise OrdersearchError(f"{args.input}: corrupted bitstream ({e})") from None
+    if args.weights is not None:
+        return MultistageCodec.from_weights(schedule, load_weights(args.weights), kernel=header.kernel)
+    canonical, tried = schedule.canonical(), 0
+    for root in SEARCHED:
+        for path in sorted(root.rglob("*.json"))[:MAX_SEARCHED] if root.is_dir() else ():
+            try:
+                found, meta = load_schedule(path)
+                if found.canonical() != canonical or meta.kernel != header.kernel:
+                    continue
+                tried += 1
+                codec = MultistageCodec.from_weights(schedule, stored_weights(path), kernel=header.kernel)
+            except OrdersearchError:  # not a schedule file, or no weights for it: not this stream's
+                continue
+            if codec.identity == header.identity:
+                return codec
+    raise OrdersearchError(
+        f"{args.input}: made with the {schedule.patch}x{schedule.patch} schedule {schedule.array().tolist()} and "
+        f"weights of identity {header.identity.hex()}; none of the {tried} schedule files of that schedule under "
+        f"{' or '.join(map(str, SEARCHED))} has them; give --schedule S.json (its weights beside it or in its run's "
+        "store), --weights FILE or --codec CODEC.pt")
 
 
 def stages(codec, image: np.ndarray) -> int:
@@ -98,7 +144,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     check_output(args.out)
     if args.out.suffix.lower() != ".png":  # the decoded image is exact: never re-encode it lossily or misname it
         raise OrdersearchError(f"{args.out}: decode writes PNG images; name the output .png")
-    chosen = codec(args)
+    chosen = codec(args) if args.schedule is not None or args.codec is not None else stream_codec(data, args)
     start = time.time()
     image = chosen.decompress(data)
     seconds = time.time() - start
@@ -127,7 +173,7 @@ def cmd_codec_train(args: argparse.Namespace) -> int:
         schedule, _ = load_schedule(args.schedule)
         label = args.label or args.schedule.stem
         try:  # start from the context model trained on the frozen latents, where there is one
-            context_state = stored_weights(args.schedule)
+            context_state = stored_weights(args.schedule).state
         except OrdersearchError:
             context_state = None
     base = load_codec(args.base)[0].base if args.base else None
@@ -217,16 +263,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     encode.add_argument("--train", action="store_true",
                         help="train the schedule's context model on the built-in latents if none is stored")
     decode = sub.add_parser("decode", help="decompress a bitstream made by `ordersearch encode`",
-                            description="Decompress IN into the PNG OUT; needs the same schedule and weights.")
+                            description="Decompress IN into the PNG OUT with the schedule and weights it was made "
+                            "with: the stream records its schedule and the identity of its weights, found among the "
+                            "schedule files under results/ and runs/ (or give --schedule, --weights or --codec).")
     decode.add_argument("input", type=Path, metavar="IN", help="bitstream written by encode")
     decode.add_argument("out", type=Path, metavar="OUT.png", help="PNG image to write")
     for p, func in ((encode, cmd_encode), (decode, cmd_decode)):
-        which = p.add_mutually_exclusive_group(required=True)
-        which.add_argument("--schedule", type=Path, metavar="S.json", help="schedule file")
+        which = p.add_mutually_exclusive_group(required=p is encode)
+        which.add_argument("--schedule", type=Path, metavar="S.json",
+                           help="schedule file" if p is encode else "schedule file (default: the stream's, its "
+                           "weights found by their identity under results/ and runs/)")
         which.add_argument("--codec", type=Path, metavar="CODEC.pt",
                            help="a codec file of `ordersearch codec train` (base codec and context model in one)")
         p.add_argument("--weights", type=Path, metavar="FILE",
-                       help="context-model weights (default: the schedule's dedicated model in its run store)")
+                       help="context-model weights (default: beside the schedule file, or the schedule's dedicated "
+                       "model in its run's store)")
         p.set_defaults(func=func)
 
     top = sub.add_parser("codec", help="fine-tune the whole codec with a schedule; rate-distortion and BD-rate",

@@ -91,9 +91,19 @@ def at_least_one(**values: int) -> None:
             raise OrdersearchError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
 
 
-def recorded_command() -> str:
-    """The command line as typed, for the files a command writes (empty when not run as ``ordersearch``)."""
-    return "ordersearch " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ordersearch") else ""
+def secrets(args: argparse.Namespace) -> list[str]:
+    """The database URLs a command was given (``--storage``, ``--store``): their passwords are masked in every
+    message and file, whatever characters they hold."""
+    return [v for v in (getattr(args, "storage", None), getattr(args, "store", None)) if isinstance(v, str)]
+
+
+def recorded_command(args: argparse.Namespace) -> str:
+    """The command line as typed, passwords masked, for the files a command writes (empty when not run as
+    ``ordersearch``)."""
+    from ..errors import redact
+
+    typed = "ordersearch " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ordersearch") else ""
+    return redact(typed, *secrets(args))
 
 
 def check_output(path: Path) -> None:

@@ -33,7 +33,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=names, trials=args.budget,
                        seconds=args.seconds, estimator=args.estimator, device=str(on), out=args.out,
                        storage=args.storage, seed=args.seed, train=train_config(args, args.kernel))
-    cheap = search_only(latents, config, progress=not args.quiet, command=recorded_command())
+    cheap = search_only(latents, config, progress=not args.quiet, command=recorded_command(args))
     width = max(len(k) for k in cheap.results)
     for name, res in cheap.results.items():
         print(f"{name:<{width}}  {res.rate:.4f} bits/latent ({args.estimator}, not verified)  "
@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        seconds=args.seconds, verify_top=args.verify_top, seeds=args.seeds, max_seeds=max_seeds,
                        estimator=args.estimator, device=str(on), out=args.out, storage=args.storage, seed=args.seed,
                        train=train_config(args, args.kernel), choose_on=args.choose_on)
-    result = run(latents, config, progress=not args.quiet, command=recorded_command())
+    result = run(latents, config, progress=not args.quiet, command=recorded_command(args))
     print(terminal_table(result))
     print(trust_line(result))
     print(f"best: {result.verified.winner}, written to {config.folder / 'best.json'}; "

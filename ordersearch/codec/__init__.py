@@ -9,7 +9,8 @@
 ==================  ========================================================
 
 A codec is built from a schedule and its trained weights
-(``MultistageCodec.from_state``); it never trains and never reads an
+(``MultistageCodec.from_weights``, a weights file's content;
+``from_state``, a bare state dict); it never trains and never reads an
 evaluation store (``run.stored_weights`` finds weights for a schedule file;
 ``evaluation.fine_tune`` makes the codec files).
 """

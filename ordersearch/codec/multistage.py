@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import OrdersearchError
+from ..models.context_weights import ContextWeights
 from ..models.entropy import bits
 from ..models.multistage import ModelConfig, MultistageContextModel, fitted_state
 from ..models.hyperprior import STRIDE, BaseCodec, image_tensor
@@ -88,6 +89,26 @@ class MultistageCodec:
         except RuntimeError as e:
             raise OrdersearchError(f"weights do not fit this schedule's context model "
                                    f"({' '.join(str(e).split())[:300]})") from None
+        return cls(schedule, model, base)
+
+    @classmethod
+    def from_weights(cls, schedule: Schedule, weights: ContextWeights, kernel: int | None = None) -> MultistageCodec:
+        """A codec for ``schedule`` from a weights file's content; described weights build the module as it was
+        trained (and must be of the base codec's latents: prior = scale, its channel count)."""
+        if not weights.described:
+            return cls.from_state(schedule, weights.state, kernel)
+        c = weights.config
+        if kernel is not None and kernel != c.kernel:
+            raise OrdersearchError(f"the weights are for a {c.kernel}x{c.kernel} window but the schedule file says "
+                                   f"{kernel}")
+        base = BaseCodec.load()
+        m = base.config.M
+        if not c.prior_scale or weights.channels != m or weights.prior_channels != m:
+            raise OrdersearchError(f"the weights are of a model of {weights.channels} latent / {weights.prior_channels}"
+                                   f" prior channels{'' if c.prior_scale else ' whose prior is not a scale'}; the "
+                                   f"bundled base codec's latents need {m} / {m}, prior = scale")
+        model = MultistageContextModel(schedule, m, m, c)
+        weights.load_into(model)
         return cls(schedule, model, base)
 
     # ------------------------------------------------------------------ pieces

@@ -45,7 +45,8 @@ import torch
 
 from ..errors import OrdersearchError, redact
 from ..files import atomic_write
-from ..models.multistage import translated_state
+from ..models.context_weights import ContextWeights
+from ..models.multistage import ModelConfig, translated_state
 from ..schedule import Position, Schedule, context_index
 from .record import Evaluation
 
@@ -295,9 +296,19 @@ class EvaluationStore:
     def schedule_state(self, schedule: Schedule, config: dict, data: str, seed: int = 0
                        ) -> dict[str, torch.Tensor] | None:
         """Weights of ``schedule``'s dedicated model on ``data`` (moved to its positions), if stored."""
+        weights = self.schedule_weights(schedule, config, data, seed)
+        return None if weights is None else weights.state
+
+    def schedule_weights(self, schedule: Schedule, config: dict, data: str, seed: int = 0) -> ContextWeights | None:
+        """``schedule_state`` described as the model was built (its evaluation's protocol, decided on the data),
+        ready for a self-describing weights file; None if not stored."""
         canonical = schedule.canonical("translations")
-        state = self.state(evaluation_key(*schedule_subject(canonical), config, data, seed))
-        return None if state is None else translated_state(state, canonical.translation_to(schedule))
+        key = evaluation_key(*schedule_subject(canonical), config, data, seed)
+        state, evaluation = self.state(key), self.get(key)
+        if state is None or evaluation is None:
+            return None
+        built = ModelConfig(**evaluation.config["model"])
+        return ContextWeights.from_state(translated_state(state, canonical.translation_to(schedule)), schedule, built)
 
 
 def _dead_here(owner: str) -> bool:

@@ -10,11 +10,13 @@
 ``BaseCodec``               the bundled scale hyperprior (images <-> latents)
 ``JointModel``              base codec + context model as one module (fine-tuning the codec)
 ``builtin``                 the built-in latent set (photos through BaseCodec)
+``load_context_model``      a trained multistage model from its self-describing weights file (``ContextWeights``)
 =========================  ==================================================
 """
 
 from .any_order import AnyOrderContextModel
 from .builtin import builtin, builtin_info
+from .context_weights import ContextWeights, load_context_model, load_weights, save_weights, weights_file
 from .entropy import SCALE_BOUND, FactorizedPrior, bits, gaussian_likelihood, gaussian_mixture_likelihood
 from .hyperprior import STRIDE, BaseCodec, BaseCodecConfig, images_to_latents, pad
 from .joint import SERIAL, JointModel, context_model
@@ -28,6 +30,7 @@ __all__ = [
     "AnyOrderContextModel",
     "BaseCodec",
     "BaseCodecConfig",
+    "ContextWeights",
     "FactorizedPrior",
     "JointModel",
     "ModelConfig",
@@ -48,7 +51,11 @@ __all__ = [
     "gaussian_likelihood",
     "gaussian_mixture_likelihood",
     "images_to_latents",
+    "load_context_model",
+    "load_weights",
     "pad",
     "prior_is_scale",
+    "save_weights",
     "translated_state",
+    "weights_file",
 ]

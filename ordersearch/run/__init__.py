@@ -1,7 +1,8 @@
 """The ``ordersearch run`` job: configuration, pipeline, the run folder it writes, its report and figures."""
 
 from .config import DEFAULT_ESTIMATOR, DEFAULT_STRATEGIES, RunConfig
-from .folder import COLUMNS, load_weights, run_folders, save_weights, stored_weights, weights_file
+from ..models.context_weights import load_weights, save_weights, weights_file
+from .folder import COLUMNS, run_folders, stored_weights
 from .pipeline import Cheap, run, scorer_rate, search_only
 from .plots import FIGURES, plot, plot_run
 from .result import Placement, RunResult

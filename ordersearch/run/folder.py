@@ -4,7 +4,8 @@
 
     best.json            the leader's translate lowest on val (where the patch grid meets the border) as a v1
                          schedule (metrics: dedicated rate, seeds, vs runner-up, vs the leader as verified)
-    best.weights.pt      its trained context model (seed 0, float16): what ``encode`` and ``decode`` load
+    best.weights.pt      its trained context model (seed 0, float16), self-describing (``models.context_weights``):
+                         what ``encode`` and ``decode`` load
     schedules/<l>.json   every verified candidate (metrics: per-position bits, vs best)
     evaluations.csv      one row per (candidate, seed): dedicated test rate
     per_image.csv        bits of every val and test image (and of each test image's edge, split test-edge), per
@@ -32,15 +33,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from ..errors import OrdersearchError, printable
+from ..errors import OrdersearchError
 from ..files import atomic_write
+from ..models.context_weights import ContextWeights, load_weights, weights_file
 from ..schedule_io import load_schedule
 
 BEST = "best.json"
-WEIGHTS_SUFFIX = ".weights.pt"  # beside a schedule file: its trained context model
-MAX_WEIGHTS_BYTES = 1 << 30
 SCHEDULES = "schedules"
 PLACED = "best"  # per_image.csv's label of best.json's schedule, the leader's translate chosen on val
 SUMMARY = "summary.md"
@@ -133,7 +132,7 @@ def run_folders(path: str | Path) -> list[Path]:
     return found
 
 
-def stored_weights(schedule_file: Path, seed: int = 0) -> dict[str, torch.Tensor]:
+def stored_weights(schedule_file: Path, seed: int = 0) -> ContextWeights:
     """The trained context-model weights of a schedule file, from the evaluation store they were kept in.
 
     A file written by ``ordersearch run`` names its data and training
@@ -157,17 +156,17 @@ def stored_weights(schedule_file: Path, seed: int = 0) -> dict[str, torch.Tensor
             continue
         store = EvaluationStore(folder)
         try:
-            state = store.schedule_state(schedule, config.to_dict(), data, seed)
+            weights = store.schedule_weights(schedule, config.to_dict(), data, seed)
         finally:
             store.close()
-        if state is not None:
-            return state
+        if weights is not None:
+            return weights
     raise OrdersearchError(f"{schedule_file}: no trained context model for it (no {beside.name} beside it, none in "
                            f"{' or '.join(sorted({str(f) for f in folders}))}); pass --train to train one "
                            f"(minutes on a CPU; kept in {folders[0]}), or --weights FILE")
 
 
-def train_weights(schedule_file: Path, device: str = "auto") -> dict[str, torch.Tensor]:
+def train_weights(schedule_file: Path, device: str = "auto") -> ContextWeights:
     """Train a schedule file's dedicated model (seed 0) on the built-in latents into its store; its weights.
 
     The protocol is the one the file names (a run's), else the default; the
@@ -187,41 +186,12 @@ def train_weights(schedule_file: Path, device: str = "auto") -> dict[str, torch.
     store = EvaluationStore(folders[0])
     try:
         Evaluator(latents, config, device, store).evaluate(schedule)
-        state = store.schedule_state(schedule, config.to_dict(), data)
+        weights = store.schedule_weights(schedule, config.to_dict(), data)
     finally:
         store.close()
     print(f"trained the context model; saved in the evaluation store {folders[0]}", file=sys.stderr)
-    assert state is not None  # the evaluation just stored it
-    return state
-
-
-def weights_file(schedule_file: Path) -> Path:
-    """Where a schedule file's shipped weights lie: ``best.json`` -> ``best.weights.pt``."""
-    schedule_file = Path(schedule_file)
-    return schedule_file.with_name(schedule_file.stem + WEIGHTS_SUFFIX)
-
-
-def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """A context model's weights in float16 (half the bytes; encoder and decoder load the same numbers)."""
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu().half() if v.is_floating_point() else v.cpu() for k, v in state.items()}, buf)
-    atomic_write(path, buf.getvalue())
-
-
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A weights file's state dict (float32), or one clear error: missing, not torch's, not tensors."""
-    from ..files import read_input
-
-    raw = read_input(path, MAX_WEIGHTS_BYTES, "a weights file")
-    try:
-        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for files that are not its own
-        why = printable((str(e).splitlines() or [type(e).__name__])[0])[:200]
-        raise OrdersearchError(f"{path}: not a weights file ({why})") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise OrdersearchError(f"{path}: not the weights of a context model (not a dict of tensors)")
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    assert weights is not None  # the evaluation just stored it
+    return weights
 
 
 def weights_source(schedule_file: Path, kernel: int, provenance: dict):

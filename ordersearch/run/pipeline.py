@@ -32,6 +32,7 @@ from ..data.latents import LatentSet, Splits
 from ..estimators import ESTIMATORS, fit_estimator
 from ..errors import OrdersearchError, redact
 from ..files import atomic_write
+from ..models.context_weights import save_weights, weights_file
 from ..evaluation import EvaluationStore, Evaluator, Verified, agreement, compare, order_agreement, verify
 from ..schedule import Schedule, baselines, check_patch, context_from_index, context_window_masks
 from ..schedule_io import save_schedule
@@ -68,13 +69,14 @@ def run(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, c
 
     One run at a time per folder: a second ``run`` on a folder another one is
     writing is refused with one line (the lock dies with its process).
+    ``command`` is recorded in the files, the storage's password masked.
     """
     check_patch(config.patch, search=True)
     config.folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(config.folder):
         shown = RunProgress(config.patch, progress)
         try:
-            return _run(latents, config, shown, command)
+            return _run(latents, config, shown, redact(command, config.storage))
         finally:
             shown.close()
 
@@ -161,7 +163,7 @@ def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool =
             cheap = cheap_search(evaluator, config, shown, phases=3)
         finally:
             shown.close()
-        _write_search(cheap, config, evaluator.data, command)
+        _write_search(cheap, config, evaluator.data, redact(command, config.storage))
     return cheap
 
 
@@ -252,12 +254,12 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     write_outputs(result, table, splits, command)
     # what encode / decode load for best.json, so the run folder compresses without its (git-ignored) store
     winner = verified.evaluations[verified.winner]
-    state = store.schedule_state(placed.schedule, config.train.to_dict(), evaluator.data,
-                                 min(e.seed for e in winner))
-    if state is not None:
-        files.save_weights(files.weights_file(folder / files.BEST), state)
+    weights = store.schedule_weights(placed.schedule, config.train.to_dict(), evaluator.data,
+                                     min(e.seed for e in winner))
+    if weights is not None:
+        save_weights(weights_file(folder / files.BEST), weights)
     else:  # never leave an earlier run's winner's weights beside this run's best.json
-        files.weights_file(folder / files.BEST).unlink(missing_ok=True)
+        weights_file(folder / files.BEST).unlink(missing_ok=True)
     store.close()
     return result
 
