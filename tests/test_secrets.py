@@ -74,16 +74,16 @@ def test_a_run_on_a_password_storage_writes_the_password_nowhere(postgres_url, t
         assert SECRET.encode() not in f.read_bytes(), f
 
 
-@pytest.mark.parametrize("secret", ['pw"x', "pw'x", "pw x", "S3cret-pw"])
 @pytest.mark.parametrize("command", [
     ["worker", "--study", "s", "--storage", "URL", "--patch", "2"],
     ["worker", "--study", "s", "--storage", "sqlite:///:memory:", "--store", "URL", "--patch", "2"],
     ["verify", "--store", "URL", "SCHEDULE"],
     ["compare", "--store", "URL", "SCHEDULE", "SCHEDULE"],
 ])
-def test_a_password_of_any_characters_is_masked_in_the_error(secret, command, tmp_path, capsys):
+def test_a_password_of_any_characters_is_masked_in_the_error(command, tmp_path, capsys):
     """Quotes and spaces end a password for the pattern that finds URLs in free text; the CLI masks the
     password of the URLs it was given whatever it holds."""
+    secret = "p\"w'x y"
     schedule = tmp_path / "raster.json"
     save_schedule(Schedule.named("raster", 2), schedule)
     url = f"postgresql+psycopg://alice:{secret}@127.0.0.1:1/ordersearch"
