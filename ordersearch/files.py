@@ -21,9 +21,15 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
     The file gets the mode a plain ``open(path, "w")`` would give (0666 less
-    the umask), not the temporary file's private 0600.
+    the umask), not the temporary file's private 0600. A path that is a
+    device, a FIFO or a socket (or a link to one) is written through, as a
+    shell redirection writes it, never replaced by a regular file.
     """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
