@@ -7,7 +7,7 @@ latents, linear-Gaussian cost table, dp + greedy + optuna-tpe, dedicated
 verification of dp's 2 best, every strategy's result, the named baselines
 and three negative controls, 3 seeds and up to 6) into
 ``results/patch<N>/`` (``ordersearch run`` itself writes into ``runs/``
-unless told otherwise); then ``ordersearch plot results/``. Further flags
+unless told otherwise); then ``ordersearch plot results/patch<N>`` for each. Further flags
 (``--device cuda``, ``--quiet``) go to ``run``. Wall time and peak memory of
 every run are appended to ``results/run_benchmark.csv`` with ``--note`` (the
 machine, say). The evaluation stores (``results/patch<N>/store``) are not
@@ -65,7 +65,8 @@ def main() -> None:
                         os.cpu_count(), os.environ.get("OMP_NUM_THREADS", "default"),
                         "; ".join(filter(None, ["store reused: cached evaluations not re-timed" if reused else
                                                 "fresh store", args.note]))])
-    subprocess.run([sys.executable, "-m", "ordersearch", "plot", str(args.out)], check=True)
+    for n in args.patches:  # the folders just made, their stores beside them: redrawn in place
+        subprocess.run([sys.executable, "-m", "ordersearch", "plot", str(args.out / f"patch{n}")], check=True)
 
 
 if __name__ == "__main__":

@@ -171,3 +171,18 @@ def test_every_option_of_every_command_has_help_text():
         for action in command._actions:
             if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
                 assert action.help, f"{command.prog}: {action.option_strings or action.dest} has no help text"
+
+
+@pytest.mark.parametrize("args, guess", [
+    (["serach"], "did you mean 'search'?"),
+    (["codec", "trian"], "did you mean 'train'?"),
+    (["run", "--patch", "2", "--estimator", "heldot"], "did you mean 'heldout'?"),
+    (["run", "--patch", "2", "--sedes", "3"], "did you mean '--seeds'?"),
+    (["xyzzy"], None),
+])
+def test_a_mistyped_command_or_option_gets_a_guess(args, guess, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and err.startswith("ordersearch")
+    assert (guess in err) if guess else "did you mean" not in err

@@ -210,6 +210,17 @@ def test_plot_writes_every_figure_and_refuses_a_non_run(latent_file, tmp_path, c
         for fmt in ("png", "svg"):
             path = out / "patch2" / "figures" / f"{name}.{fmt}"
             assert str(path) in written and path.stat().st_size > 1000
+    # committed or copied results (no store beside them) are drawn only elsewhere, never rewritten in place
+    import shutil
+
+    shutil.copytree(out / "patch2", tmp_path / "copied" / "patch2", ignore=shutil.ignore_patterns("store", "figures"))
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "copied")]) == 2
+    err = capsys.readouterr().err
+    assert "without their store" in err and "--out" in err and not (tmp_path / "copied" / "patch2" / "figures").exists()
+    assert main(["plot", str(tmp_path / "copied"), "--out", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "patch2" / "orders.png").stat().st_size > 1000
+    assert not (tmp_path / "copied" / "patch2" / "figures").exists()
     assert main(["plot", str(tmp_path / "empty-does-not-exist")]) == 2
     (tmp_path / "empty").mkdir()
     assert main(["plot", str(tmp_path / "empty")]) == 2

@@ -20,10 +20,32 @@ MAX_STEPS_HELP = "step cap per training; it stops at a validation plateau before
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (exit 2), as every other error."""
+    """argparse with one-line usage errors (exit 2), as every other error, and a guess for a mistyped choice."""
 
     def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        typo = re.search(r"invalid choice: '(.*?)' \(choose from (.*)\)$", message)
+        unknown = re.search(r"unrecognized arguments: (--\S+)", message)
+        if typo:
+            word, known = typo[1], re.findall(r"'(.*?)'", typo[2])
+        elif unknown:  # the root parser says it for every command's options: look in all of them
+            word, known = unknown[1].split("=")[0], sorted(_options(self))
+        close = difflib.get_close_matches(word, known, n=1, cutoff=0.6) if typo or unknown else []
+        if close:
+            message += f"; did you mean {close[0]!r}?"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every long option of a parser and of the commands below it."""
+    out = {s for a in parser._actions for s in a.option_strings if s.startswith("--")}
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for child in a.choices.values():
+                out |= _options(child)
+    return out
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:

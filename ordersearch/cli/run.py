@@ -75,9 +75,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         for fmt in formats:
             if fmt not in ("png", "svg", "pdf"):
                 raise OrdersearchError(f"unknown figure format {fmt!r}; choose png, svg or pdf")
-            print(plot_rd(args.path, fmt))
+            print(plot_rd(args.path, fmt, args.out))
         return 0
-    for path in plot(args.path, formats):
+    for path in plot(args.path, formats, args.out):
         print(path)
     return 0
 
@@ -130,7 +130,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     plot = sub.add_parser("plot", help="figures of a run folder (or of every run folder below a path)",
                           description="Write figures/ in each run folder: order and bits-per-position heatmaps, "
                           "verified rates with intervals, search traces, Pareto front, rate vs context size; "
-                          "in a folder of `codec eval` (points.csv), the rate-distortion curves.")
+                          "in a folder of `codec eval` (points.csv), the rate-distortion curves. Run folders without "
+                          "their store (committed or copied results) are drawn only with --out.")
     plot.add_argument("path", type=Path, help="a run folder (OUT/patchN) or a folder holding several")
     plot.add_argument("--format", default="png", help="png, svg, pdf or a comma-separated list (default png)")
+    plot.add_argument("--out", type=Path, metavar="DIR",
+                      help="write the figures here (a run folder's: DIR/<its path below PATH>/) instead of each run "
+                      "folder's figures/")
     plot.set_defaults(func=cmd_plot)

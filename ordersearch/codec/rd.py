@@ -167,8 +167,9 @@ def _or_nan(anchor: pd.DataFrame, test: pd.DataFrame, images: list[str], metric:
         return float("nan")
 
 
-def plot_rd(folder: Path, fmt: str = "png") -> Path:
-    """``folder/figures/rd.<fmt>``: mean quality against mean bpp per codec label, from ``folder/points.csv``.
+def plot_rd(folder: Path, fmt: str = "png", figures: Path | None = None) -> Path:
+    """``rd.<fmt>`` in ``figures`` (default ``folder/figures``): mean quality against mean bpp per codec label,
+    from ``folder/points.csv``.
 
     One panel for PSNR and, where every photo has one, one for MS-SSIM in dB.
     """
@@ -190,8 +191,8 @@ def plot_rd(folder: Path, fmt: str = "png") -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(folder) / "figures" / f"rd.{fmt}"
-    out.parent.mkdir(exist_ok=True)
+    out = (Path(folder) / "figures" if figures is None else Path(figures)) / f"rd.{fmt}"
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out

@@ -161,9 +161,23 @@ def plot_run(folder: str | Path, fmt: str = "png", out: str | Path | None = None
     return written
 
 
-def plot(path: str | Path, formats: tuple[str, ...] = ("png",)) -> list[Path]:
-    """Figures for every run folder at ``path`` in each format (png, svg, pdf)."""
+def plot(path: str | Path, formats: tuple[str, ...] = ("png",), out: str | Path | None = None) -> list[Path]:
+    """Figures for every run folder at ``path`` in each format (png, svg, pdf).
+
+    With ``out``, each run folder's figures go to ``out`` / (its path below ``path``). Without, into the run
+    folder's own ``figures/``, but only for a run made here (its store beside it): committed or copied results
+    (no store) are never redrawn in place by default, where a newer matplotlib would rewrite every figure.
+    """
     for fmt in formats:
         if fmt not in ("png", "svg", "pdf"):
             raise OrdersearchError(f"unknown figure format {fmt!r}; choose png, svg or pdf")
-    return [p for folder in files.run_folders(path) for fmt in formats for p in plot_run(folder, fmt)]
+    folders, path = files.run_folders(path), Path(path)
+    if out is None:
+        copied = [str(f) for f in folders if not (f / files.STORE).is_dir()]
+        if copied:
+            raise OrdersearchError(f"{', '.join(copied[:3])}: run folder(s) without their store (committed or "
+                                   "copied results): their figures are not redrawn in place; give --out DIR")
+        targets = [f / files.FIGURES for f in folders]
+    else:
+        targets = [Path(out) / f.relative_to(path) if f != path else Path(out) for f in folders]
+    return [p for folder, target in zip(folders, targets) for fmt in formats for p in plot_run(folder, fmt, target)]
