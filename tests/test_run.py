@@ -173,6 +173,10 @@ def test_run_writes_every_output_and_resumes_fast(latent_file, tmp_path, capsys)
     pd.testing.assert_frame_equal(pd.read_csv(folder / "trace.csv").drop(columns="seconds"),
                                   trace.drop(columns="seconds"))  # a repeated run keeps every trace row
     assert json.loads((folder / "best.json").read_text())["stages"] == [list(r) for r in best.stages]
+    # its report says which phases came from the store instead of reprinting their first times as just measured
+    assert "- cost table:" in summary and "(from the store)" not in summary
+    resumed = (folder / "summary.md").read_text()
+    assert "- cost table (from the store):" in resumed and "- pareto front (from the store):" in resumed
 
 
 @pytest.mark.parametrize("args, message", [
@@ -413,7 +417,7 @@ def test_run_says_what_it_does_one_line_per_step_in_a_log(latent_file, tmp_path)
     assert verified[-1].startswith(f"ordersearch: verified {len(evaluations)}/{len(evaluations)} (about 0 s left)")
     assert "\r" not in proc.stderr  # no progress bar redrawn into the log
     again = subprocess.run(proc.args, capture_output=True, text=True, timeout=600)  # resumed: nothing redone
-    assert again.returncode == 0 and "cost table done in 0 s (from the store)" in again.stderr, again.stderr
+    assert again.returncode == 0 and "cost table (from the store): 0 s" in again.stderr, again.stderr
     assert pd.read_csv(tmp_path / "patch2" / "pareto.csv").equals(pareto)
 
 
@@ -488,12 +492,14 @@ def test_search_writes_schedules_and_a_report_without_training(latent_file, tmp_
         schedule, meta = load_schedule(folder / "schedules" / f"{name}.json")
         assert meta.metrics["verified"] is False and meta.metrics["linear-gaussian"] > 0 and name in out
     assert not (folder / "store" / "evaluations.sqlite").exists()  # nothing trained
-    assert "Nothing here is verified" in (folder / "search.md").read_text()
+    report = (folder / "search.md").read_text()
+    assert "Nothing here is verified" in report and "its level is not a codec's rate" in report
+    assert "not verified: A cheap estimate ranks context sets" in out  # said beside the cheap numbers
     assert len(pd.read_csv(folder / "costs.csv")) == 8 and (pd.read_csv(folder / "pareto.csv").kind == "front").any()
     run = subprocess.run([sys.executable, "-m", "ordersearch", "run", "--patch", "2", "--latents", str(latent_file),
                           "--out", str(tmp_path), *[a for a in FAST if a != "--quiet"]], capture_output=True,
                          text=True, timeout=600)
-    assert run.returncode == 0 and "cost table done in 0 s (from the store)" in run.stderr, run.stderr[-2000:]
+    assert run.returncode == 0 and "cost table (from the store): 0 s" in run.stderr, run.stderr[-2000:]
     assert main(["search", "--patch", "2", "--latents", str(tmp_path / "missing.npz"), "--out", str(tmp_path)]) == 2
     assert main(["search", "--patch", "2", "--strategies", "nope", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

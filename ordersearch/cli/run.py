@@ -38,6 +38,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     for name, res in cheap.results.items():
         print(f"{name:<{width}}  {res.rate:.4f} bits/latent ({args.estimator}, not verified)  "
               f"{config.folder / 'schedules' / (name + '.json')}")
+    from ..run.pipeline import CHEAP_CAVEAT
+
+    print(f"not verified: {CHEAP_CAVEAT}")
     print(f"report: {config.folder / 'search.md'}; verify with: ordersearch run --patch {args.patch} --out {args.out}")
     return 0
 

@@ -106,7 +106,11 @@ class Cheap:
 
 
 def cheap_search(evaluator: Evaluator, config: RunConfig, shown: RunProgress, phases: int = 4) -> Cheap:
-    """Phases 1-3 of a run, each cached in the run's store: cost table, search strategies, Pareto front."""
+    """Phases 1-3 of a run, each cached in the run's store: cost table, search strategies, Pareto front.
+
+    ``timings`` are this call's seconds; a phase taken from the store says so in its label (``cost table
+    (from the store)``), so a resumed run never reports stored times as if just measured.
+    """
     from tqdm.auto import tqdm
 
     progress, say, n, folder = shown.enabled, shown.say, config.patch, config.folder
@@ -119,26 +123,32 @@ def cheap_search(evaluator: Evaluator, config: RunConfig, shown: RunProgress, ph
     if table is None:
         table = fit_estimator(config.estimator, evaluator, n, config.seed).cost_table(n, config.kernel, progress)
         cache.save(table=table)
-    timings["cost table"] = time.time() - start
-    say(f"[1/{phases}] cost table done in {timings['cost table']:.0f} s"
-        f"{' (from the store)' if cache.stored is not None else ''}")
+    stored = " (from the store)" if cache.stored is not None else ""
+    timings[f"cost table{stored}"] = seconds = time.time() - start
+    say(f"[1/{phases}] cost table{stored}: {seconds:.0f} s")
     shown.phase_done("search")
     scorer = TableScorer(table, n, config.kernel, config.estimator)
     results: dict[str, SearchResult] = {}
     say(f"[2/{phases}] search: {', '.join(config.strategies)}")
     for name in tqdm(config.strategies, desc="search strategies", disable=not progress or None, leave=False):
+        start = time.time()
         results[name] = make_strategy(name, config.seed, storage).search(
             scorer, Budget(trials=config.trials, seconds=config.seconds))
-        timings[f"search {name}"] = results[name].seconds
-        say(f"[2/{phases}] {name}: rate {results[name].rate:.4f} (cheap) in {results[name].seconds:.1f} s")
+        seconds = time.time() - start
+        # a study resumed from its storage replays trials whose own times are older than this call
+        stored = " (trials from the store)" if results[name].seconds > seconds + 1.0 else ""
+        timings[f"search {name}{stored}"] = seconds
+        say(f"[2/{phases}] {name}: rate {results[name].rate:.4f} (cheap) in {seconds:.1f} s"
+            + (f"; its trials are from the store (they took {results[name].seconds:.1f} s when run)" if stored else ""))
     shown.phase_done("Pareto front")
     start = time.time()
     front = cache.front()
+    stored = " (from the store)" if front is not None else ""
     if front is None:
         front = pareto_front(scorer, progress=progress)
         cache.save(table=table, front=front)
-    timings["pareto front"] = time.time() - start
-    say(f"[3/{phases}] Pareto front: best schedule for 1 to {n * n} stages in {timings['pareto front']:.1f} s")
+    timings[f"pareto front{stored}"] = seconds = time.time() - start
+    say(f"[3/{phases}] Pareto front{stored}: best schedule for 1 to {n * n} stages in {seconds:.1f} s")
     shown.phase_done("verification")
     return Cheap(table, scorer, results, front, timings)
 
@@ -167,6 +177,12 @@ def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool =
     return cheap
 
 
+#: what a cheap rate is, said wherever one is printed without a verified one beside it
+CHEAP_CAVEAT = ("A cheap estimate ranks context sets for the search; its level is not a codec's rate and its order of "
+                "near-equal orders can differ from dedicated training's (how far they agreed on the built-in "
+                "latents: results/fidelity.md and fidelity_orders.md).")
+
+
 def _write_search(cheap: Cheap, config: RunConfig, data: str, command: str) -> None:
     folder, n, split = config.folder, config.patch, ESTIMATORS[config.estimator].split
     provenance = {"data": data, "command": redact(command, config.storage), "estimator": config.estimator}
@@ -178,8 +194,8 @@ def _write_search(cheap: Cheap, config: RunConfig, data: str, command: str) -> N
     _write_search_tables(folder, config, cheap)
     lines = [f"# ordersearch search: {n}x{n} patch (cost table and search only)", "",
              f"Command: `{command or 'ordersearch search --patch ' + str(n)}`", "",
-             f"Estimator: {config.estimator} (bits per latent element, scored on its {split} split). Nothing here "
-             f"is verified by dedicated training: `ordersearch run --patch {n}` on the same --out reuses this "
+             f"Estimator: {config.estimator} (bits per latent element, scored on its {split} split). {CHEAP_CAVEAT} "
+             f"Nothing here is verified by dedicated training: `ordersearch run --patch {n}` on the same --out reuses this "
              "table and these trials, then verifies.",
              "", "| strategy | rate (cheap) | scorer calls | schedule |", "|---|---|---|---|"]
     lines += [f"| {name} | {res.rate:.4f} | {res.calls} | {grid_text(res.schedule)} |"
