@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -500,6 +501,10 @@ def test_search_writes_schedules_and_a_report_without_training(latent_file, tmp_
                           "--out", str(tmp_path), *[a for a in FAST if a != "--quiet"]], capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0 and "cost table (from the store): 0 s" in run.stderr, run.stderr[-2000:]
+    # before its first training it says how long it expects, from step times measured here
+    expect = next(line for line in run.stderr.splitlines() if "[4/4] expect about" in line)
+    trainings = int(re.search(r"(\d+) trainings of about", expect)[1])
+    assert trainings == len(pd.read_csv(tmp_path / "patch2" / "evaluations.csv")) and "ms/step" in expect
     assert main(["search", "--patch", "2", "--latents", str(tmp_path / "missing.npz"), "--out", str(tmp_path)]) == 2
     assert main(["search", "--patch", "2", "--strategies", "nope", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

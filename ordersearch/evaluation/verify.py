@@ -91,8 +91,10 @@ def conclude(schedules: dict[str, Schedule], evaluations: dict[str, list[Evaluat
 
 
 def duration(seconds: float) -> str:
-    """``42 s`` or ``7 min``."""
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+    """``42 s``, ``7 min`` or ``2.8 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)

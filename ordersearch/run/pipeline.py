@@ -42,6 +42,7 @@ from ..search.pareto import ParetoPoint
 from . import folder as files
 from .checks import check_schedules, consistency_checks
 from .config import CONTROL, RunConfig
+from .estimate import estimate
 from .progress import RunProgress
 from .result import Placement, RunResult
 from .summary import summary
@@ -232,6 +233,12 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     say(f"[4/4] verification: {len(candidates)} candidates x {config.seeds} seeds (up to {config.max_seeds} for "
         f"those indistinguishable from the leader), "
         f"{'one at a time' if evaluator.stack == 1 else f'up to {evaluator.stack} trained together'}")
+    expected = estimate(evaluator, candidates, config.seeds, config.max_seeds)
+    shorter = [*(["--seeds 2"] if config.seeds > 2 else []), f"--max-seeds {config.seeds}", "--max-steps 3000",
+               *([f"--patch {n - 1}"] if n > 2 else []), *(["a GPU (--device cuda)"] if evaluator.device.type == "cpu"
+                                                           else [])]
+    say(f"[4/4] {expected.line()}" + (f"; shorter: {', '.join(shorter)}" if expected.low > 900 else ""))
+    shown.plan(len(candidates) * config.seeds, expected.low)
     verified = verify(candidates, evaluator, config.seeds, config.max_seeds, report=shown.finished,
                       chosen_on=config.choice_split)
     timings["verification"] = time.time() - start

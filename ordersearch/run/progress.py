@@ -47,6 +47,11 @@ class RunProgress:
         self.bar.update(1)
         self.bar.set_postfix_str(next_phase)
 
+    def plan(self, trainings: int, seconds: float) -> None:
+        """Verification starts: the bar counts its planned trainings from now on, with the estimate."""
+        self.bar.total = self.PHASES + trainings
+        self.bar.set_postfix_str(f"verification, about {duration(seconds)} expected")
+
     def finished(self, f: Finished) -> None:
         """A training of verification ended: its line, and the bar moved on (its total grown if needed)."""
         self.say(f.line)

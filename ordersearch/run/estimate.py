@@ -1,0 +1,114 @@
+"""How long verification will take on this machine, said before its first training.
+
+    seconds = trainings still to do x expected steps to the plateau x seconds per step (measured here, now)
+            + any-order models still to train x their steps x their measured step
+
+The step times are measured with the run's own protocol, data and device
+(two short trainings, the difference of which cancels the validation). The
+steps to the plateau are the median of this protocol's trainings already in
+the run's store, else ``TYPICAL_STEPS``, both capped by ``max_steps``.
+Adaptive seeds may add trainings: the estimate gives the range from the
+planned seeds to ``max_seeds`` for every candidate. Not counted: the
+prior-only warm starts (1,000 steps per seed, a few percent).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..evaluation import Evaluator
+from ..evaluation.store import any_order_subject
+from ..evaluation.training import train_any_order, train_stacked
+from ..models.any_order import AnyOrderContextModel
+from ..models.multistage import MultistageContextModel
+from ..schedule import Schedule
+
+#: median steps to the plateau of the committed runs' trainings (results/patch{2,3,4}/evaluations.csv: 4,100,
+#: 4,300 and 4,300 steps over 45, 57 and 75 trainings, the prior start; the any-order start took 3,200-4,300
+#: in results/bench_verify.json)
+TYPICAL_STEPS = 4000
+#: a training's seconds per step all in (validation every ``eval_every`` steps, the final measurement) over the
+#: step's own: committed 4x4 trainings took 31 ms per step all in where the step alone takes 26 ms
+OVERHEAD = 1.2
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Expected seconds of verification: ``low`` with the planned seeds, ``high`` if every candidate needs
+    ``max_seeds``."""
+
+    trainings: int
+    more: int  # adaptive seeds may add up to this many
+    any_order: int
+    more_any_order: int
+    steps: int
+    step_seconds: float
+    any_order_step_seconds: float
+    low: float
+    high: float
+
+    def line(self) -> str:
+        from ..evaluation.verify import duration
+
+        more = f" (up to {self.trainings + self.more} with adaptive seeds: {duration(self.high)})" if self.more else ""
+        models = (f" and {self.any_order} any-order model(s) at {1000 * self.any_order_step_seconds:.0f} ms/step"
+                  if self.any_order else "")
+        return (f"expect about {duration(self.low)} on this machine{more}: {self.trainings} trainings of about "
+                f"{self.steps} steps at {1000 * self.step_seconds:.0f} ms/step{models}")
+
+
+def _step_seconds(train, short: int = 5, long: int = 35) -> float:
+    """Seconds per step of ``train(max_steps)``: after a warm-up, two short trainings, their difference (setup and
+    validation cancel), all in (``OVERHEAD``)."""
+    train(short)
+    times = []
+    for steps in (short, long):
+        start = time.perf_counter()
+        train(steps)
+        times.append(time.perf_counter() - start)
+    return OVERHEAD * max(times[1] - times[0], 1e-6) / (long - short)
+
+
+def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, max_seeds: int) -> Estimate:
+    """The expected duration of ``verify(candidates, evaluator, seeds, max_seeds)``, measured here."""
+    from dataclasses import replace
+
+    config = evaluator.config.decided(evaluator.splits)
+    todo = [(k, s) for s in range(seeds) for k in candidates
+            if evaluator.evaluate(candidates[k], s, cached_only=True) is None]
+    more = len(candidates) * (max_seeds - seeds)
+    n = next(iter(candidates.values())).patch
+    stored = [r["steps"] for r in (evaluator.store.rows() if evaluator.store is not None else [])
+              if r["kind"] == "schedule" and r["estimator"] == "dedicated"]
+    steps = int(min(np.median(stored) if len(stored) >= 3 else TYPICAL_STEPS, config.max_steps))
+    s = evaluator.splits.train
+    rng = np.random.default_rng(0)
+
+    def timed(steps_: int) -> None:  # the layout verification trains in, from zero weights (same cost per step)
+        probe = replace(config, max_steps=steps_, eval_every=steps_, lr_drops=0, warm_steps=0)
+        k = min(evaluator.stack, max(len(todo), 1))
+        grids = [candidates[label].array() for label, _ in (todo or [next(iter(candidates.items()))])][:k]
+        models = [MultistageContextModel(Schedule(g), s.channels, s.prior_channels, config.model).to(evaluator.device)
+                  for g in grids]
+        train_stacked(models, evaluator.splits, probe, [int(rng.integers(1000)) for _ in models], evaluator.device)
+
+    per_step = _step_seconds(timed) / max(min(evaluator.stack, len(todo)), 1)
+    missing = [0] * max_seeds
+    if config.start == "any-order" and config.warm_steps > 0:
+        missing = [int(evaluator.store is None or evaluator.store.get(evaluator.key(any_order_subject(n), seed))
+                       is None) for seed in range(max_seeds)]
+    any_order, more_any_order, any_step = sum(missing[:seeds]), sum(missing[seeds:]), 0.0
+    if any(missing):
+
+        def timed_any(steps_: int) -> None:
+            probe = replace(config, max_steps=steps_, eval_every=steps_, lr_drops=0)
+            model = AnyOrderContextModel(n, s.channels, s.prior_channels, config.model).to(evaluator.device)
+            train_any_order(model, evaluator.splits, probe, 0, evaluator.device, validation_schedules=1)
+
+        any_step = _step_seconds(timed_any)
+    return Estimate(len(todo), more, any_order, more_any_order, steps, per_step, any_step,
+                    steps * (len(todo) * per_step + any_order * any_step),
+                    steps * ((len(todo) + more) * per_step + (any_order + more_any_order) * any_step))
