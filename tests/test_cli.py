@@ -186,3 +186,19 @@ def test_a_mistyped_command_or_option_gets_a_guess(args, guess, capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and err.startswith("ordersearch")
     assert (guess in err) if guess else "did you mean" not in err
+
+
+def test_verify_prints_an_unprintable_file_name_escaped(tmp_path, capsys):
+    import numpy as np
+
+    from ordersearch import Schedule, save_schedule
+    from ordersearch.data import gaussian_field
+    from ordersearch.data.latents import LatentSet, save_latents
+
+    sample = gaussian_field("separable").sample(8, 16, 16, seed=0)
+    save_latents(LatentSet.create(sample.y, split_labels=np.array([0] * 4 + [1] * 2 + [2] * 2)), tmp_path / "l.npz")
+    path = save_schedule(Schedule.named("raster", 2), tmp_path / "a\x1b[31mb.json")
+    assert main(["verify", str(path), "--latents", str(tmp_path / "l.npz"), "--seeds", "1", "--max-steps", "4",
+                 "--store", str(tmp_path / "store"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "a\\x1b[31mb:" in out, out

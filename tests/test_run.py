@@ -226,6 +226,14 @@ def test_plot_writes_every_figure_and_refuses_a_non_run(latent_file, tmp_path, c
     assert main(["plot", str(tmp_path / "copied"), "--out", str(tmp_path / "figs")]) == 0
     assert (tmp_path / "figs" / "patch2" / "orders.png").stat().st_size > 1000
     assert not (tmp_path / "copied" / "patch2" / "figures").exists()
+    # a damaged run folder is one line, not a traceback
+    for damage in ("{}", "not json", '{"format": "ordersearch.schedule", "version": 1, "stages": [[0, 1], [2, 3]], '
+                   '"metrics": {"bits_per_latent": "a"}}'):
+        (tmp_path / "copied" / "patch2" / "schedules" / "dp.json").write_text(damage)
+        capsys.readouterr()
+        assert main(["plot", str(tmp_path / "copied"), "--out", str(tmp_path / "figs")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("dp.json" in err or "not those of a run" in err), err
     assert main(["plot", str(tmp_path / "empty-does-not-exist")]) == 2
     (tmp_path / "empty").mkdir()
     assert main(["plot", str(tmp_path / "empty")]) == 2

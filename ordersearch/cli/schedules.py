@@ -39,7 +39,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         schedule, meta = load_schedule(args.file)
         title, kernel = meta.name or args.file, args.kernel or meta.kernel
     sizes = schedule.context_sizes(kernel)
-    print(f"{title} ({describe(schedule)})")
+    print(printable(f"{title} ({describe(schedule)})"))
     print("decoding stage of each patch position:")
     print(grid_text(schedule.array()))
     print(f"decoded neighbours in the {kernel}x{kernel} window, per position (total {sizes.sum()}):")

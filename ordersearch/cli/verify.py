@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import OrdersearchError
+from ..errors import OrdersearchError, printable
 from ..schedule_io import load_schedule
 from .common import (add_data_options, add_run_options, add_training_options, at_least_one, device, load_data,
                      train_config)
@@ -24,7 +24,7 @@ def evaluate_files(args: argparse.Namespace) -> tuple[list[str], list]:
     store = EvaluationStore(args.store)
     labels, evals = [], []
     for path, (schedule, meta) in zip(args.files, schedules):
-        labels.append(meta.name or Path(path).stem)
+        labels.append(printable(meta.name or Path(path).stem))  # a file name may hold terminal escapes
         evaluator = Evaluator(splits, train_config(args, args.kernel or meta.kernel), on, store,
                               progress=not args.quiet)
         evals.append([evaluator.evaluate(schedule, seed) for seed in range(args.seeds)])

@@ -27,7 +27,6 @@ loudly on both sides. Every file is written atomically.
 from __future__ import annotations
 
 import io
-import json
 import math
 import sys
 from pathlib import Path
@@ -83,8 +82,13 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
 
 
 def verified_schedules(folder: Path) -> list[dict]:
-    """The verified schedule files of a run folder (JSON objects), best first."""
-    items = [json.loads(p.read_text()) for p in sorted((Path(folder) / SCHEDULES).glob("*.json"))]
+    """The verified schedule files of a run folder (name, stages, metrics), best first; a damaged file is one
+    clear error (``load_schedule``'s)."""
+    items = []
+    for path in sorted((Path(folder) / SCHEDULES).glob("*.json")):
+        schedule, meta = load_schedule(path)
+        items.append({"name": meta.name or path.stem, "stages": [list(r) for r in schedule.stages],
+                      "metrics": meta.metrics})
     return sorted(items, key=lambda d: d["metrics"].get("bits_per_latent", math.inf))
 
 

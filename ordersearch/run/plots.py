@@ -180,4 +180,14 @@ def plot(path: str | Path, formats: tuple[str, ...] = ("png",), out: str | Path 
         targets = [f / files.FIGURES for f in folders]
     else:
         targets = [Path(out) / f.relative_to(path) if f != path else Path(out) for f in folders]
-    return [p for folder, target in zip(folders, targets) for fmt in formats for p in plot_run(folder, fmt, target)]
+    written = []
+    for folder, target in zip(folders, targets):
+        for fmt in formats:
+            try:
+                written += plot_run(folder, fmt, target)
+            except OrdersearchError:
+                raise
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:  # files not as a run writes
+                raise OrdersearchError(f"{folder}: its files are not those of a run this version writes "
+                                       f"({type(e).__name__}: {str(e)[:120]})") from None
+    return written
