@@ -415,3 +415,24 @@ def test_decode_finds_the_schedule_and_the_weights_from_the_stream(tmp_path, mon
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "schedule [[0, 1], [1, 0]]" in err and "give --schedule" in err
     assert not Path("e.png").exists()
+
+
+@pytest.mark.parametrize("provenance, says", [
+    ({"config": {"train": "x"}, "data": "d"}, "not readable"),
+    ({"config": {"train": {"model": 3}}, "data": "d"}, "not a training protocol"),
+    ({"config": {"train": {"model": {"hidden": 10**7}}}, "data": "d"}, "hidden = 10000000"),
+    ({"config": {"train": {"model": {}, "batch": 10**6}}, "data": "d"}, "batch = 1000000"),
+    ({"config": {"train": {"model": {}, "batch": 4096, "crop": 512}}, "data": "d"}, "far beyond memory"),
+    ({"config": {"train": {"model": {}, "lr": "fast"}}, "data": "d"}, "lr = 'fast'"),
+    ({"config": {"train": {"model": {}}}, "data": 5}, "not readable"),
+])
+def test_a_schedule_files_training_protocol_is_checked_like_any_input(provenance, says, tmp_path, capsys):
+    """`encode --train` reads the protocol a schedule file's provenance names: a wrong type or a memory bomb
+    (hidden = 10^7 asked for 7.7 GB) is one line before any training."""
+    from PIL import Image
+
+    path = save_schedule(Schedule.named("raster", 2), tmp_path / "s.json", provenance=provenance)
+    Image.fromarray(image(64, 64)).save(tmp_path / "in.png")
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "o.osc"), "--schedule", str(path), "--train"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err and "s.json" in err, err

@@ -13,6 +13,21 @@ from ..models.multistage import ModelConfig, prior_is_scale
 STARTS = ("any-order", "prior")
 
 
+def _bounds(c: TrainConfig) -> list[tuple[str, object, float, float]]:
+    """What a training protocol read from a file may hold: far beyond any real one, far below a memory bomb."""
+    m = c.model
+    return [("lr", c.lr, 1e-9, 10.0), ("weight_decay", c.weight_decay, 0.0, 10.0), ("max_steps", c.max_steps, 1, 10**7),
+            ("eval_every", c.eval_every, 1, 10**7), ("patience", c.patience, 1, 10**4),
+            ("max_seconds", c.max_seconds, 0.0, 1e9), ("lr_drops", c.lr_drops, 0, 10), ("batch", c.batch, 1, 4096),
+            ("crop", c.crop, 1, 1024), ("warm_steps", c.warm_steps, 0, 10**7), ("score_border", c.score_border, 0, 64),
+            ("kernel", m.kernel, 1, 31), ("mixture", m.mixture, 1, 16),
+            ("context_channels", m.context_channels, 1, 4096), ("hidden", m.hidden, 1, 8192)]
+
+
+_OPTIONAL = {"max_seconds", "context_channels", "hidden"}
+_REAL = {"lr", "weight_decay", "max_seconds"}
+
+
 @dataclass(frozen=True)
 class LoopConfig:
     """The optimiser's protocol, as ``train_loop`` reads it: AdamW, validation cadence, when to stop.
@@ -86,9 +101,27 @@ class TrainConfig(LoopConfig):
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """The inverse of :meth:`to_dict` (as stored in evaluations and schedule provenance)."""
-        # a protocol written before ``start`` existed started every schedule from the prior-only warm start
-        return cls(**{"start": "prior", **d, "model": ModelConfig(**d["model"])})
+        """The inverse of :meth:`to_dict` (as stored in evaluations and schedule provenance), every field checked
+        and bounded like any other input (a schedule file's provenance is read by ``encode``): one clear error."""
+        try:
+            # a protocol written before ``start`` existed started every schedule from the prior-only warm start
+            config = cls(**{"start": "prior", **d, "model": ModelConfig(**d["model"])})
+        except (TypeError, KeyError) as e:
+            raise OrdersearchError(f"not a training protocol ({e})") from None
+        for name, value, low, high in _bounds(config):
+            if value is None and name in _OPTIONAL:
+                continue
+            number = (float, int) if name in _REAL else int
+            if isinstance(value, bool) or not isinstance(value, number) or not low <= value <= high:
+                raise OrdersearchError(f"training protocol: {name} = {value!r}, expected a number from {low} to "
+                                       f"{high}")
+        if config.model.kernel % 2 == 0 or config.model.prior_scale not in (None, True, False):
+            raise OrdersearchError(f"training protocol: kernel {config.model.kernel!r} or prior_scale "
+                                   f"{config.model.prior_scale!r} not possible")
+        if config.batch * (config.crop + config.model.kernel) ** 2 > 2**22:  # latents per step, every channel
+            raise OrdersearchError(f"training protocol: batch {config.batch} of {config.crop}x{config.crop} crops "
+                                   "is far beyond memory")
+        return config
 
     @property
     def kernel(self) -> int:

@@ -204,11 +204,18 @@ def weights_source(schedule_file: Path, kernel: int, provenance: dict):
     from ..evaluation.evaluator import data_fingerprint
     from ..models.multistage import ModelConfig
 
-    train = (provenance.get("config") or {}).get("train")
+    config = provenance.get("config")
+    train = config.get("train") if isinstance(config, dict) else None
     if train and "data" in provenance:
         run = schedule_file.parent.parent if schedule_file.parent.name == SCHEDULES else schedule_file.parent
         folders = list(dict.fromkeys([run / STORE, schedule_file.parent / STORE]))  # the run's store first
-        return TrainConfig.from_dict(train), provenance["data"], folders
+        if not isinstance(train, dict) or not isinstance(provenance["data"], str):
+            raise OrdersearchError(f"{schedule_file}: its provenance's training protocol or data is not readable")
+        try:
+            protocol = TrainConfig.from_dict(train)
+        except OrdersearchError as e:
+            raise OrdersearchError(f"{schedule_file}: provenance: {e}") from None
+        return protocol, provenance["data"], folders
     from ..models.builtin import builtin
 
     return TrainConfig(model=ModelConfig(kernel=kernel)), data_fingerprint(builtin().split()), [Path("runs") / STORE]
