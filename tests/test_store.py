@@ -203,3 +203,16 @@ def test_a_database_url_store_keeps_weights_in_the_database(tmp_path, latents):
 
 def test_postgresql_store_trains_each_order_once(postgres_url):
     check_one_training_per_order(postgres_url)
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a torch file", b"PK\x03\x04garbage"])
+def test_damaged_weights_in_a_store_are_one_clear_error(tmp_path, latents, damage):
+    """A model file broken on disk (a full disk, a bad copy) gave an UnpicklingError traceback."""
+    from ordersearch.errors import OrdersearchError
+
+    store = EvaluationStore(tmp_path)
+    evaluate(store, Schedule.named("raster", 2), latents, CFG)
+    key = trained(store)[0]["key"]
+    store.model_path(key).write_bytes(damage)
+    with pytest.raises(OrdersearchError, match=r"damaged model weights.*trained again"):
+        store.state(key)

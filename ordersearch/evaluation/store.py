@@ -43,7 +43,7 @@ from pathlib import Path
 import sqlalchemy as sa
 import torch
 
-from ..errors import OrdersearchError, redact
+from ..errors import OrdersearchError, printable, redact
 from ..files import atomic_write
 from ..models.context_weights import ContextWeights
 from ..models.multistage import ModelConfig, translated_state
@@ -289,9 +289,26 @@ class EvaluationStore:
                 self._release(key)
 
     def state(self, key: str) -> dict[str, torch.Tensor] | None:
-        """The trained model's state dict of ``key`` (loaded safely), if stored."""
+        """The trained model's state dict of ``key`` (loaded safely), if stored; damaged weights are one clear
+        error."""
         blob = self.weights(key)
-        return None if blob is None else torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        if blob is None:
+            return None
+        try:
+            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for bytes that are not its own
+            why = printable((str(e).splitlines() or [type(e).__name__])[0])[:160]
+            raise OrdersearchError(f"{self.where(key)}: damaged model weights ({why}); delete that file (or the "
+                                   "evaluation's row) and it is trained again") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise OrdersearchError(f"{self.where(key)}: damaged model weights (not a dict of tensors)")
+        return state
+
+    def where(self, key: str) -> str:
+        """Where ``key``'s weights lie: the file in a folder store, else the database (password masked)."""
+        if self.folder is not None:
+            return str(self.model_path(key))
+        return f"the weights of {key} in {redact(self.url or '', self.url)}"
 
     def schedule_state(self, schedule: Schedule, config: dict, data: str, seed: int = 0
                        ) -> dict[str, torch.Tensor] | None:
