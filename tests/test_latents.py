@@ -131,6 +131,9 @@ def test_split_errors():
         (dict(y=np.zeros((2, 1, 4, 4)), prior=np.zeros((1, 2, 4, 4))), "prior has 1 entries but y has 2"),
         (dict(y=np.zeros((1, 1, 4, 4)), image_sizes=[[4, 4, 4]]), r"image_sizes must be an integer array of shape \(1, 2\)"),
         (dict(y=np.zeros((1, 1, 4, 4)), image_sizes=[[0, 4]]), r"image_sizes must be positive"),
+        # sizes of 2^32 overflowed the pixel count to 0 (ZeroDivisionError); int64-max gave 1567 bpp, exit 0
+        (dict(y=np.zeros((1, 1, 4, 4)), image_sizes=[[2**32, 2**32]]), r"image_sizes\[0\] = .* does not fit latent 0"),
+        (dict(y=np.zeros((1, 1, 4, 4)), image_sizes=[[64, 2]]), r"covers 1 to 256 pixels per side"),
         (dict(y=np.zeros((1, 1, 4, 4)), split_labels=[3]), r"split must hold 0 \(train\), 1 \(val\) or 2 \(test\)"),
     ],
 )
@@ -256,3 +259,12 @@ def test_hostile_latent_files_are_one_line_errors(tmp_path):
     fifo = tmp_path / "fifo.npz"
     os.mkfifo(fifo)
     assert err(fifo).endswith("not a regular file (a FIFO, device or socket is not read)")
+
+
+def test_a_small_file_that_unpacks_a_thousandfold_is_refused_before_loading(tmp_path):
+    """A 262 KB .npz holding 243 MB of int8 y reached 2.2 GB once converted, and died in the allocator."""
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, y_0=np.zeros((1, 9000, 9000), dtype=np.int8))
+    assert path.stat().st_size < 2**20
+    with pytest.raises(LatentError, match="more than 100 times its size"):
+        load_latents(path)

@@ -37,6 +37,8 @@ from ..errors import LatentError
 from ..files import NOT_REGULAR, atomic_write
 
 SPLIT_NAMES = ("train", "val", "test")
+#: the most pixels one latent may stand for along a side (image_sizes are checked against the latents' shapes)
+MAX_STRIDE = 256
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +80,13 @@ class LatentSet:
         sizes = _per_image(image_sizes, n, "image_sizes", (n, 2))
         if sizes is not None and (sizes <= 0).any():
             raise LatentError("image_sizes must be positive (height, width) pairs")
+        if sizes is not None:  # a codec downsamples: each latent covers 1 to MAX_STRIDE pixels per side
+            shapes = np.array([y.shape[1:] for y in ys], dtype=np.int64)
+            bad = np.flatnonzero(((sizes < shapes) | (sizes > MAX_STRIDE * shapes)).any(axis=1))
+            if len(bad):
+                i = int(bad[0])
+                raise LatentError(f"image_sizes[{i}] = {tuple(int(v) for v in sizes[i])} does not fit latent {i} of "
+                                  f"{shapes[i][0]}x{shapes[i][1]} (each latent covers 1 to {MAX_STRIDE} pixels per side)")
         grp = _per_image(groups, n, "groups", (n,))
         spl = _per_image(split_labels, n, "split", (n,))
         if spl is not None and not np.isin(spl, (0, 1, 2)).all():
@@ -275,7 +284,7 @@ def _collect(mapping: dict[str, Any], key: str) -> Any:
 #: The most a latent file may unpack to: this many times its size on disk, at least MIN_UNPACKED (real
 #: latents compress a few times; a zip bomb compresses a thousand times)
 MAX_UNPACK_RATIO = 100
-MIN_UNPACKED = 256 * 2**20
+MIN_UNPACKED = 64 * 2**20
 
 
 def _check_archive(path: Path, size: int) -> None:
