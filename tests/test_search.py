@@ -332,3 +332,26 @@ def test_adaptive_seeds_go_to_the_unresolved_candidates_only(tmp_path):
     assert max(seeds.values()) <= 4
     with pytest.raises(OrdersearchError, match="seeds <= max seeds"):
         verify(candidates, evaluator, seeds=3, max_seeds=2)
+
+
+def test_searches_sharing_one_storage_share_its_trial_budget(tmp_path):
+    """Two `search` processes on one new SQLite storage (other --out): neither fails creating the tables
+    ("table trial_values already exists") and together they finish the budget, not one trial more (201 of
+    200 was seen)."""
+    import optuna
+
+    from ordersearch.data.latents import LatentSet, save_latents
+
+    sample = gaussian_field("separable").sample(8, 16, 16, seed=0)
+    save_latents(LatentSet.create(sample.y, split_labels=np.array([0] * 4 + [1] * 2 + [2] * 2)), tmp_path / "l.npz")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    for attempt in range(2):  # the race needs both at the end of the budget together: try twice
+        procs = [subprocess.Popen([sys.executable, "-m", "ordersearch", "search", "--patch", "3", "--latents",
+                                   str(tmp_path / "l.npz"), "--out", str(tmp_path / f"out{attempt}{i}"), "--storage",
+                                   url, "--strategies", "optuna-tpe,optuna-random", "--budget", str(40 * (attempt + 1)),
+                                   "--quiet"], stderr=subprocess.PIPE, text=True) for i in range(2)]
+        for p in procs:
+            assert p.wait(timeout=300) == 0, p.stderr.read()
+        for sampler in ("tpe", "random"):
+            study = optuna.load_study(study_name=f"ordersearch-3x3-optuna-{sampler}-seed0", storage=url)
+            assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 40 * (attempt + 1)

@@ -204,7 +204,7 @@ class EvaluationStore:
         with self._engine.begin() as con:
             con.execute(sa.delete(self._claims).where(c.key == key, c.beat < time.time() - 3 * self.heartbeat))
             holder = con.execute(sa.select(c.owner).where(c.key == key)).scalar()
-            if holder is not None and _dead_here(holder):
+            if holder is not None and dead_here(holder):
                 con.execute(sa.delete(self._claims).where(c.key == key, c.owner == holder))
         try:
             with self._engine.begin() as con:
@@ -328,7 +328,7 @@ class EvaluationStore:
         return ContextWeights.from_state(translated_state(state, canonical.translation_to(schedule)), schedule, built)
 
 
-def _dead_here(owner: str) -> bool:
+def dead_here(owner: str) -> bool:
     """Whether a claim's owner was a process on this host that no longer runs."""
     host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]

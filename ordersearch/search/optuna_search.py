@@ -15,10 +15,13 @@ against the budget and are never repeated.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import numpy as np
 
@@ -27,6 +30,10 @@ from ..schedule import Schedule
 from .base import Session, Strategy, SearchResult, order_to_schedule
 
 SAMPLERS = ("tpe", "cmaes", "random")
+#: a trial running longer than this is of a search that died (each trial scores one order on a table)
+STALE_SECONDS = 60.0
+#: the user attribute of a trial that names the process running it (host:pid)
+OWNER = "owner"
 
 
 def keys_to_order(keys: np.ndarray) -> np.ndarray:
@@ -81,9 +88,12 @@ class OptunaSearch(Strategy):
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # per-trial log lines are noise: results come back here
         name = self.study_name or f"ordersearch-{patch}x{patch}-{self.name}-seed{self.seed}"
-        try:
-            return optuna.create_study(study_name=name, storage=self.storage, sampler=self._make_sampler(self.seed),
-                                       direction="minimize", load_if_exists=True)
+        from ..evaluation.store import retry_table_race
+
+        try:  # searches started together on one new database race to create its tables
+            return retry_table_race(lambda: optuna.create_study(
+                study_name=name, storage=self.storage, sampler=self._make_sampler(self.seed), direction="minimize",
+                load_if_exists=True))
         except Exception as exc:  # bad URL, missing driver, unreachable server: SQLAlchemy raises many types
             raise OrdersearchError(redact(f"cannot open Optuna storage {self.storage!r}: {str(exc).splitlines()[0]}",
                                          self.storage)) from None
@@ -106,10 +116,40 @@ class OptunaSearch(Strategy):
         # uninterrupted one would have.
         # Ctrl-C is held for the whole loop and raised here, between trials: raised by the default handler it
         # could land in a garbage-collection callback of SQLAlchemy, which prints and swallows it (seen in CI)
+        # Searches sharing the storage share the budget: a trial asked for is run only if fewer than `wanted`
+        # trials numbered before it are finished or running (trial numbers are given out by the storage, one at
+        # a time), so two searches never finish more than `wanted` between them. A running trial whose process
+        # is gone (this host), or that has run for STALE_SECONDS (a trial scores one order on a table, in
+        # milliseconds), belongs to a search that died and does not count.
+        from ..evaluation.store import dead_here
+
+        live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+
+        def counts(t, now: datetime) -> bool:
+            if t.state == optuna.trial.TrialState.COMPLETE:
+                return True
+            mine = t.user_attrs.get(OWNER)
+            gone = isinstance(mine, str) and dead_here(mine)
+            return not gone and (now - t.datetime_start).total_seconds() < STALE_SECONDS
+
         with interrupts_held() as caught:
             while done < wanted and not session.out_of_budget():
                 study.sampler = self._make_sampler(self.seed * 1_000_003 + done)
-                study.optimize(objective, n_trials=1, show_progress_bar=False)
+                trial = study.ask()
+                trial.set_user_attr(OWNER, owner)
+                now = datetime.now()
+                ahead = sum(t.number < trial.number and counts(t, now)
+                            for t in study.get_trials(deepcopy=False, states=live))
+                if ahead >= wanted:
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # another search took the last ones
+                    break
+                try:
+                    value = objective(trial)
+                except BaseException:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    raise
+                study.tell(trial, value)
                 if caught:
                     raise KeyboardInterrupt
                 done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
