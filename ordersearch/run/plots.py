@@ -5,7 +5,9 @@
 - ``verified``: dedicated rate of each verified schedule (seed spread) and its
   difference from the best with the paired 95% interval;
 - ``traces``: best rate found so far vs scorer calls, per strategy;
-- ``pareto``: best rate vs decoding stages, named schedules marked;
+- ``pareto``: best rate vs decoding stages (the cheap front, named schedules marked) and, beside it, the
+  verified (dedicated, test) rate of every candidate by its stages: one label per stage count, so
+  schedules with as many stages never write over each other;
 - ``rate_vs_context``: f(C) of every context set vs decoded neighbours.
 """
 
@@ -35,6 +37,22 @@ def _save(fig, figures: Path, name: str, fmt: str) -> Path:
     path = figures / f"{name}.{fmt}"
     atomic_write(path, buf.getvalue())
     return path
+
+
+def _stage_labels(ax, points: list[tuple[int, float, str]], last: int) -> None:
+    """One text per stage count, its schedules one per line (lowest first): labels of schedules with as many
+    stages, near-equal rates, never write over each other."""
+    by_stage: dict[int, list[tuple[float, str]]] = {}
+    for stages, rate, label in points:
+        by_stage.setdefault(stages, []).append((rate, label))
+    for stages, group in sorted(by_stage.items()):
+        group.sort()
+        text = "\n".join(f"{_short(label, 28)} {rate:.4f}" for rate, label in group[:8])
+        text += f"\n(+{len(group) - 8} more)" if len(group) > 8 else ""
+        right = stages > last / 2
+        ax.annotate(text, (stages, group[0][0]), textcoords="offset points", xytext=(-8 if right else 8, 8),
+                    fontsize=7, ha="right" if right else "left", va="bottom",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.8", "alpha": 0.85})
 
 
 def _grid_panels(items: list[dict], values: list[np.ndarray], title: str, label: str, fmt_cell, cmap: str):
@@ -133,21 +151,28 @@ def plot_run(folder: str | Path, fmt: str = "png", out: str | Path | None = None
 
     pareto = files.read_table(folder, "pareto.csv")
     front, named = pareto[pareto.kind == "front"], pareto[pareto.kind == "named"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
     ax.step(front.budget, front.bits_per_latent, where="post", color="tab:blue", label="best with at most T stages")
     ax.plot(front.budget, front.bits_per_latent, "o", color="tab:blue", markersize=4)
     ax.plot(named.stages, named.bits_per_latent, "s", color="tab:orange", label="named schedules")
-    last = pareto.budget.max()
-    for _, group in named.groupby("stages"):  # stagger labels of schedules with the same number of stages
-        for i, (_, row) in enumerate(group.sort_values("bits_per_latent").iterrows()):
-            right = row.stages == last
-            ax.annotate(f"{row.label} ({row.bits_per_latent:.4f})", (row.stages, row.bits_per_latent),
-                        textcoords="offset points", xytext=(-6 if right else 6, 6 + 11 * i), fontsize=8,
-                        ha="right" if right else "left")
+    last = int(pareto.budget.max())
+    _stage_labels(ax, [(int(r.stages), float(r.bits_per_latent), str(r.label)) for r in named.itertuples()], last)
     ax.set_xlabel("decoding stages T")
-    ax.set_ylabel("bits per latent element (cheap estimator)")
-    ax.set_title("Rate vs decoding stages (Pareto front)")
+    ax.set_ylabel("bits per latent element (cheap estimator: ranks, not a codec's rate)")
+    ax.set_title("Cheap estimate: Pareto front and named schedules", fontsize=10)
     ax.legend(fontsize=8)
+    verified = [(len({v for row in d["stages"] for v in row}), float(d["metrics"]["bits_per_latent"]),
+                 np.std(d["metrics"]["bits_per_latent_per_seed"], ddof=1) if d["metrics"].get("seeds", 1) > 1 else 0.0,
+                 str(d["name"])) for d in items]
+    ax2.errorbar([v[0] for v in verified], [v[1] for v in verified], yerr=[v[2] for v in verified], fmt="o",
+                 color="tab:green", capsize=3, markersize=4, label="verified candidates (seed sd)")
+    _stage_labels(ax2, [(s, r, name) for s, r, _, name in verified], last)
+    ax2.set_xlabel("decoding stages T")
+    ax2.set_ylabel("bits per latent element (dedicated, test split)")
+    ax2.set_title("Verified: dedicated training, mean over seeds", fontsize=10)
+    ax2.legend(fontsize=8)
+    for a in (ax, ax2):
+        a.set_xlim(0.5, last + 0.5)
     written.append(_save(fig, figures, "pareto", fmt))
 
     costs = files.read_table(folder, "costs.csv")
