@@ -1,10 +1,12 @@
 """Hostile inputs through the real command line, run by ``test_hostile.py`` in a subprocess under a memory limit.
 
 Each kind (schedule files, latent files, bitstreams forged with a valid
-checksum, codec and weights files, paths) gets ``--examples`` hypothesis cases; every case is one
+checksum, codec and weights files, paths) gets ``--examples`` hypothesis cases, fresh ones each time from
+``--seed`` (random unless given; printed first, so a failure is replayed with it); every case is one
 ``ordersearch`` command in this process, which must end with exit 0, or with
 exit 1 or 2 and exactly one line on stderr: never a traceback, never over
-``--seconds``. The subprocess's address space is capped (``RLIMIT_AS``), so an
+``--seconds``. What a command writes is checked too: after exit 0 its output is a regular, non-empty file
+(a PNG that opens, a bitstream with the format's magic bytes); after an error there is none. The subprocess's address space is capped (``RLIMIT_AS``), so an
 input that makes the toolkit allocate gigabytes fails here as a crash instead
 of filling the machine; the caller also checks the peak resident memory.
 
@@ -30,10 +32,31 @@ from hypothesis import strategies as st
 from ordersearch.cli import main
 
 SECONDS = 10.0
+SEED: int | None = None  # set from --seed before any case runs
+
+
+def _regular(path: Path) -> bool:
+    """A regular file that is not a link (a name too long or a loop is no file)."""
+    try:
+        return path.is_file() and not path.is_symlink()
+    except OSError:
+        return False
+
+
+def _output(argv: list[str]) -> Path | None:
+    """The file a command writes, if it writes one of the cases' own outputs (``out.osc``, ``out.png``; the
+    paths kind aims outputs at fixtures and odd places, which are not removed)."""
+    if argv[0] in ("encode", "decode") and Path(argv[2]).name in ("out.osc", "out.png"):
+        return Path(argv[2])
+    return None
 
 
 def check(argv: list[str]) -> None:
-    """One command: exit 0, or exit 1/2 with one stderr line; no traceback; within SECONDS."""
+    """One command: exit 0, or exit 1/2 with one stderr line; no traceback; within SECONDS; after exit 0 its
+    output is what it says, after an error there is none."""
+    written = _output(argv)
+    if written is not None and _regular(written):
+        written.unlink()
     out, err = io.StringIO(), io.StringIO()
     start = time.time()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -48,11 +71,28 @@ def check(argv: list[str]) -> None:
     if code:
         assert len(text.strip().splitlines()) == 1, (argv, text)
     assert seconds < SECONDS, (argv, seconds)
+    if written is not None:
+        if code:
+            assert not _regular(written), (argv, "an error left an output file", text)
+        elif _regular(written):
+            head = written.read_bytes()[:8]
+            assert head[:4] == (b"OSMC" if argv[0] == "encode" else b"\x89PNG"), (argv, head)
+
+
+def _picture(path: Path) -> None:
+    """A small photo-like RGB image to encode."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).save(path)
 
 
 def run_cases(test, examples: int) -> None:
-    settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-             suppress_health_check=list(HealthCheck))(test)()
+    from hypothesis import seed
+
+    test = settings(max_examples=examples, deadline=None, database=None,
+                    suppress_health_check=list(HealthCheck))(test)
+    seed(SEED)(test)()
 
 
 # ---------------------------------------------------------------------------------------- schedules
@@ -75,11 +115,18 @@ schedule_objects = st.one_of(
 def schedules(work: Path, examples: int) -> None:
     path = work / "s.json"
 
+    picture, junk = work / "picture.png", work / "junk.osc"
+    _picture(picture)
+    junk.write_bytes(b"OSMC junk")
+
     @given(st.one_of(schedule_objects.map(lambda o: json.dumps(o).encode()), st.binary(max_size=200)),
-           st.sampled_from(["validate", "show"]))
+           st.sampled_from(["validate", "show", "encode", "decode"]))
     def case(data: bytes, command: str) -> None:
         path.write_bytes(data)
-        check([command, str(path)])
+        # encode and decode read the whole file, provenance included (where its weights are kept)
+        check({"encode": ["encode", str(picture), str(work / "out.osc"), "--schedule", str(path)],
+               "decode": ["decode", str(junk), str(work / "out.png"), "--schedule", str(path)]}.get(
+            command, [command, str(path)]))
 
     run_cases(case, examples)
 
@@ -340,7 +387,13 @@ if __name__ == "__main__":
     parser.add_argument("kind", choices=list(KINDS))
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--seed", type=int, help="hypothesis seed (default: a fresh one, printed)")
     args = parser.parse_args()
+    import random
+
+    SEED = args.seed if args.seed is not None else random.randrange(2**32)
+    print(f"hostile seed {SEED} (replay: python tests/hostile_inputs.py {args.kind} --examples {args.examples} "
+          f"--work DIR --seed {SEED})", flush=True)
     import torch
 
     torch.set_num_threads(1)
