@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -97,16 +97,19 @@ class Evaluator:
         return None if result is None else self._translated(result, schedule, self.key(schedule_subject(canonical),
                                                                                           seed))
 
-    def evaluate_many(self, items: Iterable[tuple[Schedule, int]]) -> list[Evaluation]:
+    def evaluate_many(self, items: Iterable[tuple[Schedule, int]], names: Sequence[str] | None = None
+                      ) -> list[Evaluation]:
         """``evaluate(schedule, seed)`` of every item; the ones not in the store are trained together.
+        ``names``: what the progress bars call each item's schedule (a candidate's label).
 
         Up to ``stack`` models of one patch size train as one stacked module
         (``train_stacked``): on a GPU many small models cost about what one
         does. Results equal those of ``evaluate`` up to floating-point order.
         """
-        return self._evaluate_many(list(items), self.config)
+        return self._evaluate_many(list(items), self.config, names)
 
-    def _evaluate_many(self, items: list[tuple[Schedule, int]], config: TrainConfig) -> list[Evaluation]:
+    def _evaluate_many(self, items: list[tuple[Schedule, int]], config: TrainConfig,
+                       names: Sequence[str] | None = None) -> list[Evaluation]:
         canonical = [(s.canonical("translations"), seed) for s, seed in items]
         for s, _ in canonical:
             self.splits.check(s.patch, config.crop)
@@ -119,7 +122,8 @@ class Evaluator:
                 for at in range(0, len(same), self.stack):
                     chunk = same[at:at + self.stack]
                     yield from self._train_schedules([canonical[i] for i in chunk], config,
-                                                     self._checkpoint([keyed[i][0] for i in chunk]))
+                                                     self._checkpoint([keyed[i][0] for i in chunk]),
+                                                     None if names is None else [names[i] for i in chunk])
 
         results = (list(train(list(range(len(items))))) if self.store is None else
                    self.store.cached_many(keyed, train))
@@ -233,13 +237,15 @@ class Evaluator:
                            label or f"train {n}x{n} schedule seed {seed}", checkpoint)
 
     def _train_schedules(self, items: list[tuple[Schedule, int]], config: TrainConfig,
-                         checkpoint: Checkpoint | None = None) -> list[Evaluation]:
+                         checkpoint: Checkpoint | None = None, names: list[str] | None = None) -> list[Evaluation]:
         """Dedicated evaluations of (schedule, seed) pairs of one patch size, trained as one stack."""
         warm = config.warm_steps == 0 and items[0][0] == WARM
+        n = items[0][0].patch
         if len(items) == 1:
             schedule, seed = items[0]
-            return [self._train_schedule(schedule, seed, config,
-                                         f"warm start (prior only) seed {seed}" if warm else None, checkpoint)]
+            label = (f"warm start (prior only) seed {seed}" if warm else
+                     f"train {n}x{n} {names[0]} seed {seed}" if names else None)
+            return [self._train_schedule(schedule, seed, config, label, checkpoint)]
         config = config.decided(self.splits)
         if config.warm_steps > 0:
             self.warm_starts([seed for _, seed in items])
@@ -247,9 +253,9 @@ class Evaluator:
         for schedule, seed in items:  # each initialised as the one-at-a-time path initialises it
             model = self._seeded(functools.partial(MultistageContextModel, schedule), seed, config)
             models.append(self._start(model, seed, config))
-        n = items[0][0].patch
         start = time.time()
-        label = f"{len(items)} warm starts together" if warm else f"train {len(items)} {n}x{n} models together"
+        label = (f"{len(items)} warm starts together" if warm else f"train {len(items)} {n}x{n} models together"
+                 + (f" ({', '.join(names)[:60]})" if names else ""))
         trained = train_stacked(models, self.splits, config, [seed for _, seed in items], self.device,
                                 self.progress, label, checkpoint)
         seconds = (time.time() - start) / len(items)  # the stack's time, shared evenly

@@ -141,8 +141,10 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
                 r.bit_generator.state = state
             return _loop(model, k, batch_loss, validate, loop, progress, label, rngs, None)
     start, last_save = time.time() - elapsed, time.time()
-    bar = tqdm(total=p.max_steps, initial=step, desc=label, unit="step", disable=not progress or None,
-               leave=False)
+    # plateau training stops at its plateau, not at the cap: no time estimate to the cap (it read 47:09 for a
+    # training of a few minutes); the bar counts steps and says how many plateaus are left
+    bar = tqdm(total=None if p.lr_drops else p.max_steps, initial=step, desc=label, unit="step",
+               disable=not progress or None, leave=False)
     while step < p.max_steps and active.any():
         if p.max_seconds is not None and time.time() - start > p.max_seconds:
             break
@@ -188,7 +190,8 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
             drops[drop] -= 1
             since[drop] = 0
             active &= ~(plateau & ~drop)
-            bar.set_postfix(val=f"{v.min():.4f}")
+            bar.set_postfix(val=f"{v.min():.4f}", **({"plateaus_left": int(drops[active].max(initial=0)) + 1}
+                                                     if p.lr_drops and active.any() else {}))
         if checkpoint is not None and time.time() - last_save >= checkpoint.every and step < p.max_steps:
             checkpoint.save({
                 "step": step, "elapsed": time.time() - start, "model": model.state_dict(),

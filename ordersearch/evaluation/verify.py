@@ -138,7 +138,8 @@ def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 3,
         planned += len(pairs)
         for at in range(0, len(pairs), evaluator.stack):  # one stack at a time, so each is reported as it ends
             chunk = pairs[at:at + evaluator.stack]
-            for (label, seed), ev in zip(chunk, evaluator.evaluate_many([(schedules[k], s) for k, s in chunk])):
+            for (label, seed), ev in zip(chunk, evaluator.evaluate_many([(schedules[k], s) for k, s in chunk],
+                                                                        [k for k, _ in chunk])):
                 evaluations[label].append(ev)
                 done += 1
                 if report:
