@@ -118,9 +118,11 @@ class OptunaSearch(Strategy):
         # could land in a garbage-collection callback of SQLAlchemy, which prints and swallows it (seen in CI)
         # Searches sharing the storage share the budget: a trial asked for is run only if fewer than `wanted`
         # trials numbered before it are finished or running (trial numbers are given out by the storage, one at
-        # a time), so two searches never finish more than `wanted` between them. A running trial whose process
-        # is gone (this host), or that has run for STALE_SECONDS (a trial scores one order on a table, in
-        # milliseconds), belongs to a search that died and does not count.
+        # a time), so two searches never finish more than `wanted` between them. A running trial counts only
+        # while its process (its OWNER, written right after it is asked for) lives: gone from this host, silent
+        # for STALE_SECONDS (a trial scores one order on a table, in milliseconds), or killed before its owner
+        # was written, it belongs to a search that died. (Left open: two searches both at the last trial, one
+        # of them between those two writes, can finish one more.)
         from ..evaluation.store import dead_here
 
         live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
@@ -130,8 +132,8 @@ class OptunaSearch(Strategy):
             if t.state == optuna.trial.TrialState.COMPLETE:
                 return True
             mine = t.user_attrs.get(OWNER)
-            gone = isinstance(mine, str) and dead_here(mine)
-            return not gone and (now - t.datetime_start).total_seconds() < STALE_SECONDS
+            return (isinstance(mine, str) and not dead_here(mine)
+                    and (now - t.datetime_start).total_seconds() < STALE_SECONDS)
 
         with interrupts_held() as caught:
             while done < wanted and not session.out_of_budget():
