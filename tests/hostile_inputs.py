@@ -265,7 +265,6 @@ def bitstreams(work: Path, examples: int) -> None:
 def models(work: Path, examples: int) -> None:
     """Forged codec files (``encode --codec``) and context-model weights (``--weights``, the sidecar)."""
     import torch
-    from PIL import Image
 
     from ordersearch import Schedule, save_schedule
     from ordersearch.codec.codec_file import save_codec
@@ -282,8 +281,7 @@ def models(work: Path, examples: int) -> None:
     codec_blob = torch.load(work / "good.pt", weights_only=True)
     small = MultistageContextModel(schedule, 64, 64, ModelConfig(context_channels=2, hidden=8, prior_scale=True))
     weights_blob = {k: v.clone() for k, v in small.state_dict().items()}  # the bundled codec's width, 2 features
-    rng = np.random.default_rng(0)
-    Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).save(work / "picture.png")
+    _picture(work / "picture.png")
     good_bytes = (work / "good.pt").read_bytes()
     tensors = st.one_of(
         st.lists(st.integers(0, 6), max_size=5).map(lambda shape: torch.zeros(shape)),

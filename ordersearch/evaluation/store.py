@@ -43,9 +43,9 @@ from pathlib import Path
 import sqlalchemy as sa
 import torch
 
-from ..errors import OrdersearchError, printable, redact
+from ..errors import OrdersearchError, redact
 from ..files import atomic_write
-from ..models.context_weights import ContextWeights
+from ..models.context_weights import ContextWeights, untrusted_load
 from ..models.multistage import ModelConfig, translated_state
 from ..schedule import Position, Schedule, context_index
 from .record import Evaluation
@@ -294,12 +294,8 @@ class EvaluationStore:
         blob = self.weights(key)
         if blob is None:
             return None
-        try:
-            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many types for bytes that are not its own
-            why = printable((str(e).splitlines() or [type(e).__name__])[0])[:160]
-            raise OrdersearchError(f"{self.where(key)}: damaged model weights ({why}); delete that file (or the "
-                                   "evaluation's row) and it is trained again") from None
+        state = untrusted_load(blob, f"{self.where(key)}: damaged model weights; delete that file (or the "
+                                     "evaluation's row) and it is trained again")
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise OrdersearchError(f"{self.where(key)}: damaged model weights (not a dict of tensors)")
         return state
@@ -310,15 +306,9 @@ class EvaluationStore:
             return str(self.model_path(key))
         return f"the weights of {key} in {redact(self.url or '', self.url)}"
 
-    def schedule_state(self, schedule: Schedule, config: dict, data: str, seed: int = 0
-                       ) -> dict[str, torch.Tensor] | None:
-        """Weights of ``schedule``'s dedicated model on ``data`` (moved to its positions), if stored."""
-        weights = self.schedule_weights(schedule, config, data, seed)
-        return None if weights is None else weights.state
-
     def schedule_weights(self, schedule: Schedule, config: dict, data: str, seed: int = 0) -> ContextWeights | None:
-        """``schedule_state`` described as the model was built (its evaluation's protocol, decided on the data),
-        ready for a self-describing weights file; None if not stored."""
+        """Weights of ``schedule``'s dedicated model on ``data`` (moved to its positions), described as the model
+        was built (its evaluation's protocol, decided on the data); None if not stored."""
         canonical = schedule.canonical("translations")
         key = evaluation_key(*schedule_subject(canonical), config, data, seed)
         state, evaluation = self.state(key), self.get(key)

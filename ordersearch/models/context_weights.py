@@ -45,10 +45,9 @@ class ContextWeights:
     config: ModelConfig | None = None
 
     @classmethod
-    def of(cls, model: MultistageContextModel, state: dict[str, torch.Tensor] | None = None) -> ContextWeights:
-        """The weights of ``model`` (or ``state``, trained for a module of its shape), described by it."""
-        return cls(dict(model.state_dict() if state is None else state), model.schedule, model.channels,
-                   model.prior_channels, model.config)
+    def of(cls, model: MultistageContextModel) -> ContextWeights:
+        """The weights of ``model``, described by it."""
+        return cls(dict(model.state_dict()), model.schedule, model.channels, model.prior_channels, model.config)
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor], schedule: Schedule, config: ModelConfig) -> ContextWeights:
@@ -93,6 +92,16 @@ class ContextWeights:
                 from None
 
 
+def untrusted_load(blob: bytes, failure: str) -> object:
+    """``torch.load`` of bytes from anywhere: tensors and plain containers only (``weights_only``, no code runs);
+    bytes that are not torch's are one error, ``failure (why)``."""
+    try:
+        return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bytes that are not its own
+        why = printable((str(e).splitlines() or [type(e).__name__])[0])[:200]
+        raise OrdersearchError(f"{failure} ({why})") from None
+
+
 def weights_file(schedule_file: str | Path) -> Path:
     """Where a schedule file's weights lie: ``best.json`` -> ``best.weights.pt``."""
     schedule_file = Path(schedule_file)
@@ -116,12 +125,7 @@ def save_weights(path: str | Path, weights: ContextWeights) -> None:
 
 def load_weights(path: str | Path) -> ContextWeights:
     """A weights file (float32 tensors), or one clear error: missing, not torch's, not a context model's."""
-    raw = read_input(Path(path), MAX_BYTES, "a weights file")
-    try:
-        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for files that are not its own
-        why = printable((str(e).splitlines() or [type(e).__name__])[0])[:200]
-        raise OrdersearchError(f"{path}: not a weights file ({why})") from None
+    obj = untrusted_load(read_input(Path(path), MAX_BYTES, "a weights file"), f"{path}: not a weights file")
     described = isinstance(obj, dict) and obj.get("format") == FORMAT
     state = obj.get("state") if described else obj
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
