@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from .._version import __version__
 from ..errors import OrdersearchError, printable, redact
 from . import codec, run, schedules, verify, worker
-from .common import Parser, secrets
+from .common import Parser, commands, parsers, secrets
 
 #: the command groups, in the order ``ordersearch --help`` lists their commands
 GROUPS = (schedules, run, verify, codec, worker)
@@ -39,21 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in GROUPS:
         group.add_parsers(sub)
-    for command in _leaves(parser):  # --debug before or after the command name
+    # --debug before or after the command name, on the commands themselves (``codec train``, not ``codec``)
+    for command in (p for p in parsers(parser) if p is not parser and not commands(p)):
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show tracebacks instead of one-line errors")
     return parser
-
-
-def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    """The parsers of the commands themselves (``codec train``, not ``codec``)."""
-    out = []
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in action.choices.values():
-                out += _leaves(child) if any(isinstance(a, argparse._SubParsersAction) for a in child._actions) \
-                    else [child]
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,21 +32,26 @@ class Parser(argparse.ArgumentParser):
         if typo:
             word, known = typo[1], re.findall(r"'(.*?)'", typo[2])
         elif unknown:  # the root parser says it for every command's options: look in all of them
-            word, known = unknown[1].split("=")[0], sorted(_options(self))
+            known = sorted({s for p in parsers(self) for a in p._actions for s in a.option_strings
+                            if s.startswith("--")})
+            word = unknown[1].split("=")[0]
         close = difflib.get_close_matches(word, known, n=1, cutoff=0.6) if typo or unknown else []
         if close:
             message += f"; did you mean {close[0]!r}?"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _options(parser: argparse.ArgumentParser) -> set[str]:
-    """Every long option of a parser and of the commands below it."""
-    out = {s for a in parser._actions for s in a.option_strings if s.startswith("--")}
-    for a in parser._actions:
-        if isinstance(a, argparse._SubParsersAction):
-            for child in a.choices.values():
-                out |= _options(child)
-    return out
+def commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of the commands directly below ``parser`` (none for a command itself)."""
+    return [child for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+            for child in a.choices.values()]
+
+
+def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every parser below it (``codec``, and ``codec train`` under it)."""
+    yield parser
+    for child in commands(parser):
+        yield from parsers(child)
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
