@@ -32,8 +32,8 @@ from ..data.latents import LatentSet, Splits
 from ..estimators import ESTIMATORS, fit_estimator
 from ..errors import OrdersearchError, redact
 from ..files import atomic_write
-from ..models.context_weights import save_weights, weights_file
 from ..evaluation import EvaluationStore, Evaluator, Verified, agreement, compare, order_agreement, verify
+from ..models.context_weights import save_weights, weights_file
 from ..schedule import Schedule, baselines, check_patch, context_from_index, context_window_masks
 from ..schedule_io import save_schedule
 from ..search import DP, Budget, SearchResult, TableScorer, make_strategy, pareto_front
@@ -186,7 +186,7 @@ CHEAP_CAVEAT = ("A cheap estimate ranks context sets for the search; its level i
 
 def _write_search(cheap: Cheap, config: RunConfig, data: str, command: str) -> None:
     folder, n, split = config.folder, config.patch, ESTIMATORS[config.estimator].split
-    provenance = {"data": data, "command": redact(command, config.storage), "estimator": config.estimator}
+    provenance = {"data": data, "command": command, "estimator": config.estimator}  # masked by search_only
     for name, res in cheap.results.items():
         save_schedule(res.schedule, folder / files.SCHEDULES / f"{name}.json", kernel=config.kernel, name=name,
                       metrics={config.estimator: res.rate, "estimator": config.estimator, "split": split,
@@ -367,7 +367,7 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
     """Every file of the run folder (``run.folder``)."""
     c, folder, v = r.config, r.config.folder, r.verified
     n = c.patch
-    provenance = {"data": r.data, "command": redact(command, c.storage),
+    provenance = {"data": r.data, "command": command,  # masked by run
                   "config": {**asdict(c), "out": str(c.out), "train": c.train.to_dict(),
                              "storage": c.storage and redact(c.storage, c.storage)}}
     winner, ev = v.schedules[v.winner], v.evaluations[v.winner]
