@@ -145,7 +145,7 @@ def main() -> None:
             path = Path(scratch) / "tiny.npz"
             save_latents(LatentSet.create(sample.y, split_labels=np.array([0] * 6 + [1] * 2 + [2] * 2)), path)
             data = ["--latents", str(path), "--max-steps", "20", "--seeds", "1", "--max-seeds", "1",
-                    "--budget", "15"]
+                    "--report-seeds", "1", "--budget", "15"]
         runs, last = [], None
         for patch in (2, 4, 3):
             left = args.budget - (time.time() - start)

@@ -256,8 +256,9 @@ def test_verify_reports_the_lowest_and_compares_it_with_every_other(tmp_path):
     evaluator = Evaluator(splits, config, "cpu", store, progress=False)
     candidates = {"raster": Schedule.named("raster", 2), "single": Schedule.named("single", 2),
                   "shifted raster": Schedule.from_grid([[1, 0], [3, 2]])}
-    result = verify(candidates, evaluator, seeds=2)
-    assert set(result.evaluations) == set(candidates) and all(len(v) == 2 for v in result.evaluations.values())
+    result = verify(candidates, evaluator, seeds=2, report_seeds=1)
+    assert set(result.evaluations) == set(candidates) and all(len(v) == 3 for v in result.evaluations.values())
+    assert result.report_seeds == (2,) and all(c.seeds == 1 for c in result.comparisons.values())
     assert result.winner == result.ranking()[0]  # chosen on val
     assert result.mean(result.winner, "val") == min(result.mean(k, "val") for k in candidates)
     assert set(result.comparisons) == set(candidates) - {result.winner}
@@ -267,8 +268,8 @@ def test_verify_reports_the_lowest_and_compares_it_with_every_other(tmp_path):
     assert len(lines) == 3 and "<- leader (lowest on val)" in lines[0]
     assert all(("interval" in line) for line in lines[1:])
     rows = len(store)
-    assert rows == 4  # the shifted raster is a translation of raster: a cache hit
-    again = verify(candidates, evaluator, seeds=2)
+    assert rows == 6  # the shifted raster is a translation of raster: a cache hit
+    again = verify(candidates, evaluator, seeds=2, report_seeds=1)
     assert len(store) == rows and again.winner == result.winner
     with pytest.raises(OrdersearchError, match="nothing to verify"):
         verify({}, evaluator)
@@ -322,14 +323,15 @@ def test_adaptive_seeds_go_to_the_unresolved_candidates_only(tmp_path):
     evaluator = Evaluator(splits, config, "cpu", EvaluationStore(tmp_path), progress=False)
     candidates = {"raster": Schedule.named("raster", 2), "lin2023": Schedule.from_grid([[0, 2], [1, 3]]),
                   "single": Schedule.named("single", 2)}
-    result = verify(candidates, evaluator, seeds=1, max_seeds=4)
-    seeds = {k: len(v) for k, v in result.evaluations.items()}
+    result = verify(candidates, evaluator, seeds=1, max_seeds=4, report_seeds=1)
+    seeds = {k: len(result.selecting(k)) for k in result.evaluations}
     assert seeds[result.winner] >= 2  # one seed claims nothing, so everything unresolved got a second
-    for label, c in result.comparisons.items():
+    for label, c in result.selection.items():  # decided on val
         if c.verdict == "indistinguishable":
             assert seeds[label] == 4 and label in result.unresolved  # the budget ran out on it
-    assert result.comparisons["single"].verdict == "better" and seeds["single"] < 4  # resolved early, then left
+    assert result.selection["single"].verdict == "better" and seeds["single"] < 4  # resolved early, then left
     assert max(seeds.values()) <= 4
+    assert all([e.seed for e in result.reported(k)] == [4] for k in candidates)  # then one fresh seed for each
     with pytest.raises(OrdersearchError, match="seeds <= max seeds"):
         verify(candidates, evaluator, seeds=3, max_seeds=2)
 

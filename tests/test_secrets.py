@@ -65,7 +65,8 @@ def test_a_run_on_a_password_storage_writes_the_password_nowhere(postgres_url, t
     url = postgres_url.replace("://postgres@", f"://postgres:{SECRET}@")  # trust auth: any password is accepted
     out = tmp_path / "out"
     assert main(["run", "--patch", "2", "--latents", str(path), "--out", str(out), "--storage", url,
-                 "--max-steps", "10", "--seeds", "1", "--max-seeds", "1", "--budget", "8", "--quiet"]) == 0
+                 "--max-steps", "10", "--seeds", "1", "--max-seeds", "1", "--report-seeds", "1", "--budget", "8",
+                 "--quiet"]) == 0
     captured = capsys.readouterr()
     assert SECRET not in captured.out + captured.err
     files = [f for f in out.rglob("*") if f.is_file()]
@@ -114,7 +115,7 @@ def test_the_real_command_line_writes_the_password_nowhere(secret, postgres_url,
     common = ["--patch", "2", "--latents", str(path), "--storage", url, "--budget", "8", "--quiet"]
     for command in (["search", *common, "--out", str(tmp_path / "s")],
                     ["run", *common, "--out", str(tmp_path / "r"), "--max-steps", "10", "--seeds", "1",
-                     "--max-seeds", "1"]):
+                     "--max-seeds", "1", "--report-seeds", "1"]):
         r = subprocess.run([exe, *command], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr
         assert secret not in r.stdout + r.stderr

@@ -49,8 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..run import RunConfig, run, terminal_table, trust_line
 
     names = strategies(args)
-    at_least_one(seeds=args.seeds, verify_top=args.verify_top)
-    max_seeds = max(6, args.seeds) if args.max_seeds is None else args.max_seeds
+    at_least_one(seeds=args.seeds, verify_top=args.verify_top, report_seeds=args.report_seeds)
+    max_seeds = max(4, args.seeds) if args.max_seeds is None else args.max_seeds
     if max_seeds < args.seeds:
         raise OrdersearchError(f"--max-seeds {max_seeds} is below --seeds {args.seeds}")
     check_patch(args.patch, search=True)
@@ -58,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     latents = load_data(args, on)
     config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=names, trials=args.budget,
                        seconds=args.seconds, verify_top=args.verify_top, seeds=args.seeds, max_seeds=max_seeds,
+                       report_seeds=args.report_seeds,
                        estimator=args.estimator, device=str(on), out=args.out, storage=args.storage, seed=args.seed,
                        train=train_config(args, args.kernel), choose_on=args.choose_on)
     result = run(latents, config, progress=not args.quiet, command=recorded_command(args))
@@ -110,11 +111,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help=f"estimator of the cost table (default {DEFAULT_ESTIMATOR}; see results/fidelity.md)")
     run.add_argument("--verify-top", type=int, default=2, metavar="K",
                      help="dp's K best orders verified by dedicated training (default 2)")
-    run.add_argument("--seeds", type=int, default=3,
-                     help="training seeds per verified schedule to start with (default 3)")
+    run.add_argument("--seeds", type=int, default=2,
+                     help="selection seeds per verified schedule to start with, measured on val (default 2)")
     run.add_argument("--max-seeds", type=int, metavar="N",
-                     help="more seeds, up to N, for candidates indistinguishable from the leader (default 6, "
-                     "or --seeds when that is larger)")
+                     help="more selection seeds, up to N, for candidates indistinguishable from the leader on val "
+                     "(default 4, or --seeds when that is larger)")
+    run.add_argument("--report-seeds", type=int, default=2, metavar="N",
+                     help="fresh seeds per verified schedule, trained after the leader is chosen: the test numbers "
+                     "reported (default 2)")
     run.add_argument("--choose-on", choices=("whole", "interior"), default="whole",
                      help="the leader is the lowest on whole val latents (default: what a codec spends, the border "
                      "included) or on their interior (where translates of an order cannot differ)")

@@ -46,14 +46,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..evaluation import compare, pooled_seed_variance
+    from ..evaluation import compare, larger_seed_variance, pooled_seed_variance
 
     if len(args.files) < 2:
         raise OrdersearchError("compare needs at least two schedule files")
     labels, evals = evaluate_files(args)
     pooled = pooled_seed_variance([(evals[0], ev) for ev in evals[1:]])
     for label, ev in zip(labels[1:], evals[1:]):
-        print(f"{labels[0]} vs {label}: {compare(evals[0], ev, comparisons=len(evals) - 1, pooled=pooled)}")
+        c = compare(evals[0], ev, comparisons=len(evals) - 1, pooled=larger_seed_variance(evals[0], ev, pooled))
+        print(f"{labels[0]} vs {label}: {c}")
     return 0
 
 

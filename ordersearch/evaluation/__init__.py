@@ -19,8 +19,8 @@ from .evaluator import Evaluator, as_splits, data_fingerprint
 from .joint import FineTuned, JointConfig, fine_tune
 from .means import weighted_mean_se
 from .record import Evaluation
-from .statistics import (Agreement, Comparison, agreement, compare, order_agreement, pooled_seed_variance,
-                         rate_interval, seed_variance, sign_agreement)
+from .statistics import (Agreement, Comparison, agreement, compare, detectable, larger_seed_variance,
+                         order_agreement, pooled_seed_variance, rate_interval, seed_variance, sign_agreement)
 from .store import EvaluationStore, evaluation_key, is_url, retry_table_race
 from .training import Trained, train_dedicated, train_loop, train_stacked
 from .verify import Verified, conclude, verify
@@ -42,9 +42,11 @@ __all__ = [
     "compare",
     "conclude",
     "data_fingerprint",
+    "detectable",
     "evaluation_key",
     "fine_tune",
     "is_url",
+    "larger_seed_variance",
     "order_agreement",
     "pooled_seed_variance",
     "rate_interval",

@@ -12,9 +12,19 @@ interaction is counted in both):
 - training: the spread over seeds of the per-seed difference, divided by the
   number of seeds. One schedule pair rarely has more than a few seeds, so
   ``pooled``, the seed-to-seed variance pooled over the pairs of the same
-  run, this one included (``pooled_seed_variance``), replaces the pair's own
-  estimate when given. With one seed and nothing pooled, training noise is
-  unknown: the interval is infinite and the verdict ``indistinguishable``.
+  run, this one included (``pooled_seed_variance``), is given; the pair's
+  own estimate (``seed_variance``) replaces it where it is larger
+  (``larger_seed_variance``): seed noise differs from pair to pair (per-pair
+  sd 0.0005-0.0023 bits in the committed runs), and a pool alone would
+  understate the noisiest pairs. With one seed and nothing pooled, training
+  noise is unknown: the interval is infinite and the verdict
+  ``indistinguishable``.
+
+Seeds of a verification come in two groups: the *selection* seeds, whose
+val numbers chose the leader, and fresh *report* seeds, whose test numbers
+are reported (``verify``). Both groups measure the same training noise, so a
+variance is estimated within each group and pooled (``report``), while the
+difference itself is the report seeds' alone.
 
 The interval uses Student's t with Satterthwaite's degrees of freedom. When
 one schedule is compared with ``comparisons`` others, the level is
@@ -30,12 +40,12 @@ whole interval on one side of zero, otherwise the two are
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
-from scipy.stats import t as student_t
+from scipy.special import stdtrit
 
 from ..errors import OrdersearchError
 from .means import weighted_mean_se
@@ -56,6 +66,9 @@ class Comparison:
     dof: float
     verdict: str
     split: str = "test"
+    #: the smallest |A - B| this comparison finds with 80% power at its (corrected) level; inf with one seed
+    detectable: float = math.inf
+    relative_detectable: float = math.inf  # the same relative to B's rate, like ``relative``
 
     @property
     def of_b(self) -> str:
@@ -66,7 +79,9 @@ class Comparison:
         return (f"A - B = {self.difference:+.4f} bits/latent ({100 * self.relative:+.2f}%), "
                 f"{100 * self.level:.1f}% interval [{self.low:+.4f}, {self.high:+.4f}] over {self.images} "
                 f"{self.split} images and {self.seeds} paired seed{'s' if self.seeds != 1 else ''}: A is "
-                f"{self.verdict}")
+                f"{self.verdict}" + (f" (80% power to find |A - B| >= {self.detectable:.4f}, "
+                                     f"{100 * abs(self.relative_detectable):.2f}%)"
+                                     if math.isfinite(self.detectable) else ""))
 
 
 def _per_image(evaluations: Sequence[Evaluation], split: str) -> dict[int, np.ndarray]:
@@ -74,41 +89,119 @@ def _per_image(evaluations: Sequence[Evaluation], split: str) -> dict[int, np.nd
     return {e.seed: np.asarray(e.split_bits(split)[0]) / np.asarray(e.split_bits(split)[1]) for e in evaluations}
 
 
-def _paired(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(per-seed, per-image) differences A - B over the common seeds, and the image weights."""
+def _by_seed(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str) -> tuple[dict[int, np.ndarray],
+                                                                                  np.ndarray]:
+    """Per-image differences A - B of every common seed, and the image weights."""
     if not a or not b:
         raise OrdersearchError("compare needs at least one evaluation of each schedule")
     if len({e.data for e in (*a, *b)}) != 1:
         raise OrdersearchError("evaluations to compare must come from the same data (fingerprints differ)")
-    elements = a[0].split_bits(split)[1]
-    if any(list(e.split_bits(split)[1]) != list(elements) for e in (*a, *b)):
+    elements = np.asarray(a[0].split_bits(split)[1], dtype=float)
+    if any(not np.array_equal(e.split_bits(split)[1], elements) for e in (*a, *b)):
         raise OrdersearchError(f"evaluations to compare must be measured on the same {split} images")
     ra, rb = _per_image(a, split), _per_image(b, split)
     common = sorted(set(ra) & set(rb))
     if not common:
         raise OrdersearchError("evaluations to compare share no seed (pairs are formed by seed)")
-    return np.array([ra[s] - rb[s] for s in common]), np.asarray(elements, dtype=float)
+    return {s: ra[s] - rb[s] for s in common}, elements
 
 
-def seed_variance(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str = "test") -> tuple[float, int]:
-    """Seed-to-seed variance of the per-seed difference A - B, and its degrees of freedom (0: unknown)."""
-    diffs, weights = _paired(a, b, split)
-    per_seed = diffs @ (weights / weights.sum())
-    return (float(np.var(per_seed, ddof=1)), len(per_seed) - 1) if len(per_seed) > 1 else (0.0, 0)
+def _paired(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(per-seed, per-image) differences A - B over the common seeds, and the image weights."""
+    diffs, weights = _by_seed(a, b, split)
+    return np.array(list(diffs.values())), weights
 
 
-def _same_models(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str) -> bool:
+def seed_variance(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str = "test",
+                  report: Collection[int] = ()) -> tuple[float, int]:
+    """Seed-to-seed variance of the per-seed difference A - B, and its degrees of freedom (0: unknown).
+
+    With ``report`` seeds, the spread is taken within the report seeds and within the others apart (each
+    around its own mean, pooled): selection moves the mean of the selection seeds, not their spread."""
+    diffs, weights = _by_seed(a, b, split)
+    if not any(np.any(d) for d in diffs.values()):  # the same models (a schedule and itself): no training noise
+        return 0.0, 0
+    w = weights / weights.sum()
+    var, dof = 0.0, 0
+    for reported in (True, False):
+        per_seed = [d @ w for seed, d in diffs.items() if (seed in report) == reported]
+        if len(per_seed) > 1:
+            var += float(np.var(per_seed, ddof=1)) * (len(per_seed) - 1)
+            dof += len(per_seed) - 1
+    return (var / dof, dof) if dof else (0.0, 0)
+
+
+def _same_models(a: Sequence[Evaluation], b: Sequence[Evaluation]) -> bool:
     sa, sb = a[0].schedule, b[0].schedule
-    return (sa is not None and sb is not None and sa.equivalent(sb)) or not np.any(_paired(a, b, split)[0])
+    return sa is not None and sb is not None and sa.equivalent(sb)
 
 
 def pooled_seed_variance(pairs: Sequence[tuple[Sequence[Evaluation], Sequence[Evaluation]]],
-                         split: str = "test") -> tuple[float, int]:
+                         split: str = "test", report: Collection[int] = ()) -> tuple[float, int]:
     """Seed-to-seed variance pooled over schedule pairs (weighted by degrees of freedom), and its dof."""
-    # a schedule and its translate are measured with the same models: their difference carries no training noise
-    parts = [seed_variance(a, b, split) for a, b in pairs if not _same_models(a, b, split)]
+    return pool(pair_seed_variance(a, b, split, report) for a, b in pairs)
+
+
+def pair_seed_variance(a: Sequence[Evaluation], b: Sequence[Evaluation], split: str = "test",
+                       report: Collection[int] = ()) -> tuple[float, int]:
+    """``seed_variance`` of A - B, but none (0 dof) where A and B are measured with the same models (a schedule
+    and its translate): their difference carries no training noise."""
+    return (0.0, 0) if _same_models(a, b) else seed_variance(a, b, split, report)
+
+
+def pool(parts: Iterable[tuple[float, int]]) -> tuple[float, int]:
+    """Variances (with their degrees of freedom) pooled, weighted by degrees of freedom."""
+    parts = list(parts)
     dof = sum(d for _, d in parts)
     return (sum(v * d for v, d in parts) / dof if dof else 0.0), dof
+
+
+def moderate(parts: Sequence[tuple[float, int]]) -> tuple[list[tuple[float, float]], float]:
+    """Each pair's seed variance moderated towards the others' (empirical Bayes, Smyth 2004), and the prior
+    degrees of freedom ``d0`` it used.
+
+    The pairs' true variances are taken to scatter around a common value s0^2 as a scaled inverse chi-square
+    with ``d0`` degrees of freedom, both estimated from the spread of the pairs' log variances (d0 infinite,
+    one common variance, where they scatter no more than sampling alone explains). A pair's moderated variance
+    is (d0 s0^2 + d s^2) / (d0 + d) with d0 + d degrees of freedom (at most the pool's): a pair noisier than
+    the rest keeps much of its own, a pair with few seeds borrows from the rest. A pair without its own
+    estimate (0 dof) gets s0^2 with d0."""
+    from scipy.optimize import brentq
+    from scipy.special import digamma, polygamma
+
+    known = [(v, d) for v, d in parts if d and v > 0]
+    total = sum(d for _, d in known)
+    if not known:
+        return [(0.0, 0)] * len(parts), 0.0
+    dof = np.array([d for _, d in known], dtype=float)
+    e = np.log([v for v, _ in known]) - digamma(dof / 2) + np.log(dof / 2)
+    spread = float(np.var(e, ddof=1) - np.mean(polygamma(1, dof / 2))) if len(known) > 2 else 0.0
+    if spread > 0:
+        d0 = 2 * brentq(lambda x: float(polygamma(1, x)) - spread, 1e-8, 1e8)
+        s0 = float(np.exp(np.mean(e) + digamma(d0 / 2) - np.log(d0 / 2)))
+    else:
+        d0, s0 = math.inf, pool(known)[0]
+    out: list[tuple[float, float]] = []
+    for v, d in parts:
+        if not math.isfinite(d0):
+            out.append((s0, total))
+        elif d and v > 0:
+            out.append(((d0 * s0 + d * v) / (d0 + d), min(d0 + d, total)))
+        else:
+            out.append((s0, min(d0, total)))
+    return out, d0
+
+
+def larger(own: tuple[float, int], pooled: tuple[float, int]) -> tuple[float, int]:
+    """The seed variance a comparison uses: the pair's ``own`` where it is larger than ``pooled`` (with its own,
+    fewer, degrees of freedom), else the pool."""
+    return own if own[1] and (not pooled[1] or own[0] > pooled[0]) else pooled
+
+
+def larger_seed_variance(a: Sequence[Evaluation], b: Sequence[Evaluation], pooled: tuple[float, int],
+                         split: str = "test", report: Collection[int] = ()) -> tuple[float, int]:
+    """The seed variance ``compare`` uses for A - B against the run's ``pooled`` one (``larger``)."""
+    return larger(pair_seed_variance(a, b, split, report), pooled)
 
 
 def compare(a: Sequence[Evaluation], b: Sequence[Evaluation], level: float = 0.95, comparisons: int = 1,
@@ -127,7 +220,18 @@ def compare(a: Sequence[Evaluation], b: Sequence[Evaluation], level: float = 0.9
         low, high, dof = -math.inf, math.inf, 0.0
     verdict = "better" if high < 0 else "worse" if low > 0 else "indistinguishable"
     base = float(np.mean([e.rate(split) for e in b]))
-    return Comparison(difference, low, high, difference / base, corrected, len(weights), seeds, dof, verdict, split)
+    mde = detectable(high - low, corrected, dof)
+    return Comparison(difference, low, high, difference / base, corrected, len(weights), seeds, dof, verdict, split,
+                      mde, mde / base)
+
+
+def detectable(width: float, level: float, dof: float, power: float = 0.8) -> float:
+    """The smallest true difference an interval of ``width`` (two-sided, ``level``, ``dof``) excludes zero for
+    with probability ``power``: (t_level + t_power) standard errors."""
+    if not math.isfinite(width) or dof <= 0:
+        return math.inf
+    q = float(stdtrit(dof, 0.5 + level / 2))
+    return (q + float(stdtrit(dof, power))) * width / (2 * q)
 
 
 def rate_interval(evaluations: Sequence[Evaluation], level: float = 0.95, split: str = "test"
@@ -157,7 +261,7 @@ def _interval(estimate: float, parts: list[tuple[float, float]], seed_var: float
     parts = [*parts, (seed_var, seed_dof)]
     var = sum(v for v, _ in parts)
     dof = var**2 / sum(v**2 / d for v, d in parts) if var else 1.0
-    half = float(student_t.ppf(0.5 + level / 2, dof)) * math.sqrt(var)
+    half = float(stdtrit(dof, 0.5 + level / 2)) * math.sqrt(var)
     return estimate - half, estimate + half, dof
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..data.latents import LatentSet
 from ..evaluation.record import Evaluation
-from ..evaluation.statistics import compare
+from ..evaluation.statistics import compare, larger_seed_variance
 from ..evaluation.verify import Verified
 from ..schedule import Schedule
 
@@ -63,7 +63,7 @@ def _position_counts(test: LatentSet, n: int) -> np.ndarray:
 
 
 def _same(name: str, a: list[Evaluation], b: list[Evaluation], pooled: tuple[float, int]) -> Check:
-    cmp = compare(a, b, 0.95, pooled=pooled)
+    cmp = compare(a, b, 0.95, pooled=larger_seed_variance(a, b, pooled))
     what = (f"{np.mean([e.rate() for e in a]):.4f} vs {np.mean([e.rate() for e in b]):.4f} bits/latent "
             f"on test; difference {cmp.difference:+.4f} ({100 * cmp.relative:+.2f}%), 95% interval "
             f"[{cmp.low:+.4f}, {cmp.high:+.4f}]")

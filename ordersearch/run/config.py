@@ -22,8 +22,9 @@ class RunConfig:
     trials: int = 200
     seconds: float | None = None
     verify_top: int = 2
-    seeds: int = 3  # to start with; candidates unresolved against the leader get more, up to max_seeds
-    max_seeds: int = 6
+    seeds: int = 2  # selection seeds to start with; candidates unresolved on val get more, up to max_seeds
+    max_seeds: int = 4
+    report_seeds: int = 2  # fresh seeds of every candidate, trained after every choice: the reported test numbers
     estimator: str = DEFAULT_ESTIMATOR
     device: str = "auto"
     out: Path = Path("runs")

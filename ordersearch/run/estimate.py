@@ -8,7 +8,8 @@ The step times are measured with the run's own protocol, data and device
 steps to the plateau are the median of this protocol's trainings already in
 the run's store, else ``TYPICAL_STEPS``, both capped by ``max_steps``.
 Adaptive seeds may add trainings: the estimate gives the range from the
-planned seeds to ``max_seeds`` for every candidate. Not counted: the
+planned seeds (selection and report) to ``max_seeds`` selection seeds for
+every candidate. Not counted: the
 prior-only warm starts (1,000 steps per seed, a few percent).
 """
 
@@ -72,12 +73,14 @@ def _step_seconds(train, short: int = 5, long: int = 35) -> float:
     return OVERHEAD * max(times[1] - times[0], 1e-6) / (long - short)
 
 
-def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, max_seeds: int) -> Estimate:
-    """The expected duration of ``verify(candidates, evaluator, seeds, max_seeds)``, measured here."""
+def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, max_seeds: int,
+             report_seeds: int) -> Estimate:
+    """The expected duration of ``verify(candidates, evaluator, seeds, max_seeds, report_seeds)``, measured here."""
     from dataclasses import replace
 
     config = evaluator.config.decided(evaluator.splits)
-    todo = [(k, s) for s in range(seeds) for k in candidates
+    planned = [*range(seeds), *range(max_seeds, max_seeds + report_seeds)]
+    todo = [(k, s) for s in planned for k in candidates
             if evaluator.evaluate(candidates[k], s, cached_only=True) is None]
     more = len(candidates) * (max_seeds - seeds)
     n = next(iter(candidates.values())).patch
@@ -96,11 +99,12 @@ def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, 
         train_stacked(models, evaluator.splits, probe, [int(rng.integers(1000)) for _ in models], evaluator.device)
 
     per_step = _step_seconds(timed) / max(min(evaluator.stack, len(todo)), 1)
-    missing = [0] * max_seeds
+    missing = [0] * (max_seeds + report_seeds)
     if config.start == "any-order" and config.warm_steps > 0:
         missing = [int(evaluator.store is None or evaluator.store.get(evaluator.key(any_order_subject(n), seed))
-                       is None) for seed in range(max_seeds)]
-    any_order, more_any_order, any_step = sum(missing[:seeds]), sum(missing[seeds:]), 0.0
+                       is None) for seed in range(max_seeds + report_seeds)]
+    any_order = sum(missing[s] for s in planned)
+    more_any_order, any_step = sum(missing[seeds:max_seeds]), 0.0
     if any(missing):
 
         def timed_any(steps_: int) -> None:

@@ -7,10 +7,11 @@
     best.weights.pt      its trained context model (seed 0, float16), self-describing (``models.context_weights``):
                          what ``encode`` and ``decode`` load
     schedules/<l>.json   every verified candidate (metrics: per-position bits, vs best)
-    evaluations.csv      one row per (candidate, seed): dedicated test rate
+    evaluations.csv      one row per (candidate, seed): dedicated test rate; role: a selection seed (its val
+                         numbers chose) or a report seed (its test numbers are reported)
     per_image.csv        bits of every val and test image (and of each test image's edge, split test-edge), per
-                         candidate and seed, and of best.json's schedule (label ``best``): every interval
-                         re-derives
+                         candidate and seed (and its role), and of best.json's schedule (label ``best``): every
+                         interval re-derives
     costs.csv            the cheap estimator's f(C) of every context set
     pareto.csv           best grouped schedule for every step budget, and the named schedules
     trace.csv            every scorer call and scored schedule of every strategy
@@ -49,14 +50,16 @@ OPTUNA = "optuna.db"
 
 #: the columns of every table in a run folder
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "evaluations.csv": ("schedule", "grid", "seed", "estimator", "bits_per_latent", "val_bits_per_latent", "bpp_y",
-                        "seconds", "steps", "device", "cheap"),
-    "per_image.csv": ("schedule", "seed", "split", "image", "bits", "latents"),
+    "evaluations.csv": ("schedule", "grid", "seed", "role", "estimator", "bits_per_latent", "val_bits_per_latent",
+                        "bpp_y", "seconds", "steps", "device", "cheap"),
+    "per_image.csv": ("schedule", "seed", "role", "split", "image", "bits", "latents"),
     "costs.csv": ("code", "context", "decoded_neighbours", "bits_per_latent"),
     "pareto.csv": ("kind", "label", "stages", "budget", "bits_per_latent", "grid"),
     "trace.csv": ("strategy", "index", "kind", "subject", "rate", "seconds", "best"),
     "checks.csv": ("check", "status", "difference", "low", "high", "detail"),
 }
+#: columns added since: folders written before lack them (``role``: every seed both chose and reported)
+LATER = ("role",)
 
 
 def write_table(folder: Path, name: str, rows: list[dict]) -> Path:
@@ -75,7 +78,7 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
     if not path.is_file():
         raise OrdersearchError(f"{path}: missing; run `ordersearch run` again to complete the folder")
     frame = pd.read_csv(path)
-    missing = [c for c in COLUMNS[name] if c not in frame.columns]
+    missing = [c for c in COLUMNS[name] if c not in frame.columns and c not in LATER]
     if missing:
         raise OrdersearchError(f"{path}: no column {', '.join(missing)} (written by another version?)")
     return frame
@@ -120,6 +123,15 @@ def read_evaluations(folder: Path) -> dict[str, list]:
             val_edge_image_bits=val_edge.bits.tolist() if len(val_edge) else None,
             val_edge_image_elements=val_edge.latents.astype(int).tolist() if len(val_edge) else None))
     return out
+
+
+def read_report_seeds(folder: Path) -> tuple[int, ...]:
+    """The report seeds of a run folder (``conclude(..., report_seeds=)``), from ``per_image.csv``; none in
+    folders of the earlier protocol, which reported the seeds it chose with."""
+    frame = read_table(folder, "per_image.csv")
+    if "role" not in frame:
+        return ()
+    return tuple(sorted({int(s) for s in frame[frame.role == "report"].seed}))
 
 
 def run_folders(path: str | Path) -> list[Path]:

@@ -49,10 +49,11 @@ from .summary import summary
 
 
 def place_leader(verified: Verified, evaluator: Evaluator) -> Placement:
-    """The leader's translate with the lowest val rate, measured on test against the leader as verified."""
-    leader = verified.evaluations[verified.winner]
-    val = evaluator.translates_on_val(leader)
+    """The leader's translate with the lowest val rate (its selection seeds' models), measured on test against the
+    leader as verified (its report seeds' models: their test numbers saw no choice)."""
+    val = evaluator.translates_on_val(verified.selecting(verified.winner))
     chosen = min(val, key=val.get)
+    leader = verified.reported(verified.winner)
     moved = evaluator.evaluate_many([(chosen, e.seed) for e in leader])
     return Placement(val, chosen, moved, compare(moved, leader))
 
@@ -230,17 +231,18 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     candidates = _unique(labelled)
     cheap = {label: scorer_rate(table, s) for label, s in candidates.items()}
     start = time.time()
-    say(f"[4/4] verification: {len(candidates)} candidates x {config.seeds} seeds (up to {config.max_seeds} for "
-        f"those indistinguishable from the leader), "
+    say(f"[4/4] verification: {len(candidates)} candidates x {config.seeds} selection seeds on val (up to "
+        f"{config.max_seeds} for those indistinguishable from the leader there), then {config.report_seeds} fresh "
+        f"report seeds each on test, "
         f"{'one at a time' if evaluator.stack == 1 else f'up to {evaluator.stack} trained together'}")
-    expected = estimate(evaluator, candidates, config.seeds, config.max_seeds)
+    expected = estimate(evaluator, candidates, config.seeds, config.max_seeds, config.report_seeds)
     shorter = [*(["--seeds 2"] if config.seeds > 2 else []), f"--max-seeds {config.seeds}", "--max-steps 3000",
                *([f"--patch {n - 1}"] if n > 2 else []), *(["a GPU (--device cuda)"] if evaluator.device.type == "cpu"
                                                            else [])]
     say(f"[4/4] {expected.line()}" + (f"; shorter: {', '.join(shorter)}" if expected.low > 900 else ""))
-    shown.plan(len(candidates) * config.seeds, expected.low)
-    verified = verify(candidates, evaluator, config.seeds, config.max_seeds, report=shown.finished,
-                      chosen_on=config.choice_split)
+    shown.plan(len(candidates) * (config.seeds + config.report_seeds), expected.low)
+    verified = verify(candidates, evaluator, config.seeds, config.max_seeds, config.report_seeds,
+                      report=shown.finished, chosen_on=config.choice_split)
     timings["verification"] = time.time() - start
     say(f"[4/4] verification done in {timings['verification']:.0f} s: leader {verified.winner}")
     start = time.time()
@@ -251,8 +253,8 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
         f"{placed.comparison.difference:+.4f} bits/latent against the leader as verified")
     start = time.time()
     extra = check_schedules(n)
-    say(f"consistency checks: {', '.join(extra)} x {config.seeds} seeds")
-    pairs = [(label, seed) for seed in range(config.seeds) for label in extra]
+    say(f"consistency checks: {', '.join(extra)} x {config.report_seeds} report seeds")
+    pairs = [(label, seed) for seed in verified.report_seeds for label in extra]
     found: dict[str, list] = {label: [] for label in extra}
     for (label, _), ev in zip(pairs, evaluator.evaluate_many([(extra[k], s) for k, s in pairs])):
         found[label].append(ev)
@@ -276,7 +278,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
                        trust, checks, placed)
     write_outputs(result, table, splits, command)
     # what encode / decode load for best.json, so the run folder compresses without its (git-ignored) store
-    winner = verified.evaluations[verified.winner]
+    winner = verified.reported(verified.winner)
     weights = store.schedule_weights(placed.schedule, config.train.to_dict(), evaluator.data,
                                      min(e.seed for e in winner))
     if weights is not None:
@@ -370,14 +372,15 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
     provenance = {"data": r.data, "command": command,  # masked by run
                   "config": {**asdict(c), "out": str(c.out), "train": c.train.to_dict(),
                              "storage": c.storage and redact(c.storage, c.storage)}}
-    winner, ev = v.schedules[v.winner], v.evaluations[v.winner]
+    winner, ev = v.schedules[v.winner], v.reported(v.winner)
     if r.placed is not None:  # the leader's translate chosen on val: what best.json holds
         winner, ev = r.placed.schedule, r.placed.evaluations
     runner_up = v.ranking()[1] if len(v.ranking()) > 1 else None
     metrics = {"bits_per_latent": float(np.mean([e.bits_per_latent for e in ev])), "estimator": "dedicated",
                "split": "test", "chosen_on": c.choice_split, "val_bits_per_latent": float(np.mean([e.rate("val") for e in ev])),
                **_interior_and_edge(ev),
-               "seeds": len(ev), "bits_per_latent_per_seed": [e.bits_per_latent for e in ev],
+               "seeds": len(ev), "selection_seeds": len(v.selecting(v.winner)),
+               "bits_per_latent_per_seed": [e.bits_per_latent for e in ev],
                "best_set": v.best_set(), c.estimator: r.cheap[v.winner]}
     if r.placed is not None:
         cmp = r.placed.comparison
@@ -389,32 +392,36 @@ def write_outputs(r: RunResult, table: np.ndarray, splits: Splits, command: str)
     if runner_up:
         cmp = v.comparisons[runner_up]
         metrics["vs_runner_up"] = {"runner_up": runner_up, "difference": cmp.difference, "low": _finite(cmp.low),
-                                   "high": _finite(cmp.high), "level": cmp.level, "verdict": cmp.verdict}
+                                   "high": _finite(cmp.high), "level": cmp.level, "verdict": cmp.verdict,
+                                   "detectable": _finite(cmp.detectable)}
     save_schedule(winner, folder / files.BEST, kernel=c.kernel, name=f"best-{n}x{n} ({v.winner})",
                   metrics=metrics, provenance={**provenance, "strategy": v.winner})
     schedules_dir = folder / files.SCHEDULES
     schedules_dir.mkdir(exist_ok=True)
     for label, s in r.candidates.items():
-        evs = v.evaluations[label]
+        evs = v.reported(label)
         m = {c.estimator: r.cheap[label], "bits_per_latent": v.mean(label), "estimator": "dedicated",
              "val_bits_per_latent": v.mean(label, "val"), **_interior_and_edge(evs),
-             "seeds": len(evs), "bits_per_latent_per_seed": [e.bits_per_latent for e in evs],
+             "seeds": len(evs), "selection_seeds": len(v.selecting(label)),
+             "bits_per_latent_per_seed": [e.bits_per_latent for e in evs],
              "bits_per_position": np.mean([e.per_position for e in evs], axis=0).tolist()}
         if label != v.winner:
             cmp = v.comparisons[label]  # best - this
             m["vs_best"] = {"difference": -cmp.difference, "low": _finite(-cmp.high), "high": _finite(-cmp.low),
-                            "level": cmp.level,
-                            "verdict": cmp.of_b}
+                            "level": cmp.level, "verdict": cmp.of_b, "detectable": _finite(cmp.detectable)}
         save_schedule(s, schedules_dir / f"{label}.json", kernel=c.kernel, name=label, metrics=m,
                       provenance={**provenance, "strategy": label})
+    def role(e) -> str:
+        return "report" if e.seed in v.report_seeds else "selection"
+
     files.write_table(folder, "evaluations.csv", [
-        {"schedule": label, "grid": grid_text(r.candidates[label]), "seed": e.seed, "estimator": e.estimator,
-         "bits_per_latent": e.bits_per_latent, "val_bits_per_latent": e.rate("val"), "bpp_y": e.bpp, "seconds": e.seconds, "steps": e.steps,
-         "device": e.device, "cheap": r.cheap[label]}
+        {"schedule": label, "grid": grid_text(r.candidates[label]), "seed": e.seed, "role": role(e),
+         "estimator": e.estimator, "bits_per_latent": e.bits_per_latent, "val_bits_per_latent": e.rate("val"),
+         "bpp_y": e.bpp, "seconds": e.seconds, "steps": e.steps, "device": e.device, "cheap": r.cheap[label]}
         for label, evs in v.evaluations.items() for e in evs])
     placed = {} if r.placed is None else {files.PLACED: r.placed.evaluations}
     files.write_table(folder, "per_image.csv", [
-        {"schedule": label, "seed": e.seed, "split": split, "image": i, "bits": b, "latents": k}
+        {"schedule": label, "seed": e.seed, "role": role(e), "split": split, "image": i, "bits": b, "latents": k}
         for label, evs in {**v.evaluations, **placed}.items() for e in evs
         for split in ("val", "test", *(("test-edge",) if e.edge_image_bits is not None else ()),
                       *(("val-edge",) if e.val_edge_image_bits is not None else ()))

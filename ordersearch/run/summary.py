@@ -21,8 +21,9 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
              f"Machine: {describe_machine(device)}, device {device}.", "",
              *_checks(r),
              "## Verified (dedicated training)", "",
-             f"Each candidate trained with {c.seeds} seed(s), more (up to {c.max_seeds}) for candidates "
-             f"indistinguishable from the leader; "
+             f"Each candidate trained with {c.seeds} selection seed(s), more (up to {c.max_seeds}) for candidates "
+             f"indistinguishable from the leader on val, then with {c.report_seeds} fresh report seed(s) after "
+             f"every choice was made; "
              + (f"trained to a plateau on val (cap {c.train.max_steps} steps)" if c.train.lr_drops else
                 f"{c.train.max_steps} steps max, early stopping on val") +
              (", each started from the run's any-order model of its seed (one model trained over random orders, "
@@ -32,8 +33,11 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
              + ("whole latents, the border included" if c.choose_on == "whole" else
                 "the interior of its latents, `--choose-on interior`") +
              "); it is compared with every other candidate on the test "
-             f"split, paired over images and seeds, with the run's pooled seed-to-seed variance "
-             f"({_pooled(v)}), each interval Bonferroni-corrected for {max(1, len(v.comparisons))} comparisons.", ""]
+             f"split with the report seeds' models (their test numbers saw no choice), paired over images and seeds, "
+             f"with the run's pooled seed-to-seed variance ({_pooled(v)}) or a pair's own where larger, each interval "
+             f"Bonferroni-corrected for the run's family of {max(1, len(v.comparisons))} comparisons (the protocol's, "
+             f"fixed before the data). Test numbers below are the report seeds' means; val numbers the selection "
+             f"seeds'.", ""]
     lines += [f"- {line}" for line in v.report()]
     best = v.best_set()
     lines += ["", f"Best set (not shown worse than the leader): **{', '.join(best)}**."
@@ -41,8 +45,8 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
                  "them." if len(best) > 1 else ""), ""]
     lines += [_step_cap(r), ""]
     if v.unresolved and c.max_seeds > c.seeds:
-        lines += [f"The seed budget ({c.max_seeds}) ran out with {len(v.unresolved)} candidate(s) unresolved: "
-                  f"{', '.join(v.unresolved)}.", ""]
+        lines += [f"The selection seed budget ({c.max_seeds}) ran out with {len(v.unresolved)} candidate(s) "
+                  f"indistinguishable from the leader on val: {', '.join(v.unresolved)}.", ""]
     lines += _order_matters(v)
     lines += _edges(v)
     lines += _placement(r)
@@ -116,19 +120,43 @@ def _order_matters(v) -> list[str]:
     lines = ["## Does the order matter here?", ""]
     for k in controls:
         cmp = v.comparisons[k]
-        lines.append(f"- leader - {k} = {cmp.difference:+.4f} bits/latent, {100 * cmp.level:.1f}% interval "
-                     f"[{cmp.low:+.4f}, {cmp.high:+.4f}]: {cmp.verdict}")
+        lines.append(f"- leader - {k} = {cmp.difference:+.4f} bits/latent ({100 * cmp.relative:+.2f}%), "
+                     f"{100 * cmp.level:.1f}% interval [{cmp.low:+.4f}, {cmp.high:+.4f}]: {cmp.verdict}; "
+                     f"detectable with 80% power: {_percent(cmp.relative_detectable)}")
+    return lines + ["", order_answer(v), ""]
+
+
+def _percent(x: float) -> str:
+    return f"{100 * abs(x):.2f}%" if np.isfinite(x) else "nothing (training noise unknown: one seed)"
+
+
+def order_answer(v) -> str:
+    """Does the order matter, with the effect this run could have found: "yes: X% [a, b]" or "no order effect
+    above X% (80% power)"."""
+    controls = [k for k in v.ranking() if k.startswith(CONTROL) and k != v.winner]
+    if not controls:
+        return "Not asked: no negative control was verified."
     beaten = [k for k in controls if v.comparisons[k].verdict == "better"]
-    answer = ("Yes: the leader beats every negative control." if len(beaten) == len(controls) else
-              f"Partly: the leader beats {len(beaten)} of {len(controls)} negative controls." if beaten else
-              "Not shown: the leader is indistinguishable from the negative controls (the cheap estimator's worst "
-              "order and random orders), so on these data and at this budget the order does not measurably matter.")
-    return lines + ["", answer, ""]
+    largest = max(abs(v.comparisons[k].relative_detectable) for k in controls)
+    if not np.isfinite(largest):
+        return ("Not shown: training noise is unknown (one seed of each kind): nothing can be claimed either way; "
+                "use --seeds 2 or more.")
+    if beaten:
+        c = min((v.comparisons[k] for k in beaten), key=lambda c: abs(c.relative))
+        scale = c.relative / c.difference if c.difference else 0.0
+        gap = (f"{100 * abs(c.relative):.2f}% [{100 * abs(c.high * scale):.2f}, {100 * abs(c.low * scale):.2f}]% "
+               f"against the closest control beaten")
+        return (f"Yes: the leader beats every negative control ({gap})." if len(beaten) == len(controls) else
+                f"Partly: the leader beats {len(beaten)} of {len(controls)} negative controls ({gap}); no effect "
+                f"above {_percent(largest)} (80% power) shown against the others.")
+    return ("Not shown: the leader is indistinguishable from the negative controls (the cheap estimator's worst "
+            f"order and random orders): no order effect above {_percent(largest)} of the rate (80% power at this "
+            "run's corrected level) on these data; smaller effects may exist.")
 
 
 def _edges(v) -> list[str]:
     """Interior and edge rates apart, and the verdicts again on the interior alone (where edges cannot move them)."""
-    from ..evaluation.statistics import compare, pooled_seed_variance
+    from ..evaluation.statistics import compare, larger_seed_variance, pooled_seed_variance
 
     evs = [e for group in v.evaluations.values() for e in group]
     if not evs or any(e.edge_image_bits is None for e in evs):
@@ -139,7 +167,8 @@ def _edges(v) -> list[str]:
                 "context window's reach of an edge).", ""]
     total = np.sum(evs[0].image_elements)
     others = [k for k in v.ranking() if k != v.winner]
-    pooled = pooled_seed_variance([(v.evaluations[v.winner], v.evaluations[k]) for k in others], "test-interior")
+    pooled = pooled_seed_variance([(v.evaluations[v.winner], v.evaluations[k]) for k in others], "test-interior",
+                                  v.report_seeds)
     lines = ["## Edges", "",
              f"The edge is every latent within the context window's reach of the latent's border "
              f"({100 * (1 - inner.sum() / total):.1f}% of the test latents), where part of the window lies past the "
@@ -151,14 +180,15 @@ def _edges(v) -> list[str]:
              "latent |", "|---|---|---|---|---|---|"]
     differ = []
     for label in v.ranking():
-        group = v.evaluations[label]
+        group = v.reported(label)
         interior = np.mean([e.rate("test-interior") for e in group])
         edge = np.mean([e.rate("test-edge") for e in group])
         if label == v.winner:
             lines.append(f"| {label} | {interior:.4f} | {edge:.4f} | leader | | |")
             continue
-        c = compare(v.evaluations[v.winner], group, 0.95, comparisons=len(others), pooled=pooled,
-                    split="test-interior")
+        spread = larger_seed_variance(v.evaluations[v.winner], v.evaluations[label], pooled, "test-interior",
+                                      v.report_seeds)
+        c = compare(v.reported(v.winner), group, 0.95, comparisons=len(others), pooled=spread, split="test-interior")
         whole = v.comparisons[label].of_b
         if c.of_b != whole:
             differ.append(label)
