@@ -46,7 +46,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..run import RunConfig, run, terminal_table, trust_line
+    from ..run import RunConfig, order_answer, run, terminal_table, trust_line
 
     names = strategies(args)
     at_least_one(seeds=args.seeds, verify_top=args.verify_top, report_seeds=args.report_seeds)
@@ -63,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        train=train_config(args, args.kernel), choose_on=args.choose_on)
     result = run(latents, config, progress=not args.quiet, command=recorded_command(args))
     print(terminal_table(result))
+    print(f"Does the order matter here? {order_answer(result.verified)}")
     print(trust_line(result))
     print(f"best: {result.verified.winner}, written to {config.folder / 'best.json'}; "
           f"report: {config.folder / 'summary.md'}")

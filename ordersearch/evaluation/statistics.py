@@ -70,6 +70,15 @@ class Comparison:
     detectable: float = math.inf
     relative_detectable: float = math.inf  # the same relative to B's rate, like ``relative``
 
+    def percent(self, of_b: bool = False) -> str:
+        """The difference and its interval relative to B's rate, in percent: ``+0.31% [+0.05, +0.57]`` (B - A
+        with ``of_b``)."""
+        scale = 100 * self.relative / self.difference if self.difference else math.nan
+        d, low, high = ((-self.difference, -self.high, -self.low) if of_b else (self.difference, self.low, self.high))
+        if not self.difference:
+            return f"{100 * self.relative:+.2f}%"
+        return f"{scale * d:+.2f}% [{scale * low:+.2f}, {scale * high:+.2f}]"
+
     @property
     def of_b(self) -> str:
         """The verdict said of B against A ("worse": B spends more)."""

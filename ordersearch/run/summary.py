@@ -227,10 +227,12 @@ def _placement(r: RunResult) -> list[str]:
 def terminal_table(r: RunResult) -> str:
     v = r.verified
     width = max(len(k) for k in v.evaluations)
-    head = f"{'schedule':<{width}}  {'test':>7}  {'val':>7}  {r.config.estimator:>15}  verdict vs leader"
+    head = (f"{'schedule':<{width}}  {'test':>7}  {'val':>7}  {r.config.estimator:>15}  verdict vs leader (this - "
+            f"leader, {100 * next(iter(v.comparisons.values())).level if v.comparisons else 95:.1f}% interval)")
     rows = [head, "-" * len(head)]
     for label in v.ranking():
-        verdict = "leader" if label == v.winner else v.comparisons[label].of_b
+        c = v.comparisons.get(label)
+        verdict = "leader" if label == v.winner else f"{c.of_b} ({c.percent(of_b=True)})"
         rows.append(f"{label:<{width}}  {v.mean(label):7.4f}  {v.mean(label, 'val'):7.4f}  {r.cheap[label]:15.4f}  "
                     f"{verdict}")
     return "\n".join(rows)
