@@ -236,7 +236,8 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
         f"report seeds each on test, "
         f"{'one at a time' if evaluator.stack == 1 else f'up to {evaluator.stack} trained together'}")
     expected = estimate(evaluator, candidates, config.seeds, config.max_seeds, config.report_seeds)
-    shorter = [*(["--seeds 2"] if config.seeds > 2 else []), f"--max-seeds {config.seeds}", "--max-steps 3000",
+    shorter = [*(["--seeds 2"] if config.seeds > 2 else []), f"--max-seeds {config.seeds}",
+               *(["--report-seeds 1"] if config.report_seeds > 1 else []), "--max-steps 3000",
                *([f"--patch {n - 1}"] if n > 2 else []), *(["a GPU (--device cuda)"] if evaluator.device.type == "cpu"
                                                            else [])]
     say(f"[4/4] {expected.line()}" + (f"; shorter: {', '.join(shorter)}" if expected.low > 900 else ""))
