@@ -270,6 +270,19 @@ def test_plateau_training_divides_the_rate_by_ten_at_each_plateau_then_stops():
     assert _scripted_loop([[1.0], [0.9]] + [[0.9]] * 20, drops=0)[1][0].steps == 4
 
 
+def test_the_bar_of_plateau_training_counts_to_the_earliest_possible_stop():
+    """After the validation at step 2 (improved: since 0, both drops left) the earliest stop is step 8, where the
+    scripted training above does stop; a model that keeps improving pushes it later; the cap bounds it."""
+    from ordersearch.evaluation import LoopConfig
+    from ordersearch.evaluation.training import earliest_stop
+
+    loop = LoopConfig(max_steps=100, eval_every=1, patience=2, lr_drops=2)
+    assert earliest_stop(loop, 2, np.array([0]), np.array([2])) == 8 == _scripted_loop(
+        [[1.0], [0.9]] + [[0.9]] * 20)[1][0].steps
+    assert earliest_stop(loop, 5, np.array([1, 0]), np.array([0, 2])) == 11
+    assert earliest_stop(LoopConfig(max_steps=6, eval_every=1, patience=2), 2, np.array([0]), np.array([2])) == 6
+
+
 def test_each_model_of_a_stack_keeps_its_own_plateau_learning_rate():
     """Model 0 plateaus early, model 1 keeps improving: model 0 moves by 0.01 a step, model 1 by 0.1."""
     values = [[1.0, 1.0], [0.9, 0.9], [0.9, 0.8], [0.9, 0.7]] + [[0.9, 0.7 - 0.1 * i] for i in range(1, 10)]

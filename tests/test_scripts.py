@@ -51,6 +51,6 @@ def test_the_gpu_script_runs_every_step_in_its_small_mode_and_names_the_machine(
     assert all(r["exact"] and r["decode_s"] > 0 for r in codec)
     assert files["gpu_bench_verify.json"]["speedup"] > 0
     runs = files["gpu_runs.json"]["runs"]
-    assert [r["patch"] for r in runs] == [2, 4, 3]
+    assert [r["patch"] for r in runs] == [2, 3]  # the small mode leaves out the 4x4 run
     assert all(r.get("returncode") == 0 and r["best_set"] or "skipped" in r for r in runs), runs
     assert runs[0].get("returncode") == 0

@@ -73,10 +73,10 @@ class Comparison:
     def percent(self, of_b: bool = False) -> str:
         """The difference and its interval relative to B's rate, in percent: ``+0.31% [+0.05, +0.57]`` (B - A
         with ``of_b``)."""
-        scale = 100 * self.relative / self.difference if self.difference else math.nan
-        d, low, high = ((-self.difference, -self.high, -self.low) if of_b else (self.difference, self.low, self.high))
         if not self.difference:
-            return f"{100 * self.relative:+.2f}%"
+            return "+0.00%"
+        scale = 100 * self.relative / self.difference  # B's rate
+        d, low, high = ((-self.difference, -self.high, -self.low) if of_b else (self.difference, self.low, self.high))
         return f"{scale * d:+.2f}% [{scale * low:+.2f}, {scale * high:+.2f}]"
 
     @property
@@ -163,42 +163,6 @@ def pool(parts: Iterable[tuple[float, int]]) -> tuple[float, int]:
     parts = list(parts)
     dof = sum(d for _, d in parts)
     return (sum(v * d for v, d in parts) / dof if dof else 0.0), dof
-
-
-def moderate(parts: Sequence[tuple[float, int]]) -> tuple[list[tuple[float, float]], float]:
-    """Each pair's seed variance moderated towards the others' (empirical Bayes, Smyth 2004), and the prior
-    degrees of freedom ``d0`` it used.
-
-    The pairs' true variances are taken to scatter around a common value s0^2 as a scaled inverse chi-square
-    with ``d0`` degrees of freedom, both estimated from the spread of the pairs' log variances (d0 infinite,
-    one common variance, where they scatter no more than sampling alone explains). A pair's moderated variance
-    is (d0 s0^2 + d s^2) / (d0 + d) with d0 + d degrees of freedom (at most the pool's): a pair noisier than
-    the rest keeps much of its own, a pair with few seeds borrows from the rest. A pair without its own
-    estimate (0 dof) gets s0^2 with d0."""
-    from scipy.optimize import brentq
-    from scipy.special import digamma, polygamma
-
-    known = [(v, d) for v, d in parts if d and v > 0]
-    total = sum(d for _, d in known)
-    if not known:
-        return [(0.0, 0)] * len(parts), 0.0
-    dof = np.array([d for _, d in known], dtype=float)
-    e = np.log([v for v, _ in known]) - digamma(dof / 2) + np.log(dof / 2)
-    spread = float(np.var(e, ddof=1) - np.mean(polygamma(1, dof / 2))) if len(known) > 2 else 0.0
-    if spread > 0:
-        d0 = 2 * brentq(lambda x: float(polygamma(1, x)) - spread, 1e-8, 1e8)
-        s0 = float(np.exp(np.mean(e) + digamma(d0 / 2) - np.log(d0 / 2)))
-    else:
-        d0, s0 = math.inf, pool(known)[0]
-    out: list[tuple[float, float]] = []
-    for v, d in parts:
-        if not math.isfinite(d0):
-            out.append((s0, total))
-        elif d and v > 0:
-            out.append(((d0 * s0 + d * v) / (d0 + d), min(d0 + d, total)))
-        else:
-            out.append((s0, min(d0, total)))
-    return out, d0
 
 
 def larger(own: tuple[float, int], pooled: tuple[float, int]) -> tuple[float, int]:

@@ -142,7 +142,8 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
             return _loop(model, k, batch_loss, validate, loop, progress, label, rngs, None)
     start, last_save = time.time() - elapsed, time.time()
     # plateau training stops at its plateau, not at the cap: no time estimate to the cap (it read 47:09 for a
-    # training of a few minutes); the bar counts steps and says how many plateaus are left
+    # training of a few minutes); after each validation the bar's total is the earliest step it can stop at
+    # (every plateau left needs ``patience`` validations without improvement), so its time left is a lower bound
     bar = tqdm(total=None if p.lr_drops else p.max_steps, initial=step, desc=label, unit="step",
                disable=not progress or None, leave=False)
     while step < p.max_steps and active.any():
@@ -190,8 +191,13 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
             drops[drop] -= 1
             since[drop] = 0
             active &= ~(plateau & ~drop)
-            bar.set_postfix(val=f"{v.min():.4f}", **({"plateaus_left": int(drops[active].max(initial=0)) + 1}
-                                                     if p.lr_drops and active.any() else {}))
+            if p.lr_drops and active.any():
+                bar.total = earliest_stop(p, step, since[active], drops[active])
+                bar.set_postfix_str(f"val={v.min():.4f}, plateaus left {int(drops[active].max()) + 1}, at least "
+                                    f"{bar.total - step} steps left", refresh=False)
+                bar.refresh()
+            else:
+                bar.set_postfix(val=f"{v.min():.4f}")
         if checkpoint is not None and time.time() - last_save >= checkpoint.every and step < p.max_steps:
             checkpoint.save({
                 "step": step, "elapsed": time.time() - start, "model": model.state_dict(),
@@ -207,6 +213,14 @@ def _loop(model: nn.Module, k: int, batch_loss: Callable[[], torch.Tensor], vali
         model.load_state_dict(best_state)
     model.eval()
     return [Trained(model, curves[i], int(steps[i]), int(best_step[i])) for i in range(k)]
+
+
+def earliest_stop(loop: LoopConfig, step: int, since: np.ndarray, drops: np.ndarray) -> int:
+    """The earliest step plateau training can stop at, after a validation at ``step``: each model still needs
+    ``patience - since`` validations without improvement to reach its current plateau and ``patience`` more for
+    each of its ``drops`` left; the last model to get there ends the loop (or the cap)."""
+    left = int(((loop.patience - since) + drops * loop.patience).max()) * loop.eval_every
+    return min(step + left, loop.max_steps)
 
 
 def _restore(saved: dict, model: nn.Module, opt: torch.optim.Optimizer, rngs: Sequence[np.random.Generator],

@@ -200,7 +200,7 @@ def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 2,
                                     seed in fresh))
 
     if evaluator.stack > 1 and evaluator.config.warm_steps > 0:
-        evaluator.warm_starts([*range(seeds), *fresh])  # together now, rather than one per adaptive round
+        evaluator.warm_starts([*range(seeds), *fresh])  # the seeds every candidate trains, together now
     # seed-major: an interrupted run has every schedule at least once; trained together where stacking pays
     evaluate([(label, seed) for seed in range(seeds) for label in schedules])
     verified = conclude(schedules, evaluations, chosen_on=chosen_on, report_seeds=fresh)
