@@ -79,12 +79,12 @@ def check(argv: list[str]) -> None:
             assert head[:4] == (b"OSMC" if argv[0] == "encode" else b"\x89PNG"), (argv, head)
 
 
-def _picture(path: Path) -> None:
+def _picture(path: Path, shape: tuple[int, int] = (48, 64)) -> None:
     """A small photo-like RGB image to encode."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    Image.fromarray((rng.random((48, 64, 3)) * 255).astype(np.uint8)).save(path)
+    Image.fromarray((rng.random((*shape, 3)) * 255).astype(np.uint8)).save(path)
 
 
 def run_cases(test, examples: int) -> None:
@@ -175,14 +175,26 @@ def latents(work: Path, examples: int) -> None:
         st.tuples(st.dictionaries(keys, arrays, min_size=1, max_size=3).map(write_npz), st.integers(0, 10**6),
                   st.integers(0, 255)).map(lambda t: (".npz", _flip(*t))))
 
-    @given(files)
-    def case(file: tuple[str, bytes]) -> None:
+    train = ["--max-steps", "1", "--device", "cpu", "--quiet"]
+    # every command that reads latents, one drawn per case; each reads them before any work (a step if fine)
+    commands = {
+        "verify": lambda p: ["verify", str(schedule), "--latents", p, "--seeds", "1", "--store", str(work / "store"),
+                             *train],
+        "compare": lambda p: ["compare", str(schedule), str(schedule), "--latents", p, "--seeds", "1", "--store",
+                              str(work / "store"), *train],
+        "search": lambda p: ["search", "--patch", "2", "--latents", p, "--out", str(work / "s"), "--budget", "2",
+                             "--strategies", "dp", "--device", "cpu", "--quiet"],
+        "run": lambda p: ["run", "--patch", "2", "--latents", p, "--out", str(work / "r"), "--budget", "2",
+                          "--strategies", "dp", "--seeds", "1", "--max-seeds", "1", "--report-seeds", "1", *train],
+        "worker": lambda p: ["worker", "--study", "s", "--storage", f"sqlite:///{work / 'w.db'}", "--patch", "2",
+                             "--latents", p, "--trials", "1", *train]}
+
+    @given(files, st.sampled_from(sorted(commands)))
+    def case(file: tuple[str, bytes], command: str) -> None:
         suffix, data = file
         path = work / f"latents{suffix}"
         path.write_bytes(data)
-        # verify loads the schedule and the latents before any training; one step if they are fine
-        check(["verify", str(schedule), "--latents", str(path), "--seeds", "1", "--max-steps", "1",
-               "--store", str(work / "store"), "--device", "cpu", "--quiet"])
+        check(commands[command](str(path)))
 
     run_cases(case, examples)
 
@@ -323,13 +335,36 @@ def models(work: Path, examples: int) -> None:
         st.builds(lambda v: saved(v), json_values),
         st.binary(max_size=200))
 
-    @given(codec_files, weight_files)
-    def case(codec_bytes: bytes, weight_bytes: bytes) -> None:
+    # streams made with the genuine files, for the decoders handed forged ones
+    torch.save(weights_blob, work / "good_w.pt")
+    check(["encode", str(work / "picture.png"), str(work / "by_codec.osc"), "--codec", str(work / "good.pt")])
+    check(["encode", str(work / "picture.png"), str(work / "by_weights.osc"), "--schedule", str(spath), "--weights",
+           str(work / "good_w.pt")])
+    photos = work / "photos"
+    for split in ("train", "val", "test"):
+        (photos / split).mkdir(parents=True, exist_ok=True)
+        _picture(photos / split / "p.png", (64, 64))
+    c, w = str(work / "c.pt"), str(work / "w.pt")
+    # every command that reads a codec file or weights, one drawn per case
+    codec_commands = {
+        "encode": ["encode", str(work / "picture.png"), str(work / "out.osc"), "--codec", c],
+        "decode": ["decode", str(work / "by_codec.osc"), str(work / "out.png"), "--codec", c],
+        "codec eval": ["codec", "eval", c, "--photos", str(photos), "--out", str(work / "eval"), "--resamples", "10",
+                       "--quiet"],
+        "codec train": ["codec", "train", "--schedule", str(spath), "--base", c, "--photos", str(photos), "--out",
+                        str(work / "trained.pt"), "--max-steps", "1", "--crop", "64", "--batch", "1", "--device",
+                        "cpu", "--quiet"]}
+    weight_commands = {
+        "encode": ["encode", str(work / "picture.png"), str(work / "out.osc"), "--schedule", str(spath), "--weights",
+                   w],
+        "decode": ["decode", str(work / "by_weights.osc"), str(work / "out.png"), "--weights", w]}
+
+    @given(codec_files, weight_files, st.sampled_from(sorted(codec_commands)), st.sampled_from(sorted(weight_commands)))
+    def case(codec_bytes: bytes, weight_bytes: bytes, codec_command: str, weight_command: str) -> None:
         (work / "c.pt").write_bytes(codec_bytes)
         (work / "w.pt").write_bytes(weight_bytes)
-        check(["encode", str(work / "picture.png"), str(work / "out.osc"), "--codec", str(work / "c.pt")])
-        check(["encode", str(work / "picture.png"), str(work / "out.osc"), "--schedule", str(spath), "--weights",
-               str(work / "w.pt")])
+        check(codec_commands[codec_command])
+        check(weight_commands[weight_command])
 
     run_cases(case, examples)
     check(["encode", str(work / "picture.png"), str(work / "out.osc"), "--codec", str(work / "good.pt")])
