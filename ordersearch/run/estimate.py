@@ -27,10 +27,10 @@ from ..models.any_order import AnyOrderContextModel
 from ..models.multistage import MultistageContextModel
 from ..schedule import Schedule
 
-#: median steps to the plateau of the committed runs' trainings (results/patch{2,3,4}/evaluations.csv: 4,100,
-#: 4,300 and 4,300 steps over 45, 57 and 75 trainings, the prior start; the any-order start took 3,200-4,300
-#: in results/bench_verify.json)
-TYPICAL_STEPS = 4000
+#: steps to the plateau from the any-order start (the default): 3,200-4,300 at 4x4 (results/bench_verify.json),
+#: median 3,200 over 31 fresh 2x2 trainings (2026-12-06, the 2-core machine); the prior start took 4,100-4,300
+#: (results/patch{2,3,4}/evaluations.csv)
+TYPICAL_STEPS = 3500
 #: a training's seconds per step all in (validation every ``eval_every`` steps, the final measurement) over the
 #: step's own: committed 4x4 trainings took 31 ms per step all in where the step alone takes 26 ms
 OVERHEAD = 1.2
