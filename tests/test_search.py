@@ -357,3 +357,26 @@ def test_searches_sharing_one_storage_share_its_trial_budget(tmp_path):
         for sampler in ("tpe", "random"):
             study = optuna.load_study(study_name=f"ordersearch-3x3-optuna-{sampler}-seed0", storage=url)
             assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 40 * (attempt + 1)
+
+
+def test_a_trial_asked_for_but_not_yet_named_holds_its_place_in_the_budget(tmp_path, monkeypatch):
+    """Another search between asking for a trial and naming itself its owner: its trial counts, so the budget is
+    never exceeded when it finishes; once it is too old to be a live search's, it no longer blocks."""
+    import optuna
+
+    from ordersearch.search import optuna_search
+
+    table = np.random.default_rng(0).random(16) + 1.0
+    strategy = OptunaSearch("random", storage=f"sqlite:///{tmp_path / 'shared.db'}")
+    strategy.search(TableScorer(table, 2), Budget(trials=3))
+    study = strategy.study(2)
+    study.ask()  # trial 3: asked for by a search that has not yet written its owner
+
+    def complete() -> int:
+        return len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+
+    strategy.search(TableScorer(table, 2), Budget(trials=5))
+    assert complete() == 4  # trial 3 may still finish: 5 of 5, not 6
+    monkeypatch.setattr(optuna_search, "OWNERLESS_SECONDS", 0.0)  # ... or its search died right there
+    strategy.search(TableScorer(table, 2), Budget(trials=5))
+    assert complete() == 5

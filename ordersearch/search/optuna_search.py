@@ -34,6 +34,8 @@ SAMPLERS = ("tpe", "cmaes", "random")
 STALE_SECONDS = 60.0
 #: the user attribute of a trial that names the process running it (host:pid)
 OWNER = "owner"
+#: a running trial without an owner yet counts this long: its search names it right after asking for it
+OWNERLESS_SECONDS = 5.0
 
 
 def keys_to_order(keys: np.ndarray) -> np.ndarray:
@@ -119,10 +121,11 @@ class OptunaSearch(Strategy):
         # Searches sharing the storage share the budget: a trial asked for is run only if fewer than `wanted`
         # trials numbered before it are finished or running (trial numbers are given out by the storage, one at
         # a time), so two searches never finish more than `wanted` between them. A running trial counts only
-        # while its process (its OWNER, written right after it is asked for) lives: gone from this host, silent
-        # for STALE_SECONDS (a trial scores one order on a table, in milliseconds), or killed before its owner
-        # was written, it belongs to a search that died. (Left open: two searches both at the last trial, one
-        # of them between those two writes, can finish one more.)
+        # while its process (its OWNER, written right after it is asked for) lives: gone from this host or
+        # silent for STALE_SECONDS (a trial scores one order on a table, in milliseconds), it belongs to a search
+        # that died. One not yet named counts for OWNERLESS_SECONDS, so a search between asking and naming is
+        # never overtaken at the last trial (one killed right there holds its place that long: the other search
+        # may then end a trial short, never a trial over).
         from ..evaluation.store import dead_here
 
         live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
@@ -131,9 +134,10 @@ class OptunaSearch(Strategy):
         def counts(t, now: datetime) -> bool:
             if t.state == optuna.trial.TrialState.COMPLETE:
                 return True
-            mine = t.user_attrs.get(OWNER)
-            return (isinstance(mine, str) and not dead_here(mine)
-                    and (now - t.datetime_start).total_seconds() < STALE_SECONDS)
+            mine, age = t.user_attrs.get(OWNER), (now - t.datetime_start).total_seconds()
+            if mine is None:
+                return age < OWNERLESS_SECONDS
+            return isinstance(mine, str) and not dead_here(mine) and age < STALE_SECONDS
 
         with interrupts_held() as caught:
             while done < wanted and not session.out_of_budget():
