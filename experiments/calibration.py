@@ -6,7 +6,9 @@ given to the model as a prior), eight 3x3 orders spanning the exact range
 (the optimum and the worst order of the field's exact cost table by dynamic
 programming, raster, and five random orders spread over the range) are verified
 as ``run`` verifies them: dedicated training with the default protocol (to a
-plateau), ``--seeds`` seeds each, measured on whole test images. Each is set
+plateau), ``--seeds`` selection seeds and two report seeds each (the verdicts
+read the report seeds; rates and pair intervals every seed: nothing here is
+chosen), measured on whole test images. Each is set
 against its exact rate on the same images (``GaussianOracle.image_rates``:
 border offsets missing, the grid where measurement puts it). Reported per
 field and order: exact and measured rate (whole, interior, edge), the excess
