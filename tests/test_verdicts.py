@@ -113,3 +113,19 @@ def test_the_simulation_is_the_same_for_the_same_seed_and_differs_between_runs()
     assert a.seeds == b.seeds and a.family_errors == b.family_errors
     c = simulate(World(), 5, first=5)
     assert c.seeds != a.seeds or c.family_errors != a.family_errors
+
+
+def test_does_the_order_matter_is_answered_with_the_effect_it_could_detect():
+    from ordersearch.run.summary import order_answer
+
+    labels = ["lead", "control-a", "control-b"]
+    schedules = {k: Schedule.named("raster", 2) for k in labels}
+    answers = {}
+    for name, effects in (("none", ()), ("both", (0.02, 0.02)), ("one", (0.02,))):
+        v = verify(schedules, SimulatedEvaluator(World(candidates=3, effects=effects), labels, 1))
+        assert v.winner == "lead"
+        answers[name] = order_answer(v)
+    detectable = 100 * max(abs(c.relative_detectable) for c in v.comparisons.values())
+    assert answers["none"].startswith("Not shown") and "no order effect above" in answers["none"]
+    assert answers["both"].startswith("Yes: the leader beats every negative control")
+    assert answers["one"].startswith("Partly: the leader beats 1 of 2") and f"{detectable:.2f}%" in answers["one"]

@@ -143,12 +143,10 @@ def order_answer(v) -> str:
                 "use --seeds 2 or more.")
     if beaten:
         c = min((v.comparisons[k] for k in beaten), key=lambda c: abs(c.relative))
-        scale = c.relative / c.difference if c.difference else 0.0
-        gap = (f"{100 * abs(c.relative):.2f}% [{100 * abs(c.high * scale):.2f}, {100 * abs(c.low * scale):.2f}]% "
-               f"against the closest control beaten")
+        gap = f"the closest control beaten, control - leader: {c.percent(of_b=True)}"
         return (f"Yes: the leader beats every negative control ({gap})." if len(beaten) == len(controls) else
-                f"Partly: the leader beats {len(beaten)} of {len(controls)} negative controls ({gap}); no effect "
-                f"above {_percent(largest)} (80% power) shown against the others.")
+                f"Partly: the leader beats {len(beaten)} of {len(controls)} negative controls ({gap}); against the "
+                f"others this run could detect {_percent(largest)} (80% power).")
     return ("Not shown: the leader is indistinguishable from the negative controls (the cheap estimator's worst "
             f"order and random orders): no order effect above {_percent(largest)} of the rate (80% power at this "
             "run's corrected level) on these data; smaller effects may exist.")
