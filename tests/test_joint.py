@@ -61,6 +61,45 @@ def test_serial_and_single_fine_tune_and_round_trip(tmp_path):
         assert np.array_equal(codec.decompress(codec.compress(photo)), codec.reconstruct(photo))
 
 
+def test_one_any_order_codec_encodes_and_decodes_with_every_schedule_of_its_patch(tmp_path, capsys):
+    """`codec train --any-order 2` fine-tunes one codec over random schedules; `encode --codec ANY.pt --schedule S`
+    round-trips exactly for orders, grouped schedules and the named ones; `decode` takes the schedule from the
+    stream; without a schedule, or with one of another patch size, it is one line."""
+    torch.set_num_threads(1)
+    photos = tmp_path / "photos"
+    for split, count in (("train", 2), ("val", 1), ("test", 1)):
+        (photos / split).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(image(64, 64, seed=20 + 3 * len(split) + i)).save(photos / split / f"{i}.png")
+    codec_file = tmp_path / "any.pt"
+    assert main(["codec", "train", "--any-order", "2", "--out", str(codec_file), "--photos", str(photos),
+                 "--max-steps", "3", "--batch", "2", "--crop", "64", "--quiet"]) == 0
+    assert "any-order-2x2" in capsys.readouterr().out
+    photo = photos / "test" / "0.png"
+    sizes = {}
+    for name, schedule in (("raster", Schedule.named("raster", 2)), ("checkerboard", Schedule.named("checkerboard", 2)),
+                           ("single", Schedule.named("single", 2)), ("lin2023", Schedule.named("lin2023", 2)),
+                           ("grouped", Schedule.from_grid([[0, 1], [1, 2]]))):
+        path = save_schedule(schedule, tmp_path / f"{name}.json")
+        stream, out = tmp_path / f"{name}.osc", tmp_path / f"{name}.png"
+        assert main(["encode", str(photo), str(stream), "--codec", str(codec_file), "--schedule", str(path)]) == 0
+        assert main(["decode", str(stream), str(out), "--codec", str(codec_file)]) == 0  # the stream's schedule
+        codec, info = load_codec(codec_file, schedule)
+        assert info["any_order"] == 2 and codec.schedule == schedule
+        assert np.array_equal(np.asarray(Image.open(out)), codec.reconstruct(np.asarray(Image.open(photo))))
+        sizes[name] = stream.stat().st_size
+    assert len(set(sizes.values())) > 1  # the schedules really differ
+    capsys.readouterr()
+    # without a schedule, or with one of another patch size: one line
+    assert main(["encode", str(photo), str(tmp_path / "x.osc"), "--codec", str(codec_file)]) == 2
+    assert "give the schedule" in capsys.readouterr().err
+    four = save_schedule(Schedule.named("raster", 4), tmp_path / "raster4.json")
+    assert main(["encode", str(photo), str(tmp_path / "x.osc"), "--codec", str(codec_file), "--schedule",
+                 str(four)]) == 2
+    assert "for 2x2 patches, the schedule is 4x4" in capsys.readouterr().err
+    assert not (tmp_path / "x.osc").exists()
+
+
 def test_an_interrupted_fine_tuning_resumes_and_ends_where_it_would_have(tmp_path):
     """Killed after its first checkpoint, started again: the same weights as one uninterrupted run."""
     script = textwrap.dedent(f"""

@@ -32,16 +32,28 @@ def weights(args: argparse.Namespace):
     return train_weights(args.schedule, device(args))
 
 
-def codec(args: argparse.Namespace):
-    """The codec of --codec FILE, or the bundled base codec with --schedule's context model."""
+def codec(args: argparse.Namespace, stream: bytes | None = None):
+    """The codec of --codec FILE (an any-order one with --schedule's schedule, or ``stream``'s), or the bundled
+    base codec with --schedule's context model."""
     from ..codec import MultistageCodec
 
+    if args.codec is None and args.schedule is None:
+        raise OrdersearchError("give --schedule S.json or --codec CODEC.pt")
     if args.codec is not None:
+        from ..codec.bitstream import read_header
         from ..codec.codec_file import load_codec
+        from ..schedule import Schedule
 
         if args.weights is not None:
             raise OrdersearchError("--weights goes with --schedule; a codec file carries its own")
-        return load_codec(args.codec)[0]
+        schedule = load_schedule(args.schedule)[0] if args.schedule is not None else None
+        if schedule is None and stream is not None:  # the schedule the stream was made with
+            header, _ = read_header(stream)
+            try:
+                schedule = Schedule.from_grid(header.grid) if header.patch else None
+            except OrdersearchError as e:
+                raise OrdersearchError(f"{args.input}: corrupted bitstream ({e})") from None
+        return load_codec(args.codec, schedule)[0]
 
     schedule, meta = load_schedule(args.schedule)
     state = weights(args)
@@ -144,7 +156,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     check_output(args.out)
     if args.out.suffix.lower() != ".png":  # the decoded image is exact: never re-encode it lossily or misname it
         raise OrdersearchError(f"{args.out}: decode writes PNG images; name the output .png")
-    chosen = codec(args) if args.schedule is not None or args.codec is not None else stream_codec(data, args)
+    chosen = codec(args, data) if args.schedule is not None or args.codec is not None else stream_codec(data, args)
     start = time.time()
     image = chosen.decompress(data)
     seconds = time.time() - start
@@ -163,12 +175,16 @@ def cmd_codec_train(args: argparse.Namespace) -> int:
     from ..codec.codec_file import load_codec, save_codec
     from ..data import photo_splits, read_image
     from ..evaluation.joint import JointConfig, fine_tune
-    from ..models.joint import SERIAL
+    from ..models.joint import ANY_ORDER, SERIAL
     from ..run import stored_weights
 
     check_output(args.out)
     if args.serial:
         schedule, label, context_state = SERIAL, args.label or SERIAL, None
+    elif args.any_order is not None:
+        if not 2 <= args.any_order <= 4:
+            raise OrdersearchError(f"--any-order {args.any_order}: patches of 2 to 4")
+        schedule, label, context_state = ANY_ORDER, args.label or f"any-order-{args.any_order}x{args.any_order}", None
     else:
         schedule, _ = load_schedule(args.schedule)
         label = args.label or args.schedule.stem
@@ -184,7 +200,8 @@ def cmd_codec_train(args: argparse.Namespace) -> int:
     train = [read_image(p) for p in photos["train"]]
     val = [read_image(p) for p in photos["val"]]
     # the checkpoint belongs to this very fine-tuning: another lambda or schedule never resumes from it
-    key = json.dumps([str(schedule), asdict(config), str(args.base), context_state is not None], sort_keys=True)
+    key = json.dumps([str(schedule), asdict(config), str(args.base), context_state is not None, args.any_order],
+                     sort_keys=True)
     checkpoint = args.out.with_name(f"{args.out.name}.{hashlib.sha256(key.encode()).hexdigest()[:12]}.partial")
     if not args.quiet:
         print(f"ordersearch: fine-tuning {label} at lambda {args.lmbda}: {len(train)} train / {len(val)} val photos "
@@ -192,7 +209,8 @@ def cmd_codec_train(args: argparse.Namespace) -> int:
               f"{'its trained weights' if context_state is not None else 'zero (the hyperprior alone)'}"
               f"{'; resuming' if checkpoint.exists() else ''}", file=sys.stderr)
     start = time.time()
-    tuned = fine_tune(schedule, train, val, config, on, base, context_state, checkpoint, not args.quiet)
+    tuned = fine_tune(schedule, train, val, config, on, base, context_state, checkpoint, not args.quiet,
+                      patch=args.any_order or 4)
     seconds = time.time() - start
     best = min(v for _, _, v in tuned.curve)
     save_codec(args.out, schedule, tuned.model, {
@@ -269,12 +287,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     decode.add_argument("input", type=Path, metavar="IN", help="bitstream written by encode")
     decode.add_argument("out", type=Path, metavar="OUT.png", help="PNG image to write")
     for p, func in ((encode, cmd_encode), (decode, cmd_decode)):
-        which = p.add_mutually_exclusive_group(required=p is encode)
-        which.add_argument("--schedule", type=Path, metavar="S.json",
-                           help="schedule file" if p is encode else "schedule file (default: the stream's, its "
-                           "weights found by their identity under results/ and runs/)")
-        which.add_argument("--codec", type=Path, metavar="CODEC.pt",
-                           help="a codec file of `ordersearch codec train` (base codec and context model in one)")
+        p.add_argument("--schedule", type=Path, metavar="S.json",
+                       help="schedule file (with an any-order --codec: the schedule to use it with)" if p is encode
+                       else "schedule file (default: the stream's, its weights found by their identity under "
+                       "results/ and runs/)")
+        p.add_argument("--codec", type=Path, metavar="CODEC.pt",
+                       help="a codec file of `ordersearch codec train` (base codec and context model in one; an "
+                       "any-order one decodes with any schedule of its patch size)")
         p.add_argument("--weights", type=Path, metavar="FILE",
                        help="context-model weights (default: beside the schedule file, or the schedule's dedicated "
                        "model in its run's store)")
@@ -292,6 +311,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     which = ct.add_mutually_exclusive_group(required=True)
     which.add_argument("--schedule", type=Path, metavar="S.json", help="schedule file (single: hyperprior alone)")
     which.add_argument("--serial", action="store_true", help="the serial raster context model instead")
+    which.add_argument("--any-order", type=int, metavar="N", dest="any_order",
+                       help="one context model for every schedule of NxN patches, trained over random schedules: "
+                       "the codec then encodes with any schedule given at encode time")
     ct.add_argument("--lmbda", type=float, default=0.0067, metavar="L",
                     help="rate-distortion trade-off (default 0.0067, the bundled codec's: about 0.3 bpp)")
     ct.add_argument("--out", type=Path, required=True, metavar="CODEC.pt", help="codec file to write")

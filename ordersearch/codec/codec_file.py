@@ -2,7 +2,12 @@
 
 ``save_codec`` writes what ``evaluation.joint.fine_tune`` made; ``load_codec``
 gives back a ready ``MultistageCodec`` (or ``SerialCodec``): ``encode``,
-``decode`` and ``codec eval`` need nothing else.
+``decode`` and ``codec eval`` need nothing else. An any-order codec (one
+context model for every schedule of its patch size) is made ready for the
+schedule it is given, chosen at encode time (the stream records it, so
+decode needs nothing more)::
+
+    ANY.pt + S.json --load_codec--> AnyOrderContextModel.dedicated(S) --> MultistageCodec(S)
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch
 from ..errors import OrdersearchError
 from ..files import atomic_write, read_input
 from ..models.hyperprior import BaseCodec, BaseCodecConfig
-from ..models.joint import SERIAL, JointModel, context_model
+from ..models.joint import ANY_ORDER, SERIAL, JointModel, context_model
 from ..models.multistage import fitted_state
 from ..schedule import Schedule
 from .multistage import MultistageCodec
@@ -37,7 +42,8 @@ def _half(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_codec(path: Path, schedule: Schedule | str, model: JointModel, info: dict | None = None) -> None:
     """One float16 file: schedule (or ``serial``), base codec and context model (``load_codec`` reads it)."""
     blob = {"format": FORMAT,
-            "schedule": SERIAL if schedule == SERIAL else json.dumps(schedule.array().tolist()),
+            "schedule": schedule if schedule in (SERIAL, ANY_ORDER) else json.dumps(schedule.array().tolist()),
+            "patch": model.context.schedule.patch if schedule == ANY_ORDER else 0,
             "kernel": model.context.config.kernel, "base_config": asdict(model.base.config),
             "base": _half(model.base), "context": _half(model.context), "info": json.dumps(info or {})}
     buf = io.BytesIO()
@@ -45,8 +51,10 @@ def save_codec(path: Path, schedule: Schedule | str, model: JointModel, info: di
     atomic_write(path, buf.getvalue())
 
 
-def load_codec(path: Path) -> tuple[MultistageCodec, dict]:
-    """The codec of a codec file (multistage or serial) and the file's info, or one clear error."""
+def load_codec(path: Path, schedule: Schedule | None = None) -> tuple[MultistageCodec, dict]:
+    """The codec of a codec file (multistage or serial; an any-order one with ``schedule``, which it then
+    encodes and decodes with; a codec of one schedule accepts only that one) and the file's info
+    (``any_order``: the patch size, if it is one), or one clear error."""
     raw = read_input(path, MAX_CODEC_BYTES, "a codec file")
     try:
         blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
@@ -54,6 +62,15 @@ def load_codec(path: Path) -> tuple[MultistageCodec, dict]:
         blob = None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise OrdersearchError(f"{path}: not a codec file of `ordersearch codec train`")
+    any_order = blob.get("patch", 0) if blob.get("schedule") == ANY_ORDER else 0
+    if any_order and not (isinstance(any_order, int) and 2 <= any_order <= 16):
+        raise OrdersearchError(f"{path}: a damaged codec file (any-order patch size {str(any_order)[:20]})")
+    if any_order and schedule is None:
+        raise OrdersearchError(f"{path}: an any-order codec of {any_order}x{any_order} patches: give the schedule to "
+                               "encode with (--schedule S.json)")
+    if any_order and schedule.patch != any_order:
+        raise OrdersearchError(f"{path}: its context model is for {any_order}x{any_order} patches, the schedule is "
+                               f"{schedule.patch}x{schedule.patch}")
     try:
         widths = blob["base_config"]
         if not isinstance(widths, dict) or not all(isinstance(v, int) and 1 <= v <= MAX_WIDTH for v in widths.values()):
@@ -70,12 +87,20 @@ def load_codec(path: Path) -> tuple[MultistageCodec, dict]:
             context = context_model(SERIAL, base.config, int(blob["kernel"]))
             context.load_state_dict(state)
             codec: MultistageCodec = SerialCodec(context.eval(), base)
+        elif any_order:
+            context = context_model(ANY_ORDER, base.config, int(blob["kernel"]), any_order)
+            context.load_state_dict(state)
+            codec = MultistageCodec(schedule, context.dedicated(schedule).eval(), base)
         else:
             schedule = Schedule.from_grid(json.loads(blob["schedule"]))
             context = context_model(schedule, base.config, int(blob["kernel"]))
             context.load_state_dict(fitted_state(state, schedule))
             codec = MultistageCodec(schedule, context.eval(), base)
-        info = json.loads(blob["info"])
+        info = {**json.loads(blob["info"]), **({"any_order": any_order} if any_order else {})}
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OrdersearchError) as e:
         raise OrdersearchError(f"{path}: a damaged codec file ({' '.join(str(e).split())[:200]})") from None
+    own = getattr(codec, "schedule", None)
+    if schedule is not None and not any_order and (own is None or own.array().tolist() != schedule.array().tolist()):
+        raise OrdersearchError(f"{path}: a codec of one schedule ({'serial' if own is None else own.array().tolist()})"
+                               f", not of {schedule.array().tolist()}; another schedule needs an any-order codec")
     return codec, info

@@ -9,6 +9,12 @@ encoder would spend), checkpoints from which an interrupted fine-tuning
 continues and ends where it would have. The base transforms start from the
 bundled codec (or another), the context model from given weights (else
 zero: the hyperprior alone).
+
+``ANY_ORDER`` fine-tunes one any-order context model (``models.any_order``)
+with the codec: every training crop is decoded by a random schedule of the
+patch size (half permutations, half groupings), and validation averages a
+fixed mix of such schedules drawn from the seed. Any schedule of that patch
+size then encodes and decodes with the one codec (``codec.codec_file``).
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ import numpy as np
 import torch
 
 from ..errors import OrdersearchError
+from ..models.any_order import random_stage_grids, window_masks
 from ..models.hyperprior import STRIDE, BaseCodec
-from ..models.joint import SERIAL, JointModel, context_model
+from ..models.joint import ANY_ORDER, SERIAL, JointModel, context_model
 from ..models.multistage import fitted_state
 from ..schedule import Schedule
 from .config import LoopConfig
@@ -79,8 +86,9 @@ class FineTuned:
 def fine_tune(schedule: Schedule | str, train: list[np.ndarray], val: list[np.ndarray], config: JointConfig,
               device: torch.device | str = "cpu", base: BaseCodec | None = None,
               context_state: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None,
-              progress: bool = False, checkpoint_every: float = 60.0) -> FineTuned:
-    """Fine-tune base codec and context model of ``schedule`` jointly on RGB uint8 photos (H, W, 3).
+              progress: bool = False, checkpoint_every: float = 60.0, patch: int = 4) -> FineTuned:
+    """Fine-tune base codec and context model of ``schedule`` (``SERIAL``, or ``ANY_ORDER`` of ``patch``)
+    jointly on RGB uint8 photos (H, W, 3).
 
     ``base``: where the transforms start (default: the bundled codec);
     ``context_state``: where the context model starts (default: zero, the
@@ -104,20 +112,31 @@ def fine_tune(schedule: Schedule | str, train: list[np.ndarray], val: list[np.nd
         raise OrdersearchError(f"no val photo is at least {STRIDE}x{STRIDE} pixels")
     # a copy: the caller's codec stays as it was (and a codec's base computes in float64)
     base = copy.deepcopy(base).float() if base is not None else BaseCodec.load()
-    context = context_model(schedule, base.config)
+    context = context_model(schedule, base.config, patch=patch)
     if context_state is not None:
-        context.load_state_dict(context_state if schedule == SERIAL else fitted_state(context_state, schedule))
+        context.load_state_dict(context_state if schedule in (SERIAL, ANY_ORDER) else
+                                fitted_state(context_state, schedule))
     model = JointModel(base, context, config.context_lr / config.lr).to(device).train()
+    kernel = context.config.kernel
 
+    def masks(grids: np.ndarray) -> torch.Tensor | None:
+        return torch.from_numpy(window_masks(grids, kernel)).to(device) if schedule == ANY_ORDER else None
+
+    # any-order: validation over a fixed mix of schedules drawn from the seed, permutations and groupings alike
+    mix = random_stage_grids(patch, 4, np.random.default_rng([config.seed, 1])) if schedule == ANY_ORDER else [None]
     noise = torch.Generator(device)
 
     def batch_loss() -> torch.Tensor:
         # the noise is seeded from the crop stream, the one the checkpoint keeps: a resumed run draws the same
         noise.manual_seed(int(rng.integers(2**62)))
-        return model.loss(_crops(tensors, c, config.batch, rng), config.lmbda, generator=noise)[0]
+        crops = _crops(tensors, c, config.batch, rng)
+        drawn = masks(random_stage_grids(patch, config.batch, rng)) if schedule == ANY_ORDER else None
+        return model.loss(crops, config.lmbda, generator=noise, masks=drawn)[0]
 
     def validate() -> float:
-        return float(np.mean([model.loss(v, config.lmbda, noise=False)[0].item() for v in vals]))
+        return float(np.mean([model.loss(v, config.lmbda, noise=False,
+                                         masks=None if g is None else masks(g[None]))[0].item()
+                              for v in vals for g in mix]))
 
     ck = None if checkpoint is None else Checkpoint(Path(checkpoint), checkpoint_every)
     trained = train_loop(model, batch_loss, validate, config, progress, "fine-tune", [rng], ck)
