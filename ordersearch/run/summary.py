@@ -29,7 +29,7 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
              (", each started from the run's any-order model of its seed (one model trained over random orders, "
               "`--start any-order`). " if c.train.start == "any-order" else
               ", each started from the prior-only warm start of its seed (`--start prior`). ") +
-             f"The leader is the lowest on the **val** split ("
+             "The leader is the lowest on the **val** split ("
              + ("whole latents, the border included" if c.choose_on == "whole" else
                 "the interior of its latents, `--choose-on interior`") +
              "); it is compared with every other candidate on the test "
