@@ -46,7 +46,7 @@ def null_row(name: str, world: World, runs: int, **protocol) -> dict:
             "family_wise_error": rate(t.family_errors, t.runs),
             "false_worse_per_comparison": t.false_worse / t.comparisons,
             "family_wise_error_reporting_on_the_seeds_that_chose": rate(t.leaky_family_errors, t.runs),
-            "trainings_per_run": sum(t.seeds) / t.runs}
+            "trainings_per_run": sum(t.trainings) / t.runs}
 
 
 def power_row(world: World, effect: float, runs: int, **protocol) -> dict:

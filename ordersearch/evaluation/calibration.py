@@ -127,7 +127,7 @@ class Tally:
     false_worse: int = 0  # comparisons calling a candidate worse than the leader when it is not
     comparisons: int = 0
     detected: dict[int, int] = field(default_factory=dict)  # truly worse candidate -> runs calling it worse
-    seeds: list[int] = field(default_factory=list)  # trainings per run
+    trainings: list[int] = field(default_factory=list)  # trainings per run
     #: the same runs reported on the seeds that chose (no report seeds): what selection leaks
     leaky_family_errors: int = 0
 
@@ -146,7 +146,7 @@ class Tally:
         detected = {k: self.detected.get(k, 0) + other.detected.get(k, 0) for k in {*self.detected, *other.detected}}
         return Tally(self.runs + other.runs, self.family_errors + other.family_errors,
                      self.false_worse + other.false_worse, self.comparisons + other.comparisons, detected,
-                     self.seeds + other.seeds, self.leaky_family_errors + other.leaky_family_errors)
+                     self.trainings + other.trainings, self.leaky_family_errors + other.leaky_family_errors)
 
 
 def _errors(v: Verified, effect: np.ndarray, labels: list[str]) -> tuple[int, int]:
@@ -176,7 +176,7 @@ def simulate(world: World, runs: int, seeds: int = 2, max_seeds: int = 4, report
         tally.family_errors += wrong > 0
         tally.false_worse += worse
         tally.comparisons += len(v.comparisons)
-        tally.seeds.append(sum(len(e) for e in v.evaluations.values()))
+        tally.trainings.append(sum(len(e) for e in v.evaluations.values()))
         for k in np.flatnonzero(effect > 0):
             tally.detected[int(k)] = tally.detected.get(int(k), 0) + (v.comparisons.get(labels[k]) is not None and
                                                                       v.comparisons[labels[k]].verdict == "better")
