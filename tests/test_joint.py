@@ -98,6 +98,19 @@ def test_one_any_order_codec_encodes_and_decodes_with_every_schedule_of_its_patc
                  str(four)]) == 2
     assert "for 2x2 patches, the schedule is 4x4" in capsys.readouterr().err
     assert not (tmp_path / "x.osc").exists()
+    # codec eval measures it once per schedule given; its transforms start another fine-tuning
+    assert main(["codec", "eval", str(codec_file), "--photos", str(photos), "--out", str(tmp_path / "rd"),
+                 "--schedule", str(tmp_path / "raster.json"), str(tmp_path / "single.json"), "--resamples", "10",
+                 "--quiet"]) == 0
+    points = pd.read_csv(tmp_path / "rd" / "points.csv")
+    assert set(points.label) == {"any-order-2x2 raster", "any-order-2x2 single"} and points.exact.all()
+    assert len(points) == 2 and points.bpp.nunique() == 2  # one test photo, measured with each schedule
+    capsys.readouterr()
+    assert main(["codec", "eval", str(codec_file), "--photos", str(photos), "--out", str(tmp_path / "rd2")]) == 2
+    assert "give the schedules to measure it with" in capsys.readouterr().err
+    assert main(["codec", "train", "--schedule", str(tmp_path / "raster.json"), "--base", str(codec_file), "--out",
+                 str(tmp_path / "raster.pt"), "--photos", str(photos), "--max-steps", "1", "--batch", "1", "--crop",
+                 "64", "--quiet"]) == 0
 
 
 def test_an_interrupted_fine_tuning_resumes_and_ends_where_it_would_have(tmp_path):

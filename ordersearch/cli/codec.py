@@ -172,8 +172,9 @@ def cmd_codec_train(args: argparse.Namespace) -> int:
     import time
     from dataclasses import asdict
 
-    from ..codec.codec_file import load_codec, save_codec
+    from ..codec.codec_file import codec_of, open_codec, save_codec
     from ..data import photo_splits, read_image
+    from ..schedule import Schedule
     from ..evaluation.joint import JointConfig, fine_tune
     from ..models.joint import ANY_ORDER, SERIAL
     from ..run import stored_weights
@@ -192,7 +193,10 @@ def cmd_codec_train(args: argparse.Namespace) -> int:
             context_state = stored_weights(args.schedule).state
         except OrdersearchError:
             context_state = None
-    base = load_codec(args.base)[0].base if args.base else None
+    base = None
+    if args.base:  # the transforms of any codec file, an any-order one included
+        opened = open_codec(args.base)
+        base = codec_of(*opened, Schedule.named("single", opened[2]) if opened[2] else None)[0].base
     config = JointConfig(lmbda=args.lmbda, max_steps=args.max_steps, batch=args.batch, crop=args.crop,
                          seed=args.seed, max_seconds=None if args.minutes is None else 60 * args.minutes)
     photos = photo_splits(args.photos)
@@ -229,12 +233,25 @@ def cmd_codec_eval(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from ..codec.codec_file import load_codec
+    from ..codec.codec_file import codec_of, open_codec
     from ..codec.rd import POINT_COLUMNS, bd_rate_tables, measure, measured
     from ..data import photo_splits
     from ..files import atomic_write
 
-    codecs = [(path, *load_codec(path)) for path in args.codecs]  # every file checked before any work
+    schedules = [(path, *load_schedule(path)) for path in args.schedule]
+    codecs = []  # every file checked before any work; an any-order codec once per --schedule, labelled by it
+    for opened in map(open_codec, args.codecs):
+        path, _, any_order = opened
+        if not any_order:
+            codecs.append((path, *codec_of(*opened)))
+            continue
+        if not schedules:
+            raise OrdersearchError(f"{path}: an any-order codec; give the schedules to measure it with "
+                                   "(--schedule S.json ...)")
+        for file, schedule, meta in schedules:
+            each, info = codec_of(*opened, schedule)
+            codecs.append((path, each, {**info, "label": f"{info.get('label', path.stem)} "
+                                                          f"{meta.name or file.stem}"}))
     photos = photo_splits(args.photos)[args.split]
     if args.out.exists() and not args.out.is_dir():
         raise OrdersearchError(f"{args.out}: is a file; --out is a folder")
@@ -337,6 +354,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ce.add_argument("--references", nargs="+", default=["serial", "checkerboard", "single"], metavar="LABEL",
                     help="labels to compare against (default: serial checkerboard single)")
     ce.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    ce.add_argument("--schedule", type=Path, nargs="+", default=[], metavar="S.json",
+                    help="schedules an any-order codec is measured with, each a label of its own")
     for p in (ct, ce):
         p.add_argument("--photos", type=Path, default=Path("data/photos"), metavar="DIR",
                        help="photos with a manifest.csv split (experiments/fetch_photos.py writes data/photos, the "

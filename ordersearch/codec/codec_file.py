@@ -28,7 +28,7 @@ from ..schedule import Schedule
 from .multistage import MultistageCodec
 from .serial import SerialCodec
 
-__all__ = ["FORMAT", "load_codec", "save_codec"]
+__all__ = ["FORMAT", "codec_of", "load_codec", "open_codec", "save_codec"]
 
 FORMAT = "ordersearch-codec/1"
 MAX_CODEC_BYTES = 1 << 30
@@ -55,6 +55,12 @@ def load_codec(path: Path, schedule: Schedule | None = None) -> tuple[Multistage
     """The codec of a codec file (multistage or serial; an any-order one with ``schedule``, which it then
     encodes and decodes with; a codec of one schedule accepts only that one) and the file's info
     (``any_order``: the patch size, if it is one), or one clear error."""
+    return codec_of(*open_codec(path), schedule)
+
+
+def open_codec(path: Path) -> tuple[Path, dict, int]:
+    """(path, the file's contents, the patch size of an any-order codec or 0), or one clear error: a codec file
+    read once, for ``codec_of`` with one schedule or several."""
     raw = read_input(path, MAX_CODEC_BYTES, "a codec file")
     try:
         blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
@@ -65,6 +71,12 @@ def load_codec(path: Path, schedule: Schedule | None = None) -> tuple[Multistage
     any_order = blob.get("patch", 0) if blob.get("schedule") == ANY_ORDER else 0
     if any_order and not (isinstance(any_order, int) and 2 <= any_order <= 16):
         raise OrdersearchError(f"{path}: a damaged codec file (any-order patch size {str(any_order)[:20]})")
+    return path, blob, any_order
+
+
+def codec_of(path: Path, blob: dict, any_order: int, schedule: Schedule | None = None
+             ) -> tuple[MultistageCodec, dict]:
+    """``load_codec`` of a file ``open_codec`` read."""
     if any_order and schedule is None:
         raise OrdersearchError(f"{path}: an any-order codec of {any_order}x{any_order} patches: give the schedule to "
                                "encode with (--schedule S.json)")
