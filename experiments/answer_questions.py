@@ -22,6 +22,7 @@ from pathlib import Path
 from ordersearch.evaluation import compare, larger_seed_variance, pooled_seed_variance
 from ordersearch.run.folder import read_evaluations, read_report_seeds
 
+ROOT = Path(__file__).resolve().parents[1]
 PATCHES = (2, 3, 4)
 
 QUESTIONS = [
@@ -63,11 +64,11 @@ def evaluations() -> tuple[dict[str, list], dict[int, str], list[str]]:
     out, protocols, missing = {}, {}, []
     for n in PATCHES:
         folder = Path(f"results/patch{n}")
-        if not (folder / "per_image.csv").is_file():
+        if not (ROOT / folder / "per_image.csv").is_file():
             missing.append(str(folder))
             continue
-        protocols[n] = protocol(folder)
-        found, report = read_evaluations(folder), set(read_report_seeds(folder))
+        protocols[n] = protocol(ROOT / folder)
+        found, report = read_evaluations(ROOT / folder), set(read_report_seeds(ROOT / folder))
         selecting = {k: [e for e in evs if e.seed not in report] or evs for k, evs in found.items()}
         leader = min(found, key=lambda k: sum(e.rate("val") for e in selecting[k]) / len(selecting[k]))
         for label, evs in found.items():
@@ -79,7 +80,8 @@ def evaluations() -> tuple[dict[str, list], dict[int, str], list[str]]:
     return out, protocols, missing
 
 
-def main() -> None:
+def answers() -> tuple[str, dict]:
+    """The text of results/answers.md and its comparisons by (A, B) label pair."""
     known, protocols, missing = evaluations()
     family = [(a, b) for _, pairs in QUESTIONS for a, b in pairs if a in known and b in known
               and known[a] is not known[b]]
@@ -127,8 +129,13 @@ def main() -> None:
             f"no order effect above {100 * largest:.2f}% of the rate (80% power at this file's level) on these "
             "latents; smaller effects may exist"))
     lines.append("")
-    Path("results/answers.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines), found
+
+
+def main() -> None:
+    text, _ = answers()
+    (ROOT / "results/answers.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""The committed answers and the README's numbers re-derive from the committed per-image files."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def _answers():
+    spec = importlib.util.spec_from_file_location("answer_questions", ROOT / "experiments" / "answer_questions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.answers()
+
+
+def test_answers_md_and_the_readme_numbers_re_derive_from_the_committed_per_image_files():
+    text, found = _answers()
+    assert text == (ROOT / "results" / "answers.md").read_text()  # answers.md is what its script makes now
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    controls = {n: [c for (a, _), c in found.items() if a == f"{n}x{n} leader"] for n in (2, 3, 4)}
+    mde = {n: 100 * max(abs(c.relative_detectable) for c in cs) for n, cs in controls.items()}
+    assert (f"No order effect above {mde[2]:.2f}% (2x2), {mde[3]:.2f}% (3x3) and {mde[4]:.2f}% (4x4) of the rate"
+            in readme)
+    gaps = [-100 * c.relative for cs in controls.values() for c in cs]  # control - leader: all favour the leader
+    assert min(gaps) > 0 and f"every gap favouring the leader by {min(gaps):.2f}-{max(gaps):.2f}%" in readme
+    cb, raster, deep = (found["2x2 checkerboard", "2x2 single"], found["2x2 raster", "2x2 checkerboard"],
+                        found["4x4 raster", "2x2 raster"])
+    assert f"2 stages (checkerboard) save {100 * abs(cb.relative):.1f}% over no context" in readme
+    assert f"4 (2x2 raster) {100 * abs(raster.relative):.1f}% over checkerboard" in readme
+    assert (f"4x4 raster - 2x2 raster = {100 * deep.relative:+.2f}%, detectable "
+            f"{100 * deep.relative_detectable:.1f}%" in readme)
+    assert cb.verdict == raster.verdict == "better" and deep.verdict == "indistinguishable"
