@@ -242,3 +242,18 @@ def test_codec_commands_from_schedule_file_to_bd_rate_table(tmp_path, capsys):
     assert main(["codec", "train", "--serial", "--out", str(tmp_path / "x.pt"), "--photos",
                  str(tmp_path / "nowhere")]) == 2
     assert "not a folder of photos" in capsys.readouterr().err
+
+
+def test_a_codec_of_one_schedule_refuses_another(tmp_path, capsys):
+    """`encode --codec CB.pt --schedule other.json` is one line, not a stream made with the codec's own schedule;
+    with its own schedule it encodes."""
+    torch.set_num_threads(1)
+    checkerboard = Schedule.named("checkerboard", 2)
+    tuned = fine_tune(checkerboard, TRAIN, VAL, JointConfig(**{**TINY.__dict__, "max_steps": 1, "eval_every": 1}))
+    save_codec(tmp_path / "cb.pt", checkerboard, tuned.model)
+    Image.fromarray(image(64, 64, seed=5)).save(tmp_path / "p.png")
+    for schedule, code in ((Schedule.named("raster", 2), 2), (checkerboard, 0)):
+        path = save_schedule(schedule, tmp_path / "s.json")
+        assert main(["encode", str(tmp_path / "p.png"), str(tmp_path / "o.osc"), "--codec", str(tmp_path / "cb.pt"),
+                     "--schedule", str(path)]) == code
+    assert "a codec of one schedule" in capsys.readouterr().err

@@ -104,10 +104,10 @@ def codec_of(path: Path, blob: dict, any_order: int, schedule: Schedule | None =
             context.load_state_dict(state)
             codec = MultistageCodec(schedule, context.dedicated(schedule).eval(), base)
         else:
-            schedule = Schedule.from_grid(json.loads(blob["schedule"]))
-            context = context_model(schedule, base.config, int(blob["kernel"]))
-            context.load_state_dict(fitted_state(state, schedule))
-            codec = MultistageCodec(schedule, context.eval(), base)
+            own = Schedule.from_grid(json.loads(blob["schedule"]))
+            context = context_model(own, base.config, int(blob["kernel"]))
+            context.load_state_dict(fitted_state(state, own))
+            codec = MultistageCodec(own, context.eval(), base)
         info = {**json.loads(blob["info"]), **({"any_order": any_order} if any_order else {})}
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OrdersearchError) as e:
         raise OrdersearchError(f"{path}: a damaged codec file ({' '.join(str(e).split())[:200]})") from None
