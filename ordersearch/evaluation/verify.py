@@ -83,6 +83,12 @@ class Verified:
         """Labels by mean rate on ``split`` (default: the split choices are made on)."""
         return sorted(self.evaluations, key=lambda k: self.mean(k, split or self.chosen_on))
 
+    def compared_on(self, split: str, level: float = 0.95) -> dict[str, Comparison]:
+        """The leader against every other candidate on ``split`` (``test-interior``, ...) by the rules of its test
+        comparisons: report seeds, seed noise within each group of seeds, one corrected family."""
+        return _family(self.winner, {k: self.reported(k) for k in self.evaluations}, level, split,
+                       self.report_seeds, spread=self.evaluations)[0]
+
     def best_set(self) -> list[str]:
         """The leader and every candidate the test comparison does not show worse than it (val order)."""
         return [k for k in self.ranking() if k == self.winner or self.comparisons[k].verdict != "better"]

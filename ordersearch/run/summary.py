@@ -154,8 +154,6 @@ def order_answer(v) -> str:
 
 def _edges(v) -> list[str]:
     """Interior and edge rates apart, and the verdicts again on the interior alone (where edges cannot move them)."""
-    from ..evaluation.statistics import compare, larger_seed_variance, pooled_seed_variance
-
     evs = [e for group in v.evaluations.values() for e in group]
     if not evs or any(e.edge_image_bits is None for e in evs):
         return []  # evaluations stored before edges were measured
@@ -164,9 +162,7 @@ def _edges(v) -> list[str]:
         return ["## Edges", "", "Not reported: some test latents have no interior (every latent is within the "
                 "context window's reach of an edge).", ""]
     total = np.sum(evs[0].image_elements)
-    others = [k for k in v.ranking() if k != v.winner]
-    pooled = pooled_seed_variance([(v.evaluations[v.winner], v.evaluations[k]) for k in others], "test-interior",
-                                  v.report_seeds)
+    inside = v.compared_on("test-interior")
     lines = ["## Edges", "",
              f"The edge is every latent within the context window's reach of the latent's border "
              f"({100 * (1 - inner.sum() / total):.1f}% of the test latents), where part of the window lies past the "
@@ -184,9 +180,7 @@ def _edges(v) -> list[str]:
         if label == v.winner:
             lines.append(f"| {label} | {interior:.4f} | {edge:.4f} | leader | | |")
             continue
-        spread = larger_seed_variance(v.evaluations[v.winner], v.evaluations[label], pooled, "test-interior",
-                                      v.report_seeds)
-        c = compare(v.reported(v.winner), group, 0.95, comparisons=len(others), pooled=spread, split="test-interior")
+        c = inside[label]
         whole = v.comparisons[label].of_b
         if c.of_b != whole:
             differ.append(label)
