@@ -10,9 +10,12 @@ import torch
 from ordersearch import Schedule
 from ordersearch.data import FieldChannel, LatentSet, gaussian_field
 from ordersearch.errors import OrdersearchError
-from ordersearch.estimators import GaussianOracle
+from ordersearch.estimators import GaussianOracle, fit_estimator
 from ordersearch.evaluation import EvaluationStore, Evaluator, TrainConfig
+from ordersearch.evaluation.measure import OnDevice
 from ordersearch.evaluation.statistics import compare
+from ordersearch.models.entropy import bits
+from ordersearch.schedule import context_window_masks
 from ordersearch.models import ModelConfig, MultistageContextModel
 from ordersearch.models.any_order import AnyOrderContextModel, random_stage_grids, window_masks
 
@@ -47,6 +50,51 @@ def test_each_example_is_decoded_by_its_own_schedule_exactly_as_that_schedules_d
         model(y, prior, masks=masks).log().sum().backward()
         width = model.context.shape[-1] // 4
         assert not model.context.grad[..., 3 * width:].any() and model.context.grad[..., :3 * width].any()
+
+
+@pytest.mark.parametrize("patch", [2, 3, 4])
+def test_one_context_set_at_every_position_is_the_forward_pass_with_that_mask(patch):
+    """``same_set`` (what the any-order estimator scores a whole table with) gives ``forward``'s likelihoods
+    with one set's window mask at every position, with and without a border and an outside channel."""
+    torch.manual_seed(patch)
+    model = AnyOrderContextModel(patch, 3, 3, ModelConfig(prior_scale=True))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    y = torch.randint(-4, 5, (2, 3, 14, 13)).float()
+    prior = torch.rand(2, 3, 14, 13) + 0.5
+    outside = torch.zeros(2, 1, 14, 13)
+    outside[:, :, :, -3:] = 1
+    codes = np.array([0, 2, 6, 2 ** (patch * patch) - 2, 2 ** (patch * patch) - 4])
+    masks = torch.from_numpy(context_window_masks(codes, patch, 5)).float()
+    for border, out in ((0, None), (2, outside)):
+        same = model.same_set(model.terms(y, prior, border, out), masks)
+        for j in range(len(codes)):
+            every = masks[j].expand(2, patch * patch, 5, 5)
+            torch.testing.assert_close(same[j], model(y, prior, border=border, outside=out, masks=every))
+    assert not torch.allclose(same[0], same[3])  # the sets matter
+
+
+def test_the_any_order_estimator_scores_the_model_verification_starts_from(tmp_path, field):
+    """`--estimator any-order`: the table is the evaluator's stored any-order model on fixed val crops, each
+    set's cost the crops' weighted mean bits with that set at every position; no training of its own."""
+    store = EvaluationStore(tmp_path)
+    ev = Evaluator(field, TINY, "cpu", store, progress=False)
+    estimator = fit_estimator("any-order", ev, 2)
+    assert estimator.model is ev.any_order(2, 0) and estimator.split == "val"
+    table = estimator.cost_table(2)
+    codes = np.arange(0, 16, 2)
+    crops = OnDevice(ev.splits.val, torch.device("cpu")).crops(16, 2, 16, np.random.default_rng([0, 2]), 1)
+    with torch.no_grad():
+        for code in codes:
+            masks = torch.from_numpy(context_window_masks([code], 2, 5)).float().expand(16, 4, 5, 5)
+            b = bits(estimator.model(crops.y, crops.prior, border=2, outside=crops.outside, masks=masks))
+            assert table[code] == pytest.approx(float((b * crops.weight).mean()), rel=1e-5)
+    assert np.isnan(table[1::2]).all() and len(set(np.round(table[codes], 6))) > 1
+    again = fit_estimator("any-order", Evaluator(field, TINY, "cpu", store, progress=False), 2).cost_table(2)
+    np.testing.assert_array_equal(again, table)  # the stored model, the same crops
+    with pytest.raises(OrdersearchError, match="not 3x3"):
+        estimator.costs(np.array([0]), 3)
 
 
 def test_random_schedules_are_valid_and_of_both_kinds_and_their_masks_are_the_schedules():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,11 @@ from PIL import Image
 
 from ordersearch import Schedule, save_schedule
 from ordersearch.cli import main
-from ordersearch.codec.codec_file import load_codec, save_codec
+from ordersearch.codec.codec_file import any_order_model, load_codec, open_codec, save_codec
+from ordersearch.estimators import AnyOrderEstimator
+from ordersearch.models import images_to_latents
+from ordersearch.schedule_io import load_schedule
+from ordersearch.run.pipeline import scorer_rate
 from ordersearch.evaluation.joint import JointConfig, fine_tune
 from ordersearch.models.joint import SERIAL
 from ordersearch.codec.rd import bd_rate, bd_rate_table, ms_ssim, psnr
@@ -108,6 +113,32 @@ def test_one_any_order_codec_encodes_and_decodes_with_every_schedule_of_its_patc
     capsys.readouterr()
     assert main(["codec", "eval", str(codec_file), "--photos", str(photos), "--out", str(tmp_path / "rd2")]) == 2
     assert "give the schedules to measure it with" in capsys.readouterr().err
+
+    # codec-level search: the table of this codec's context model on its own latents of the val photos, dp over
+    # it, and the best schedule of every stage count as a file the codec encodes with
+    assert main(["search", "--patch", "2", "--codec", str(codec_file), "--photos", str(photos), "--out",
+                 str(tmp_path / "s"), "--strategies", "dp", "--quiet"]) == 0
+    folder = tmp_path / "s" / "patch2"
+    base, context = any_order_model(*open_codec(codec_file))
+    val = images_to_latents([photos / "val" / "0.png"], base, progress=False)[0]
+    costs = pd.read_csv(folder / "costs.csv")
+    np.testing.assert_allclose(costs.bits_per_latent, AnyOrderEstimator(context, val).costs(costs.code.values, 2),
+                               rtol=1e-6)
+    table = np.full(16, np.nan)
+    table[costs.code.values] = costs.bits_per_latent.values
+    best, _ = load_schedule(folder / "schedules" / "dp.json")
+    orders = [Schedule(np.array(p).reshape(2, 2)) for p in itertools.permutations(range(4))]
+    assert scorer_rate(table, best) == pytest.approx(min(scorer_rate(table, o) for o in orders), abs=1e-12)
+    for stages in (1, 4):
+        schedule, _ = load_schedule(folder / "schedules" / f"best-{stages}-stage.json")
+        assert schedule.num_stages == stages
+        assert main(["encode", str(photo), str(tmp_path / "k.osc"), "--codec", str(codec_file), "--schedule",
+                     str(folder / "schedules" / f"best-{stages}-stage.json")]) == 0
+    assert "any-order context model of the codec" in (folder / "search.md").read_text()
+    capsys.readouterr()
+    assert main(["search", "--patch", "3", "--codec", str(codec_file), "--photos", str(photos), "--out",
+                 str(tmp_path / "s")]) == 2
+    assert "an any-order codec of 2x2 patches, not 3x3" in capsys.readouterr().err
     assert main(["codec", "train", "--schedule", str(tmp_path / "raster.json"), "--base", str(codec_file), "--out",
                  str(tmp_path / "raster.pt"), "--photos", str(photos), "--max-steps", "1", "--batch", "1", "--crop",
                  "64", "--quiet"]) == 0

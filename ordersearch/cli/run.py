@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import OrdersearchError
@@ -23,25 +24,62 @@ def strategies(args: argparse.Namespace) -> tuple[str, ...]:
     return names
 
 
+def codec_data(args: argparse.Namespace, on):
+    """(latents, estimator) of ``search --codec``: the val photos through the any-order codec's transforms, and
+    its context model on them."""
+    from ..codec.codec_file import any_order_model, open_codec
+    from ..data import Splits, photo_splits
+    from ..estimators import AnyOrderEstimator
+    from ..models import images_to_latents
+
+    if args.latents is not None or args.images is not None:
+        raise OrdersearchError("--codec measures on the codec's own latents of --photos: not with --latents or "
+                               "--images")
+    if args.estimator not in (None, "any-order"):
+        raise OrdersearchError(f"--codec: the cost table is the codec's any-order model's, not {args.estimator}")
+    path, blob, patch = open_codec(args.codec)
+    if patch and patch != args.patch:
+        raise OrdersearchError(f"{args.codec}: an any-order codec of {patch}x{patch} patches, not {args.patch}x"
+                               f"{args.patch}")
+    base, context = any_order_model(path, blob, patch)
+    photos = photo_splits(args.photos)["val"]
+    val, skipped = images_to_latents(photos, base.to(on), on, f"{args.codec.name} val photos", not args.quiet)
+    for message in skipped:
+        print(f"ordersearch: skipped {message}", file=sys.stderr)
+    # nothing but the estimator reads latents in a search; it reads val alone
+    return Splits(val, val, val), AnyOrderEstimator(context.to(on), val, args.seed, source=str(args.codec))
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    from ..defaults import DEFAULT_ESTIMATOR
     from ..run import RunConfig, search_only
 
     names = strategies(args)
     check_patch(args.patch, search=True)
     on = device(args)
-    latents = load_data(args, on)
+    latents, estimator = codec_data(args, on) if args.codec is not None else (load_data(args, on), None)
+    name = "any-order" if estimator is not None else args.estimator or DEFAULT_ESTIMATOR
     config = RunConfig(patch=args.patch, kernel=args.kernel, strategies=names, trials=args.budget,
-                       seconds=args.seconds, estimator=args.estimator, device=str(on), out=args.out,
+                       seconds=args.seconds, estimator=name, device=str(on), out=args.out,
                        storage=args.storage, seed=args.seed, train=train_config(args, args.kernel))
-    cheap = search_only(latents, config, progress=not args.quiet, command=recorded_command(args))
+    cheap = search_only(latents, config, progress=not args.quiet, command=recorded_command(args), estimator=estimator)
     width = max(len(k) for k in cheap.results)
-    for name, res in cheap.results.items():
-        print(f"{name:<{width}}  {res.rate:.4f} bits/latent ({args.estimator}, not verified)  "
-              f"{config.folder / 'schedules' / (name + '.json')}")
+    for label, res in cheap.results.items():
+        print(f"{label:<{width}}  {res.rate:.4f} bits/latent ({name}, not verified)  "
+              f"{config.folder / 'schedules' / (label + '.json')}")
     from ..run.pipeline import CHEAP_CAVEAT
 
-    print(f"not verified: {CHEAP_CAVEAT}")
-    print(f"report: {config.folder / 'search.md'}; verify with: ordersearch run --patch {args.patch} --out {args.out}")
+    if estimator is None:
+        print(f"not verified: {CHEAP_CAVEAT}")
+        print(f"report: {config.folder / 'search.md'}; verify with: ordersearch run --patch {args.patch} --out "
+              f"{args.out}")
+        return 0
+    stages = ", ".join(str(p.stages) for p in cheap.front if p.schedule.num_stages == p.stages)
+    print(f"the codec's context model on its val photos (crops; the level of a latent, not of a file: "
+          f"z and headers are not counted). Best schedule per stage count ({stages}): "
+          f"{config.folder / 'schedules'}/best-K-stage.json")
+    print(f"report: {config.folder / 'search.md'}; real files on test photos: ordersearch codec eval {args.codec} "
+          f"--schedule {config.folder / 'schedules'}/dp.json ... --out DIR")
     return 0
 
 
@@ -108,7 +146,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--budget", type=int, default=200, metavar="TRIALS",
                        help="schedules each budgeted strategy may score (default 200)")
         p.add_argument("--seconds", type=float, metavar="S", help="wall-clock limit per strategy")
-        p.add_argument("--estimator", choices=list(ESTIMATOR_NAMES), default=DEFAULT_ESTIMATOR,
+        p.add_argument("--estimator", choices=list(ESTIMATOR_NAMES), default=DEFAULT_ESTIMATOR if p is run else None,
                        help=f"estimator of the cost table (default {DEFAULT_ESTIMATOR}; see results/fidelity.md)")
     run.add_argument("--verify-top", type=int, default=2, metavar="K",
                      help="dp's K best orders verified by dedicated training (default 2)")
@@ -125,6 +163,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      "included) or on their interior (where translates of an order cannot differ)")
     add_training_options(run)
     search.set_defaults(max_steps=None)
+    search.add_argument("--codec", type=Path, metavar="ANY.pt",
+                        help="search at codec level: the cost table of an any-order codec's context model (`codec "
+                        "train --any-order N`) on its own latents of the --photos val split")
+    search.add_argument("--photos", type=Path, default=Path("data/photos"), metavar="DIR",
+                        help="with --codec: photos with a manifest.csv split or train/, val/, test/ (default "
+                        "data/photos)")
     for p, func, out_help in (
             (run, cmd_run, "output folder (default runs/; the committed results/ are remade only by "
                            "experiments/reproduce_results.py)"),

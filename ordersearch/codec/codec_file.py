@@ -21,6 +21,7 @@ import torch
 
 from ..errors import OrdersearchError
 from ..files import atomic_write, read_input
+from ..models.any_order import AnyOrderContextModel
 from ..models.hyperprior import BaseCodec, BaseCodecConfig
 from ..models.joint import ANY_ORDER, SERIAL, JointModel, context_model
 from ..models.multistage import fitted_state
@@ -28,7 +29,7 @@ from ..schedule import Schedule
 from .multistage import MultistageCodec
 from .serial import SerialCodec
 
-__all__ = ["FORMAT", "codec_of", "load_codec", "open_codec", "save_codec"]
+__all__ = ["FORMAT", "any_order_model", "codec_of", "load_codec", "open_codec", "save_codec"]
 
 FORMAT = "ordersearch-codec/1"
 MAX_CODEC_BYTES = 1 << 30
@@ -84,17 +85,7 @@ def codec_of(path: Path, blob: dict, any_order: int, schedule: Schedule | None =
         raise OrdersearchError(f"{path}: its context model is for {any_order}x{any_order} patches, the schedule is "
                                f"{schedule.patch}x{schedule.patch}")
     try:
-        widths = blob["base_config"]
-        if not isinstance(widths, dict) or not all(isinstance(v, int) and 1 <= v <= MAX_WIDTH for v in widths.values()):
-            raise ValueError(f"base codec widths {str(widths)[:80]}")
-        base = BaseCodec(BaseCodecConfig(**widths))
-        if not all(bool(torch.isfinite(v).all()) for v in blob["base"].values() if v.is_floating_point()):
-            raise ValueError("non-finite base codec weights")
-        base.load_state_dict({k: v.float() for k, v in blob["base"].items()})
-        base.eval()
-        state = {k: v.float() if v.is_floating_point() else v for k, v in blob["context"].items()}
-        if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
-            raise ValueError("non-finite context model weights")
+        base, state = _parts(blob)
         if blob["schedule"] == SERIAL:
             context = context_model(SERIAL, base.config, int(blob["kernel"]))
             context.load_state_dict(state)
@@ -109,10 +100,43 @@ def codec_of(path: Path, blob: dict, any_order: int, schedule: Schedule | None =
             context.load_state_dict(fitted_state(state, own))
             codec = MultistageCodec(own, context.eval(), base)
         info = {**json.loads(blob["info"]), **({"any_order": any_order} if any_order else {})}
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OrdersearchError) as e:
+    except _DAMAGED as e:
         raise OrdersearchError(f"{path}: a damaged codec file ({' '.join(str(e).split())[:200]})") from None
     own = getattr(codec, "schedule", None)
     if schedule is not None and not any_order and (own is None or own.array().tolist() != schedule.array().tolist()):
         raise OrdersearchError(f"{path}: a codec of one schedule ({'serial' if own is None else own.array().tolist()})"
                                f", not of {schedule.array().tolist()}; another schedule needs an any-order codec")
     return codec, info
+
+
+def any_order_model(path: Path, blob: dict, any_order: int) -> tuple[BaseCodec, AnyOrderContextModel]:
+    """The base codec and the any-order context model of an any-order codec file ``open_codec`` read."""
+    if not any_order:
+        raise OrdersearchError(f"{path}: a codec of one schedule, not an any-order codec (`codec train --any-order N`)")
+    try:
+        base, state = _parts(blob)
+        context = context_model(ANY_ORDER, base.config, int(blob["kernel"]), any_order)
+        context.load_state_dict(state)
+    except _DAMAGED as e:
+        raise OrdersearchError(f"{path}: a damaged codec file ({' '.join(str(e).split())[:200]})") from None
+    return base, context.eval()
+
+
+#: what reading a forged or damaged codec file raises
+_DAMAGED = (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OrdersearchError)
+
+
+def _parts(blob: dict) -> tuple[BaseCodec, dict[str, torch.Tensor]]:
+    """The file's base codec, ready, and its context model's state (float32), each checked."""
+    widths = blob["base_config"]
+    if not isinstance(widths, dict) or not all(isinstance(v, int) and 1 <= v <= MAX_WIDTH for v in widths.values()):
+        raise ValueError(f"base codec widths {str(widths)[:80]}")
+    base = BaseCodec(BaseCodecConfig(**widths))
+    if not all(bool(torch.isfinite(v).all()) for v in blob["base"].values() if v.is_floating_point()):
+        raise ValueError("non-finite base codec weights")
+    base.load_state_dict({k: v.float() for k, v in blob["base"].items()})
+    base.eval()
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["context"].items()}
+    if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
+        raise ValueError("non-finite context model weights")
+    return base, state

@@ -5,6 +5,7 @@
 ``linear-gaussian``  moments of the train latents, Gaussian conditioning
 ``heldout``          a small model per set fitted by L-BFGS on train, code length on val
 ``shared``           one order-agnostic network trained over random sets
+``any-order``        the any-order context model verification starts from (or a codec's)
 ``dedicated-set``    one trained model per context set (lazy, expensive)
 ===================  =======================================================
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from ..errors import OrdersearchError
 from ..evaluation.evaluator import Evaluator
+from .any_order import AnyOrderEstimator
 from .base import CostEstimator
 from .dedicated import DedicatedSetEstimator
 from .heldout import HeldoutConfig, HeldoutEstimator
@@ -28,7 +30,8 @@ from .shared import SharedConfig, SharedEstimator, Windows, fit_shared
 
 #: name -> class: the estimators ``run`` and ``search`` can fill a cost table with
 ESTIMATORS: dict[str, type[CostEstimator]] = {
-    cls.name: cls for cls in (LinearGaussianEstimator, HeldoutEstimator, SharedEstimator, DedicatedSetEstimator)}
+    cls.name: cls for cls in (LinearGaussianEstimator, HeldoutEstimator, SharedEstimator, AnyOrderEstimator,
+                                      DedicatedSetEstimator)}
 
 
 def fit_estimator(name: str, evaluator: Evaluator, patch: int, seed: int = 0) -> CostEstimator:
@@ -39,6 +42,7 @@ def fit_estimator(name: str, evaluator: Evaluator, patch: int, seed: int = 0) ->
 
 
 __all__ = [
+    "AnyOrderEstimator",
     "CostEstimator",
     "DedicatedSetEstimator",
     "ESTIMATORS",

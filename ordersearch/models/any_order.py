@@ -25,6 +25,8 @@ same likelihoods, and the start of the schedule's dedicated training
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,7 +36,7 @@ from ..errors import OrdersearchError
 from ..schedule import Schedule, decoded_offsets
 from .multistage import ModelConfig, MultistageContextModel, inner
 
-__all__ = ["AnyOrderContextModel", "random_stage_grids", "window_masks"]
+__all__ = ["AnyOrderContextModel", "SetTerms", "random_stage_grids", "window_masks"]
 
 
 def random_stage_grids(patch: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -61,6 +63,15 @@ def window_masks(grids: np.ndarray, kernel: int) -> np.ndarray:
     """(count, n*n, K, K) float32: ``Schedule.masks`` of every stage grid in ``grids`` (count, n, n), at once."""
     count, n, _ = grids.shape
     return decoded_offsets(grids, kernel).reshape(count, n * n, kernel, kernel).astype(np.float32)
+
+
+class SetTerms(NamedTuple):
+    """``AnyOrderContextModel.terms`` of a batch: per position (row, column, rows, columns, terms) or None, and
+    the scored y and prior."""
+
+    per: list
+    y: torch.Tensor
+    prior: torch.Tensor | None
 
 
 class AnyOrderContextModel(MultistageContextModel):
@@ -140,6 +151,52 @@ class AnyOrderContextModel(MultistageContextModel):
             out = torch.matmul(reads[index], windows).view(batch, -1, rows, cols)[:, :, :h, :w]  # (B, ctx, h, w)
             ctx[:, :, r::n, c::n] = out + constant[index][:, :, None, None]
         return self._likelihood(y, prior, ctx)
+
+    def terms(self, y: torch.Tensor, prior: torch.Tensor | None = None, border: int = 0,
+              outside: torch.Tensor | None = None) -> SetTerms:
+        """What ``forward`` computes before it knows a mask, for ``same_set``: each position's context weights
+        applied to each window offset some schedule decodes, kept apart (the mask only scales them)."""
+        self._check(y, prior)
+        n, kernel = self.schedule.patch, self.config.kernel
+        batch, ctx = y.shape[0], self.bias.shape[1]
+        y_pad, y, prior = self._window(y, prior, border, outside)
+        width, used = y_pad.shape[1], len(self.usable)
+        per: list[tuple[int, int, int, int, torch.Tensor] | None] = []
+        for index, (r, c) in enumerate(self._positions):
+            r, c = (r - border) % n, (c - border) % n  # as ``forward`` places them
+            if r >= y.shape[2] or c >= y.shape[3]:
+                per.append(None)
+                continue
+            h, w = -(-(y.shape[2] - r) // n), -(-(y.shape[3] - c) // n)
+            x = y_pad[:, :, r:, c:]
+            rows, cols = (x.shape[2] - kernel) // n + 1, (x.shape[3] - kernel) // n + 1
+            windows = F.unfold(x, kernel, stride=n).view(batch, width, kernel * kernel, -1)[:, :, self.usable]
+            weights = self.context[index].view(ctx, width, used)
+            # (U, B, ctx, rows, cols): offset u's part of the position's features, its mask factor left out
+            t = torch.einsum("ocu,bcul->ubol", weights, windows).reshape(used, batch, ctx, rows, cols)
+            per.append((r, c, h, w, t[..., :h, :w]))
+        return SetTerms(per, y, prior)
+
+    def same_set(self, terms: SetTerms, masks: torch.Tensor) -> torch.Tensor:
+        """Likelihoods (S, B, C, H, W) of the ``terms``' B examples with every position decoded after the same
+        relative context set, one per window mask of ``masks`` (S, K, K) (``schedule.context_window_masks``):
+        ``forward`` with those masks at every position, without its convolutions (f(C) of a whole table)."""
+        n, ctx = self.schedule.patch, self.bias.shape[1]
+        sets, batch = masks.shape[0], terms.y.shape[0]
+        flat = masks.flatten(1)[:, self.usable]  # (S, U)
+        features = terms.y.new_zeros(sets, batch, ctx, *terms.y.shape[2:])
+        for index, item in enumerate(terms.per):
+            if item is None:
+                continue
+            r, c, _, _, t = item
+            factor = flat * (1 + flat @ self.reweight[index].T)  # as ``forward``: mask x (1 + G_p m)
+            constant = torch.einsum("okl,skl->so", self.decoded[index], masks) + self.bias[index]
+            out = torch.einsum("su,ubohw->sbohw", factor, t)
+            features[:, :, :, r::n, c::n] = out + constant[:, None, :, None, None]
+        y = terms.y.expand(sets, *terms.y.shape).flatten(0, 1)
+        prior = None if terms.prior is None else terms.prior.expand(sets, *terms.prior.shape).flatten(0, 1)
+        like = self._likelihood(y, prior, features.flatten(0, 1))
+        return like.view(sets, batch, *like.shape[1:])
 
     def dedicated(self, schedule: Schedule) -> MultistageContextModel:
         """The dedicated model of ``schedule`` that this model is for it: the same likelihoods, a model to train on."""

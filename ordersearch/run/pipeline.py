@@ -29,7 +29,7 @@ import numpy as np
 
 from .._version import __version__
 from ..data.latents import LatentSet, Splits
-from ..estimators import ESTIMATORS, fit_estimator
+from ..estimators import ESTIMATORS, CostEstimator, fit_estimator
 from ..errors import OrdersearchError, redact
 from ..files import atomic_write
 from ..evaluation import EvaluationStore, Evaluator, Verified, agreement, compare, order_agreement, verify
@@ -107,8 +107,12 @@ class Cheap:
     timings: dict[str, float]
 
 
-def cheap_search(evaluator: Evaluator, config: RunConfig, shown: RunProgress, phases: int = 4) -> Cheap:
+def cheap_search(evaluator: Evaluator, config: RunConfig, shown: RunProgress, phases: int = 4,
+                 estimator: CostEstimator | None = None) -> Cheap:
     """Phases 1-3 of a run, each cached in the run's store: cost table, search strategies, Pareto front.
+
+    ``estimator``: one made already (a codec's any-order model), instead of ``config.estimator`` fitted on the
+    evaluator's data.
 
     ``timings`` are this call's seconds; a phase taken from the store says so in its label (``cost table
     (from the store)``), so a resumed run never reports stored times as if just measured.
@@ -123,7 +127,8 @@ def cheap_search(evaluator: Evaluator, config: RunConfig, shown: RunProgress, ph
     say(f"[1/{phases}] cost table: {config.estimator} estimator, {2 ** (n * n)} context sets")
     table = cache.table()
     if table is None:
-        table = fit_estimator(config.estimator, evaluator, n, config.seed).cost_table(n, config.kernel, progress)
+        estimator = estimator or fit_estimator(config.estimator, evaluator, n, config.seed)
+        table = estimator.cost_table(n, config.kernel, progress)
         cache.save(table=table)
     stored = " (from the store)" if cache.stored is not None else ""
     timings[f"cost table{stored}"] = seconds = time.time() - start
@@ -155,27 +160,35 @@ def cheap_search(evaluator: Evaluator, config: RunConfig, shown: RunProgress, ph
     return Cheap(table, scorer, results, front, timings)
 
 
-def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, command: str = "") -> Cheap:
+def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool = True, command: str = "",
+                estimator: CostEstimator | None = None) -> Cheap:
     """``ordersearch search``: the cheap phases of ``run`` only (no dedicated training) and their files.
 
     Writes into the run folder (so a later ``run`` there reuses the table,
-    the front and every Optuna trial): costs.csv, pareto.csv, trace.csv,
-    schedules/<strategy>.json and the report search.md.
+    the front, every Optuna trial and an any-order model): costs.csv,
+    pareto.csv, trace.csv, schedules/<strategy>.json, the best schedule of
+    each stage count (schedules/best-<k>-stage.json) and the report
+    search.md. ``estimator``: see ``cheap_search``.
     """
     check_patch(config.patch, search=True)
     config.folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(config.folder):
         shown = RunProgress(config.patch, progress)
         try:
-            evaluator = Evaluator(latents, config.train, config.device, None, progress)
+            # the any-order model is kept for the run that verifies (it starts there): the one estimator whose
+            # training a later run reuses
+            kept = config.estimator == "any-order" and estimator is None
+            evaluator = Evaluator(latents, config.train, config.device,
+                                  EvaluationStore(config.folder / files.STORE) if kept else None, progress)
             # only the per-set dedicated models train on crops here
             evaluator.splits.check(config.patch, config.train.crop if config.estimator == "dedicated-set" else 1)
             shown.say(f"search --patch {config.patch}: cost table and search only, no dedicated training; "
                       f"writing {config.folder}")
-            cheap = cheap_search(evaluator, config, shown, phases=3)
+            cheap = cheap_search(evaluator, config, shown, phases=3, estimator=estimator)
         finally:
             shown.close()
-        _write_search(cheap, config, evaluator.data, redact(command, config.storage))
+        _write_search(cheap, config, evaluator.data, redact(command, config.storage),
+                      getattr(estimator, "source", None) if estimator is not None else None)
     return cheap
 
 
@@ -185,7 +198,8 @@ CHEAP_CAVEAT = ("A cheap estimate ranks context sets for the search; its level i
                 "latents: results/fidelity.md and fidelity_orders.md).")
 
 
-def _write_search(cheap: Cheap, config: RunConfig, data: str, command: str) -> None:
+def _write_search(cheap: Cheap, config: RunConfig, data: str, command: str, given: str | None = None) -> None:
+    """``given``: where the estimator given to ``search_only`` came from (a codec file), else None."""
     folder, n, split = config.folder, config.patch, ESTIMATORS[config.estimator].split
     provenance = {"data": data, "command": command, "estimator": config.estimator}  # masked by search_only
     for name, res in cheap.results.items():
@@ -193,12 +207,23 @@ def _write_search(cheap: Cheap, config: RunConfig, data: str, command: str) -> N
                       metrics={config.estimator: res.rate, "estimator": config.estimator, "split": split,
                                "verified": False},
                       provenance={**provenance, "strategy": name})
+    for p in cheap.front:  # a codec that decodes with any schedule lets its user pick the stage count
+        if p.schedule.num_stages != p.stages:  # no schedule of exactly that many stages is better than fewer
+            continue
+        save_schedule(p.schedule, folder / files.SCHEDULES / f"best-{p.stages}-stage.json", kernel=config.kernel,
+                      name=f"best-{p.stages}-stage", metrics={config.estimator: p.rate, "estimator": config.estimator,
+                                                              "split": split, "verified": False},
+                      provenance={**provenance, "strategy": "pareto"})
     _write_search_tables(folder, config, cheap)
+    about = (f"Estimator: {config.estimator} (bits per latent element, scored on its {split} split). {CHEAP_CAVEAT} "
+             f"Nothing here is verified by dedicated training: `ordersearch run --patch {n}` on the same --out reuses "
+             "this table and these trials, then verifies." if given is None else
+             f"Estimator: the any-order context model of the codec {given}, on that codec's latents of its val photos "
+             "(bits per latent element of y, on fixed crops; a file also holds z and headers: `ordersearch codec "
+             "eval` measures real files). The table is this one model's: orders that differ by less than its "
+             "training noise are not told apart here; nothing is verified by dedicated training.")
     lines = [f"# ordersearch search: {n}x{n} patch (cost table and search only)", "",
-             f"Command: `{command or 'ordersearch search --patch ' + str(n)}`", "",
-             f"Estimator: {config.estimator} (bits per latent element, scored on its {split} split). {CHEAP_CAVEAT} "
-             f"Nothing here is verified by dedicated training: `ordersearch run --patch {n}` on the same --out reuses this "
-             "table and these trials, then verifies.",
+             f"Command: `{command or 'ordersearch search --patch ' + str(n)}`", "", about,
              "", "| strategy | rate (cheap) | scorer calls | schedule |", "|---|---|---|---|"]
     lines += [f"| {name} | {res.rate:.4f} | {res.calls} | {grid_text(res.schedule)} |"
               for name, res in cheap.results.items()]
