@@ -35,9 +35,11 @@ if TYPE_CHECKING:
 
 __all__ = ["AnyOrderEstimator"]
 
-#: latents scored per set (crops of ``CROP`` x ``CROP``), as many as the shared scorer's table windows
+#: latents scored per set, as many as the shared scorer's table windows, in crops of ``CROP`` x ``CROP`` (or the
+#: patch): small crops sample more places (on the built-in val latents the sd of a set's level over crop samples was
+#: 0.13 bits with 16 x 16 crops, 0.036 with 8 x 8, 0.021 with 4 x 4)
 SCORED = 4096
-CROP = 16
+CROP = 4
 
 
 class AnyOrderEstimator(CostEstimator):
@@ -51,8 +53,8 @@ class AnyOrderEstimator(CostEstimator):
         self.model, self.patch, self.kernel, self.source = model.eval(), model.schedule.patch, model.config.kernel, source
         device = model.bias.device
         border, n = self.kernel // 2, self.patch
-        side = min(CROP, max(min(a.shape[1:]) for a in latents.y))
-        if side <= n:
+        side = max(CROP, n)
+        if max(min(a.shape[1:]) for a in latents.y) < side:
             raise OrdersearchError(f"the {latents.name} latents are too small for {n}x{n} context sets")
         on = OnDevice(latents, device)
         # the patch grid meets the image border at every phase (``slack``), as in training
