@@ -353,7 +353,9 @@ def models(work: Path, examples: int) -> None:
                        "--quiet"],
         "codec train": ["codec", "train", "--schedule", str(spath), "--base", c, "--photos", str(photos), "--out",
                         str(work / "trained.pt"), "--max-steps", "1", "--crop", "64", "--batch", "1", "--device",
-                        "cpu", "--quiet"]}
+                        "cpu", "--quiet"],
+        "search --codec": ["search", "--patch", "2", "--codec", c, "--photos", str(photos), "--out",
+                           str(work / "search"), "--strategies", "dp", "--device", "cpu", "--quiet"]}
     weight_commands = {
         "encode": ["encode", str(work / "picture.png"), str(work / "out.osc"), "--schedule", str(spath), "--weights",
                    w],

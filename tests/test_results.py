@@ -32,3 +32,21 @@ def test_answers_md_and_the_readme_numbers_re_derive_from_the_committed_per_imag
     assert (f"4x4 raster - 2x2 raster = {100 * deep.relative:+.2f}%, detectable "
             f"{100 * deep.relative_detectable:.1f}%" in readme)
     assert cb.verdict == raster.verdict == "better" and deep.verdict == "indistinguishable"
+
+
+def test_the_readme_quotes_the_committed_estimator_fidelity():
+    import json
+
+    report = json.loads((ROOT / "results" / "fidelity_any_order.json").read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    e, ceiling = report["estimators"], report["seed_ceiling"]
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.0f}%"
+
+    agree = {k: [pct(e[k]["pair_sign_agreement"][n]) for n in ("3", "4")] for k in e}
+    assert f"on {agree['any-order'][0]} (3x3) and {agree['any-order'][1]} (4x4) of the pairs" in readme
+    assert f"two training seeds agree on {pct(ceiling['3'])} and {pct(ceiling['4'])}" in readme
+    assert f"on {agree['heldout'][0]} and {agree['heldout'][1]}, the default linear-Gaussian" in readme
+    assert f"one on {agree['linear-gaussian'][0]} and {agree['linear-gaussian'][1]}" in readme
+    assert f"Kendall tau {e['heldout']['tau_2x2_sets']:.2f}" in readme
