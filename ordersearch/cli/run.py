@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -47,7 +48,9 @@ def codec_data(args: argparse.Namespace, on):
     for message in skipped:
         print(f"ordersearch: skipped {message}", file=sys.stderr)
     # nothing but the estimator reads latents in a search; it reads val alone
-    return Splits(val, val, val), AnyOrderEstimator(context.to(on), val, args.seed, source=str(args.codec))
+    digest = hashlib.sha256(args.codec.read_bytes()).hexdigest()[:16]  # the table's identity names the codec
+    return Splits(val, val, val), AnyOrderEstimator(context.to(on), val, args.seed,
+                                                    source=f"{args.codec} (sha256 {digest})")
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -50,7 +50,8 @@ class AnyOrderEstimator(CostEstimator):
 
     def __init__(self, model: AnyOrderContextModel, latents: LatentSet, seed: int = 0, scored: int = SCORED,
                  source: str = ""):
-        self.model, self.patch, self.kernel, self.source = model.eval(), model.schedule.patch, model.config.kernel, source
+        self.model, self.patch, self.kernel = model.eval(), model.schedule.patch, model.config.kernel
+        self.source = source
         device = model.bias.device
         border, n = self.kernel // 2, self.patch
         side = max(CROP, n)

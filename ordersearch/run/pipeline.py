@@ -123,7 +123,9 @@ def cheap_search(evaluator: Evaluator, config: RunConfig, shown: RunProgress, ph
     storage = config.storage or f"sqlite:///{(folder / files.OPTUNA).resolve()}"
     timings: dict[str, float] = {}
     start = time.time()
-    cache = _TableCache(folder / files.STORE, config, evaluator.data)
+    # a given estimator (a codec's model) is part of what the table is of: another codec, another table
+    data = evaluator.data if estimator is None else f"{evaluator.data} {getattr(estimator, 'source', '')}"
+    cache = _TableCache(folder / files.STORE, config, data)
     say(f"[1/{phases}] cost table: {config.estimator} estimator, {2 ** (n * n)} context sets")
     table = cache.table()
     if table is None:
@@ -316,7 +318,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
 
 
 #: estimators whose table depends on the dedicated training protocol
-_TRAINED_WITH_PROTOCOL = ("shared", "dedicated-set")
+_TRAINED_WITH_PROTOCOL = ("shared", "any-order", "dedicated-set")
 
 
 class _TableCache:
