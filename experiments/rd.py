@@ -9,8 +9,9 @@
    codec of that lambda.
 2. Every schedule fine-tuned jointly (transforms, hyperprior, context model;
    ``ordersearch.evaluation.joint.fine_tune``) from the base of each lambda for
-   ``--steps`` steps, early stopping on the val photos. Every context model
-   starts from zero, so no schedule starts ahead of another.
+   ``--steps`` steps (the cosine protocol the committed results/rd were made
+   with, ``lr_drops=0``), early stopping on the val photos. Every context
+   model starts from zero, so no schedule starts ahead of another.
 3. Real files of every codec on the test photos (``codec.rd.measure``):
    ``results/rd/points.csv`` (bpp, PSNR, MS-SSIM, times), ``bd_rate.csv``
    (BD-rate on PSNR and on MS-SSIM in dB, PCHIP, paired bootstrap over
@@ -97,7 +98,7 @@ def main() -> None:
             return path
         start = time.time()
         base = load_codec(base_file)[0].base.float() if base_file else None
-        result = fine_tune(schedule, train, val, JointConfig(lmbda=lmbda, max_steps=steps, lr=lr), device, base,
+        result = fine_tune(schedule, train, val, JointConfig(lmbda=lmbda, max_steps=steps, lr=lr, lr_drops=0), device, base,
                            checkpoint=path.with_suffix(".partial"), progress=True)
         seconds = time.time() - start
         save_codec(path, schedule, result.model, {"label": label, "lmbda": lmbda, "steps": result.steps,

@@ -28,7 +28,7 @@ from test_codec import image
 
 TRAIN = [image(128, 128, seed=i) for i in range(4)]
 VAL = [image(64, 128, seed=9)]
-TINY = JointConfig(max_steps=30, batch=2, crop=64, eval_every=10, lr=1e-3)
+TINY = JointConfig(max_steps=30, batch=2, crop=64, eval_every=10, lr=1e-3, lr_drops=0)  # 30 steps: the cosine decay
 
 
 def _rate(model, photo: np.ndarray, lmbda: float) -> tuple[float, float]:
@@ -53,6 +53,19 @@ def test_lambda_trades_rate_for_distortion_and_the_codec_file_compresses(tmp_pat
         assert torch.allclose(codec.base.g_a(x.double()).float(), low.model.base.g_a(x), atol=0.05)
     photo = image(64, 96, seed=3)
     assert np.array_equal(codec.decompress(codec.compress(photo)), codec.reconstruct(photo))
+
+
+def test_fine_tuning_stops_at_its_third_plateau_not_at_the_cap():
+    """The default protocol trains to a plateau: with learning rates too small to move the val loss, every
+    validation after the first is one without improvement, so the rates drop at the first two plateaus and the
+    third stops it (1 + 3 x patience validations); the earlier cosine protocol stops at the first."""
+    torch.set_num_threads(1)
+    still = {**TINY.__dict__, "lr": 1e-12, "context_lr": 1e-12, "max_steps": 200, "eval_every": 2, "patience": 1}
+    assert JointConfig().lr_drops == 2
+    plateau = fine_tune(Schedule.named("checkerboard", 2), TRAIN, VAL, JointConfig(**{**still, "lr_drops": 2}))
+    assert (plateau.steps, plateau.best_step, plateau.hit_cap) == (8, 2, False)
+    cosine = fine_tune(Schedule.named("checkerboard", 2), TRAIN, VAL, JointConfig(**{**still, "lr_drops": 0}))
+    assert cosine.steps == 4
 
 
 def test_serial_and_single_fine_tune_and_round_trip(tmp_path):

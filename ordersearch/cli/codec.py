@@ -323,7 +323,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     csub = top.add_subparsers(dest="codec_command", required=True, parser_class=Parser)
     ct = csub.add_parser("train", help="fine-tune base codec + context model of a schedule at one lambda",
                          description="Fine-tune the base codec and a schedule's context model jointly (loss: bits "
-                         "of y and z per pixel + lambda * 255^2 * MSE), early stopping on the val photos; writes one "
+                         "of y and z per pixel + lambda * 255^2 * MSE) to a plateau on the val photos; writes one "
                          "codec file. An interrupted run resumes from OUT's checkpoint.")
     which = ct.add_mutually_exclusive_group(required=True)
     which.add_argument("--schedule", type=Path, metavar="S.json", help="schedule file (single: hyperprior alone)")
@@ -337,7 +337,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ct.add_argument("--base", type=Path, metavar="CODEC.pt", help="start the transforms from this codec file's "
                     "(another operating point), not the bundled codec")
     ct.add_argument("--label", help="name of this codec in tables (default: the schedule file's name, or serial)")
-    ct.add_argument("--max-steps", type=int, default=6000, metavar="N", help="step cap (default 6000)")
+    ct.add_argument("--max-steps", type=int, default=20000, metavar="N",
+                    help="step cap (default 20000); training stops at its third validation plateau, the learning "
+                    "rates divided by 10 at the first two")
     ct.add_argument("--minutes", type=float, metavar="M", help="time cap")
     ct.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
     ct.add_argument("--crop", type=int, default=128, help="crop side, a multiple of 64 (default 128)")

@@ -2,11 +2,13 @@
 
 ``fine_tune`` trains a ``models.joint.JointModel`` on random crops of train
 photos (uniform noise for the rates, rounding straight through for the
-context and the synthesis) with the loop of ``training``: AdamW with a
-cosine decay (the context model at its own learning rate), early stopping
-on fixed centre crops of the val photos with real rounding (what the
-encoder would spend), checkpoints from which an interrupted fine-tuning
-continues and ends where it would have. The base transforms start from the
+context and the synthesis) with the loop of ``training``: AdamW (the context
+model at its own learning rate) trained to a plateau on fixed centre crops
+of the val photos with real rounding (what the encoder would spend): the
+learning rates divided by 10 at each of the first two plateaus, the best
+state kept at the third (``LoopConfig``; ``lr_drops=0``: the earlier cosine
+decay to ``max_steps`` with early stopping), checkpoints from which an
+interrupted fine-tuning continues and ends where it would have. The base transforms start from the
 bundled codec (or another), the context model from given weights (else
 zero: the hyperprior alone).
 
@@ -40,12 +42,13 @@ __all__ = ["FineTuned", "JointConfig", "fine_tune"]
 
 @dataclass(frozen=True)
 class JointConfig(LoopConfig):
-    """Protocol of a fine-tuning: operating point, crops, the optimiser (``LoopConfig``: cosine learning rate,
-    early stopping, no weight decay)."""
+    """Protocol of a fine-tuning: operating point, crops, the optimiser (``LoopConfig``: to a validation plateau,
+    ``max_steps`` a cap; no weight decay)."""
 
     lr: float = 1e-4  # of the base codec's transforms: a fine-tuning, not a training from scratch
     weight_decay: float = 0.0
-    max_steps: int = 6000
+    max_steps: int = 20000  # a cap: training stops at its third plateau (``lr_drops``)
+    lr_drops: int = 2
     eval_every: int = 250
     lmbda: float = 0.0067  # the bundled codec's operating point (about 0.3 bpp)
     context_lr: float = 1e-3  # of the context model, which may start from zero (the dedicated protocol's rate)
