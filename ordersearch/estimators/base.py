@@ -32,6 +32,8 @@ class CostEstimator(ABC):
     split: str = "train"
     #: side of the context window
     kernel: int = 5
+    #: what the estimator was made from (data, model, codec file), for reports and cache keys
+    source: str = ""
 
     @classmethod
     def fit(cls, evaluator: Evaluator, patch: int, seed: int = 0) -> CostEstimator:

@@ -124,7 +124,7 @@ def cheap_search(evaluator: Evaluator, config: RunConfig, shown: RunProgress, ph
     timings: dict[str, float] = {}
     start = time.time()
     # a given estimator (a codec's model) is part of what the table is of: another codec, another table
-    data = evaluator.data if estimator is None else f"{evaluator.data} {getattr(estimator, 'source', '')}"
+    data = evaluator.data if estimator is None else f"{evaluator.data} {estimator.source}"
     cache = _TableCache(folder / files.STORE, config, data)
     say(f"[1/{phases}] cost table: {config.estimator} estimator, {2 ** (n * n)} context sets")
     table = cache.table()
@@ -190,7 +190,7 @@ def search_only(latents: LatentSet | Splits, config: RunConfig, progress: bool =
         finally:
             shown.close()
         _write_search(cheap, config, evaluator.data, redact(command, config.storage),
-                      getattr(estimator, "source", None) if estimator is not None else None)
+                      None if estimator is None else estimator.source)
     return cheap
 
 
