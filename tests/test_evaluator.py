@@ -151,6 +151,48 @@ def test_warm_start_is_an_evaluation_in_the_store(tmp_path, field):
     assert alone.bits_per_latent == b.bits_per_latent
 
 
+def test_a_resumed_verification_expects_the_stored_trainings_pace_not_the_replays(tmp_path, field):
+    """Replayed from the store, trainings take no time; "about N left" then counts the stored seconds per training,
+    not the replay's (which said "about 0 s left" with hours to go)."""
+    from ordersearch.evaluation import EvaluationStore
+    from ordersearch.evaluation.verify import verify
+
+    _, lat = field
+    cfg = TrainConfig(max_steps=10, eval_every=5, warm_steps=0, crop=8)
+    schedules = {k: Schedule.named(k, 2) for k in ("raster", "snake")}
+    store = EvaluationStore(tmp_path)
+    verify({"raster": schedules["raster"]}, Evaluator(lat, cfg, "cpu", store, progress=False), seeds=1,
+           report_seeds=1)  # stored: raster's selection and report seeds
+    heard = []
+    verify(schedules, Evaluator(lat, cfg, "cpu", store, progress=False), seeds=1, report_seeds=1,
+           report=heard.append)
+    first = heard[0]  # raster seed 0, from the store
+    assert first.label == "raster" and first.seconds_left == pytest.approx(
+        first.evaluation.seconds * (first.planned - 1))
+    assert heard[1].label == "snake"  # trained here: from now on this invocation's pace
+    assert heard[1].seconds_left != pytest.approx(first.evaluation.seconds * (heard[1].planned - 2))
+
+
+def test_the_time_estimate_counts_the_any_order_models_own_steps(tmp_path, field):
+    """The any-order models take longer to their plateau than the trainings started from them: the estimate
+    counts their stored steps (any protocol's, like the trainings'), not the trainings'."""
+    from ordersearch.evaluation import EvaluationStore
+    from ordersearch.run.estimate import TYPICAL_ANY_ORDER_STEPS, estimate
+
+    _, lat = field
+    store = EvaluationStore(tmp_path)
+    Evaluator(lat, TrainConfig(max_steps=10, eval_every=5, warm_steps=10, crop=8), "cpu", store,
+              progress=False).any_order(2, 0)  # stored: an any-order model of 10 steps
+    evaluator = Evaluator(lat, TrainConfig(max_steps=40, eval_every=20, warm_steps=10, crop=8), "cpu", store,
+                          progress=False)
+    candidates = {k: Schedule.named(k, 2) for k in ("raster", "snake")}
+    e = estimate(evaluator, candidates, seeds=1, max_seeds=2, report_seeds=1)
+    assert (e.trainings, e.more, e.any_order, e.more_any_order) == (4, 2, 2, 1)  # this config's models: none stored
+    assert (e.steps, e.any_order_steps) == (40, 10) and "2 any-order model(s) of about 10 steps" in e.line()
+    assert e.low == pytest.approx(40 * 4 * e.step_seconds + 10 * 2 * e.any_order_step_seconds)
+    assert TYPICAL_ANY_ORDER_STEPS[2] > 40  # without a stored model it would have said the cap, 40
+
+
 @pytest.mark.parametrize("data", ["gaussian", "builtin"])
 def test_stacked_training_gives_the_one_at_a_time_results(data, field):
     """K schedules x S seeds trained as one stack: the rates, steps and stops of training each alone."""

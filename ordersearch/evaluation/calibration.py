@@ -92,6 +92,11 @@ class SimulatedEvaluator:
             rho=rng.uniform(*w.correlation, k))
         self._cache: dict[tuple[str, int], Evaluation] = {}
 
+    def evaluate(self, schedule: Schedule, seed: int = 0, cached_only: bool = False) -> None:
+        """None: nothing is stored, every draw counts as a training (``verify`` asks ``cached_only`` for its
+        pace; the draws themselves are by label, through ``evaluate_many``)."""
+        return None
+
     def evaluate_many(self, pairs: list[tuple[Schedule, int]], labels: list[str]) -> list[Evaluation]:
         return [self._evaluation(label, seed) for (_, seed), label in zip(pairs, labels)]
 

@@ -1,12 +1,15 @@
 """How long verification will take on this machine, said before its first training.
 
     seconds = trainings still to do x expected steps to the plateau x seconds per step (measured here, now)
-            + any-order models still to train x their steps x their measured step
+            + any-order models still to train x their expected steps x their seconds per step
 
 The step times are measured with the run's own protocol, data and device
 (two short trainings, the difference of which cancels the validation). The
 steps to the plateau are the median of this protocol's trainings already in
-the run's store, else ``TYPICAL_STEPS``, both capped by ``max_steps``.
+the run's store, else ``TYPICAL_STEPS``, both capped by ``max_steps``; the
+any-order models' likewise (their own stored steps, else
+``TYPICAL_ANY_ORDER_STEPS`` of the patch size), since they take longer to
+their plateau than the dedicated trainings started from them.
 Adaptive seeds may add trainings: the estimate gives the range from the
 planned seeds (selection and report) to ``max_seeds`` selection seeds for
 every candidate. Not counted: the
@@ -31,6 +34,9 @@ from ..schedule import Schedule
 #: median 3,200 over 31 fresh 2x2 trainings (2026-12-06, the 2-core machine); the prior start took 4,100-4,300
 #: (results/patch{2,3,4}/evaluations.csv)
 TYPICAL_STEPS = 3500
+#: steps to the plateau of the any-order model, by patch size: 2x2 median 5,500 (4,400-6,000) over five seeds of a
+#: fresh default run, 3x3 6,800 and 4x4 3,600 (one seed each, runs/fidelity_any_order; 2026-12-06, the 2-core machine)
+TYPICAL_ANY_ORDER_STEPS = {2: 5500, 3: 6800, 4: 3600}
 #: a training's seconds per step all in (validation every ``eval_every`` steps, the final measurement) over the
 #: step's own: committed 4x4 trainings took 31 ms per step all in where the step alone takes 26 ms
 OVERHEAD = 1.2
@@ -47,6 +53,7 @@ class Estimate:
     more_any_order: int
     steps: int
     step_seconds: float
+    any_order_steps: int
     any_order_step_seconds: float
     low: float
     high: float
@@ -55,7 +62,8 @@ class Estimate:
         from ..evaluation.verify import duration
 
         more = f" (up to {self.trainings + self.more} with adaptive seeds: {duration(self.high)})" if self.more else ""
-        models = (f" and {self.any_order} any-order model(s) at {1000 * self.any_order_step_seconds:.0f} ms/step"
+        models = (f" and {self.any_order} any-order model(s) of about {self.any_order_steps} steps at "
+                  f"{1000 * self.any_order_step_seconds:.0f} ms/step"
                   if self.any_order else "")
         return (f"expect about {duration(self.low)} on this machine{more}: {self.trainings} trainings of about "
                 f"{self.steps} steps at {1000 * self.step_seconds:.0f} ms/step{models}")
@@ -84,9 +92,13 @@ def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, 
             if evaluator.evaluate(candidates[k], s, cached_only=True) is None]
     more = len(candidates) * (max_seeds - seeds)
     n = next(iter(candidates.values())).patch
-    stored = [r["steps"] for r in (evaluator.store.rows() if evaluator.store is not None else [])
-              if r["kind"] == "schedule" and r["estimator"] == "dedicated"]
+    rows = evaluator.store.rows() if evaluator.store is not None else []
+    stored = [r["steps"] for r in rows if r["kind"] == "schedule" and r["estimator"] == "dedicated"]
     steps = int(min(np.median(stored) if len(stored) >= 3 else TYPICAL_STEPS, config.max_steps))
+    kind, subject, _ = any_order_subject(n)
+    stored_any = [r["steps"] for r in rows if r["kind"] == kind and r["subject"] == subject]
+    any_steps = int(min(np.median(stored_any) if stored_any else TYPICAL_ANY_ORDER_STEPS.get(n, TYPICAL_STEPS),
+                        config.max_steps))
     s = evaluator.splits.train
     rng = np.random.default_rng(0)
 
@@ -113,6 +125,6 @@ def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, 
             train_any_order(model, evaluator.splits, probe, 0, evaluator.device, validation_schedules=1)
 
         any_step = _step_seconds(timed_any)
-    return Estimate(len(todo), more, any_order, more_any_order, steps, per_step, any_step,
-                    steps * (len(todo) * per_step + any_order * any_step),
-                    steps * ((len(todo) + more) * per_step + (any_order + more_any_order) * any_step))
+    return Estimate(len(todo), more, any_order, more_any_order, steps, per_step, any_steps, any_step,
+                    steps * len(todo) * per_step + any_steps * any_order * any_step,
+                    steps * (len(todo) + more) * per_step + any_steps * (any_order + more_any_order) * any_step)
