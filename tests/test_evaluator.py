@@ -190,6 +190,10 @@ def test_the_time_estimate_counts_the_any_order_models_own_steps(tmp_path, field
     assert (e.trainings, e.more, e.any_order, e.more_any_order) == (4, 2, 2, 1)  # this config's models: none stored
     assert (e.steps, e.any_order_steps) == (40, 10) and "2 any-order model(s) of about 10 steps" in e.line()
     assert e.low == pytest.approx(40 * 4 * e.step_seconds + 10 * 2 * e.any_order_step_seconds)
+    # the consistency checks at another patch size, with the report seed: their own steps and step times
+    with_checks = estimate(evaluator, candidates, 1, 2, 1, {"single@4x4": Schedule.named("single", 4)})
+    assert with_checks.checks == 1 and "then 1 check trainings at another patch size" in with_checks.line()
+    assert with_checks.check_seconds > 0 and with_checks.low - with_checks.check_seconds > 0
     assert TYPICAL_ANY_ORDER_STEPS[2] > 40  # without a stored model it would have said the cap, 40
 
 

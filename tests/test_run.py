@@ -438,8 +438,11 @@ def test_run_says_what_it_does_one_line_per_step_in_a_log(latent_file, tmp_path)
     assert verified[0].startswith("ordersearch: verified 1/") and " left): " in verified[0]  # count and ETA
     assert verified[-1].startswith(f"ordersearch: verified {len(evaluations)}/{len(evaluations)} (about 0 s left)")
     assert "\r" not in proc.stderr  # no progress bar redrawn into the log
+    summary = tmp_path / "patch2" / "summary.md"
+    assert f"This invocation: {len(evaluations)} of the {len(evaluations)} evaluations trained now" in summary.read_text()
     again = subprocess.run(proc.args, capture_output=True, text=True, timeout=600)  # resumed: nothing redone
     assert again.returncode == 0 and "cost table (from the store): 0 s" in again.stderr, again.stderr
+    assert f"This invocation: 0 of the {len(evaluations)} evaluations trained now" in summary.read_text()
     assert pd.read_csv(tmp_path / "patch2" / "pareto.csv").equals(pareto)
 
 

@@ -58,6 +58,7 @@ class Verified:
     #: chose and reported on the same seeds)
     report_seeds: tuple[int, ...] = ()
     selection: dict[str, Comparison] = field(default_factory=dict)  # leader - label on val, selection seeds
+    trained_now: int = 0  # of the evaluations, how many ``verify`` trained (the rest were in the store)
 
     @property
     def unresolved(self) -> list[str]:
@@ -223,4 +224,6 @@ def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 2,
         evaluate([(label, seed) for label in [verified.winner, *verified.unresolved]])
         verified = conclude(schedules, evaluations, chosen_on=chosen_on, report_seeds=fresh)
     evaluate([(label, seed) for seed in fresh for label in schedules])
-    return conclude(schedules, evaluations, chosen_on=chosen_on, report_seeds=fresh)
+    verified = conclude(schedules, evaluations, chosen_on=chosen_on, report_seeds=fresh)
+    verified.trained_now = trained
+    return verified

@@ -12,8 +12,10 @@ any-order models' likewise (their own stored steps, else
 their plateau than the dedicated trainings started from them.
 Adaptive seeds may add trainings: the estimate gives the range from the
 planned seeds (selection and report) to ``max_seeds`` selection seeds for
-every candidate. Not counted: the
-prior-only warm starts (1,000 steps per seed, a few percent).
+every candidate. The consistency checks' trainings at another patch size
+(with their own any-order models) are counted with their own step times.
+Not counted: the prior-only warm starts (1,000 steps per seed, a few
+percent).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Estimate:
     any_order_step_seconds: float
     low: float
     high: float
+    checks: int = 0  # the consistency checks' trainings (another patch size, with their any-order models)
+    check_seconds: float = 0.0
 
     def line(self) -> str:
         from ..evaluation.verify import duration
@@ -65,8 +69,10 @@ class Estimate:
         models = (f" and {self.any_order} any-order model(s) of about {self.any_order_steps} steps at "
                   f"{1000 * self.any_order_step_seconds:.0f} ms/step"
                   if self.any_order else "")
+        checks = (f", then {self.checks} check trainings at another patch size (about "
+                  f"{duration(self.check_seconds)})" if self.checks else "")
         return (f"expect about {duration(self.low)} on this machine{more}: {self.trainings} trainings of about "
-                f"{self.steps} steps at {1000 * self.step_seconds:.0f} ms/step{models}")
+                f"{self.steps} steps at {1000 * self.step_seconds:.0f} ms/step{models}{checks}")
 
 
 def _step_seconds(train, short: int = 5, long: int = 35) -> float:
@@ -81,11 +87,48 @@ def _step_seconds(train, short: int = 5, long: int = 35) -> float:
     return OVERHEAD * max(times[1] - times[0], 1e-6) / (long - short)
 
 
-def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, max_seeds: int,
-             report_seeds: int) -> Estimate:
-    """The expected duration of ``verify(candidates, evaluator, seeds, max_seeds, report_seeds)``, measured here."""
+def _any_order_steps(rows: list[dict], patch: int, cap: int) -> int:
+    """Expected steps of an any-order model of ``patch``: the stored ones' median, else the typical."""
+    kind, subject, _ = any_order_subject(patch)
+    stored = [r["steps"] for r in rows if r["kind"] == kind and r["subject"] == subject]
+    return int(min(np.median(stored) if stored else TYPICAL_ANY_ORDER_STEPS.get(patch, TYPICAL_STEPS), cap))
+
+
+def _missing_any_order(evaluator: Evaluator, config, patch: int, seeds: range) -> list[int]:
+    """1 for each seed whose any-order model of ``patch`` verification would still have to train."""
+    if config.start != "any-order" or config.warm_steps == 0:
+        return [0] * len(seeds)
+    return [int(evaluator.store is None or evaluator.store.get(evaluator.key(any_order_subject(patch), seed)) is None)
+            for seed in seeds]
+
+
+def _step_times(evaluator: Evaluator, config, grids: list[np.ndarray], patch: int, any_order: bool
+                ) -> tuple[float, float]:
+    """Seconds per step of one dedicated training of these grids (trained ``evaluator.stack`` at a time) and,
+    if ``any_order``, of an any-order model of ``patch``: measured here."""
     from dataclasses import replace
 
+    s, rng = evaluator.splits.train, np.random.default_rng(0)
+    k = max(min(evaluator.stack, len(grids)), 1)
+
+    def timed(steps: int) -> None:  # the layout verification trains in, from zero weights (same cost per step)
+        probe = replace(config, max_steps=steps, eval_every=steps, lr_drops=0, warm_steps=0)
+        models = [MultistageContextModel(Schedule(g), s.channels, s.prior_channels, config.model).to(evaluator.device)
+                  for g in grids[:k]]
+        train_stacked(models, evaluator.splits, probe, [int(rng.integers(1000)) for _ in models], evaluator.device)
+
+    def timed_any(steps: int) -> None:
+        probe = replace(config, max_steps=steps, eval_every=steps, lr_drops=0)
+        model = AnyOrderContextModel(patch, s.channels, s.prior_channels, config.model).to(evaluator.device)
+        train_any_order(model, evaluator.splits, probe, 0, evaluator.device, validation_schedules=1)
+
+    return _step_seconds(timed) / k, _step_seconds(timed_any) if any_order else 0.0
+
+
+def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, max_seeds: int,
+             report_seeds: int, checks: dict[str, Schedule] | None = None) -> Estimate:
+    """The expected duration of ``verify(candidates, evaluator, seeds, max_seeds, report_seeds)``, measured here,
+    and of the ``checks`` schedules (another patch size) trained with the report seeds after it."""
     config = evaluator.config.decided(evaluator.splits)
     planned = [*range(seeds), *range(max_seeds, max_seeds + report_seeds)]
     todo = [(k, s) for s in planned for k in candidates
@@ -95,36 +138,23 @@ def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, 
     rows = evaluator.store.rows() if evaluator.store is not None else []
     stored = [r["steps"] for r in rows if r["kind"] == "schedule" and r["estimator"] == "dedicated"]
     steps = int(min(np.median(stored) if len(stored) >= 3 else TYPICAL_STEPS, config.max_steps))
-    kind, subject, _ = any_order_subject(n)
-    stored_any = [r["steps"] for r in rows if r["kind"] == kind and r["subject"] == subject]
-    any_steps = int(min(np.median(stored_any) if stored_any else TYPICAL_ANY_ORDER_STEPS.get(n, TYPICAL_STEPS),
-                        config.max_steps))
-    s = evaluator.splits.train
-    rng = np.random.default_rng(0)
-
-    def timed(steps_: int) -> None:  # the layout verification trains in, from zero weights (same cost per step)
-        probe = replace(config, max_steps=steps_, eval_every=steps_, lr_drops=0, warm_steps=0)
-        k = min(evaluator.stack, max(len(todo), 1))
-        grids = [candidates[label].array() for label, _ in (todo or [next(iter(candidates.items()))])][:k]
-        models = [MultistageContextModel(Schedule(g), s.channels, s.prior_channels, config.model).to(evaluator.device)
-                  for g in grids]
-        train_stacked(models, evaluator.splits, probe, [int(rng.integers(1000)) for _ in models], evaluator.device)
-
-    per_step = _step_seconds(timed) / max(min(evaluator.stack, len(todo)), 1)
-    missing = [0] * (max_seeds + report_seeds)
-    if config.start == "any-order" and config.warm_steps > 0:
-        missing = [int(evaluator.store is None or evaluator.store.get(evaluator.key(any_order_subject(n), seed))
-                       is None) for seed in range(max_seeds + report_seeds)]
+    any_steps = _any_order_steps(rows, n, config.max_steps)
+    missing = _missing_any_order(evaluator, config, n, range(max_seeds + report_seeds))
     any_order = sum(missing[s] for s in planned)
-    more_any_order, any_step = sum(missing[seeds:max_seeds]), 0.0
-    if any(missing):
-
-        def timed_any(steps_: int) -> None:
-            probe = replace(config, max_steps=steps_, eval_every=steps_, lr_drops=0)
-            model = AnyOrderContextModel(n, s.channels, s.prior_channels, config.model).to(evaluator.device)
-            train_any_order(model, evaluator.splits, probe, 0, evaluator.device, validation_schedules=1)
-
-        any_step = _step_seconds(timed_any)
+    more_any_order = sum(missing[seeds:max_seeds])
+    grids = [candidates[label].array() for label, _ in todo] or [next(iter(candidates.values())).array()]
+    per_step, any_step = _step_times(evaluator, config, grids, n, any(missing))
+    low = steps * len(todo) * per_step + any_steps * any_order * any_step
+    high = steps * (len(todo) + more) * per_step + any_steps * (any_order + more_any_order) * any_step
+    check_todo = [(k, s) for s in range(max_seeds, max_seeds + report_seeds) for k in (checks or {})
+                  if evaluator.evaluate(checks[k], s, cached_only=True) is None]
+    check_seconds = 0.0
+    if check_todo:
+        m = next(iter(checks.values())).patch
+        check_missing = _missing_any_order(evaluator, config, m, range(max_seeds, max_seeds + report_seeds))
+        check_step, check_any_step = _step_times(evaluator, config, [checks[k].array() for k, _ in check_todo], m,
+                                                 any(check_missing))
+        check_seconds = (steps * len(check_todo) * check_step
+                         + _any_order_steps(rows, m, config.max_steps) * sum(check_missing) * check_any_step)
     return Estimate(len(todo), more, any_order, more_any_order, steps, per_step, any_steps, any_step,
-                    steps * len(todo) * per_step + any_steps * any_order * any_step,
-                    steps * (len(todo) + more) * per_step + any_steps * (any_order + more_any_order) * any_step)
+                    low + check_seconds, high + check_seconds, len(check_todo), check_seconds)

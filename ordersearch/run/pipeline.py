@@ -262,7 +262,8 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
         f"{config.max_seeds} for those indistinguishable from the leader there), then {config.report_seeds} fresh "
         f"report seeds each on test, "
         f"{'one at a time' if evaluator.stack == 1 else f'up to {evaluator.stack} trained together'}")
-    expected = estimate(evaluator, candidates, config.seeds, config.max_seeds, config.report_seeds)
+    expected = estimate(evaluator, candidates, config.seeds, config.max_seeds, config.report_seeds,
+                        check_schedules(n))
     shorter = [*(["--seeds 2"] if config.seeds > 2 else []), f"--max-seeds {config.seeds}",
                *(["--report-seeds 1"] if config.report_seeds > 1 else []), "--max-steps 3000",
                *([f"--patch {n - 1}"] if n > 2 else []), *(["a GPU (--device cuda)"] if evaluator.device.type == "cpu"

@@ -61,9 +61,8 @@ def summary(r: RunResult, splits: Splits, command: str) -> str:
               "| stages | best rate | schedule |", "|---|---|---|"]
     lines += [f"| {p.stages} | {p.rate:.4f} | {grid_text(p.schedule)} |" for p in r.front]
     evs = [e for group in v.evaluations.values() for e in group]
-    trained = sum(e.model is not None for e in evs)
     lines += ["", "## Timings (seconds)", "",
-              f"This invocation: {trained} of the {len(evs)} evaluations trained now, the rest found in the "
+              f"This invocation: {v.trained_now} of the {len(evs)} evaluations trained now, the rest found in the "
               f"evaluation store (their training time is not in these numbers).", ""]
     lines += [f"- {k}: {t:.1f}" for k, t in r.timings.items()]
     return "\n".join(lines) + "\n"
