@@ -54,8 +54,11 @@ def protocol(folder: Path) -> str:
     from ordersearch.schedule_io import load_schedule
 
     train = load_schedule(folder / "best.json")[1].provenance["config"]["train"]
-    return (f"trained to a plateau (cap {train['max_steps']} steps)" if train.get("lr_drops") else
-            f"cosine learning rate over {train['max_steps']} steps")
+    how = (f"trained to a plateau (cap {train['max_steps']} steps)" if train.get("lr_drops") else
+           f"cosine learning rate over {train['max_steps']} steps")
+    start = "from the any-order model" if train.get("start") == "any-order" else "from the prior-only start"
+    border = "models that know the image border" if train["model"].get("outside") else "border-blind models"
+    return f"{how}, {start}, {border}"
 
 
 def evaluations() -> tuple[dict[str, list], dict[int, str], list[str]]:
@@ -74,17 +77,22 @@ def evaluations() -> tuple[dict[str, list], dict[int, str], list[str]]:
         for label, evs in found.items():
             for part in label.split("+"):
                 out[f"{n}x{n} {part}"] = [e for e in evs if e.seed in report] or evs
-        out[f"{n}x{n} leader"] = [e for e in found[leader] if e.seed in report] or found[leader]
+        out[f"{n}x{n} leader"] = out[f"{n}x{n} {leader.split('+')[0]}"]  # the same evaluations: never compared
         if not report:
             missing.append(f"{folder} chose and reported on the same seeds (made before report seeds)")
     return out, protocols, missing
+
+
+def _shared_seeds(a: list, b: list) -> set[int]:
+    """The seeds two schedules were both measured with: comparisons pair by seed."""
+    return {e.seed for e in a} & {e.seed for e in b}
 
 
 def answers() -> tuple[str, dict]:
     """The text of results/answers.md and its comparisons by (A, B) label pair."""
     known, protocols, missing = evaluations()
     family = [(a, b) for _, pairs in QUESTIONS for a, b in pairs if a in known and b in known
-              and known[a] is not known[b]]
+              and known[a] is not known[b] and _shared_seeds(known[a], known[b])]
     pooled = pooled_seed_variance([(known[a], known[b]) for a, b in family])
     lines = ["# Answers, with intervals", "",
              "Made by `python experiments/answer_questions.py` from the committed `results/patch<N>/per_image.csv` "
@@ -107,7 +115,11 @@ def answers() -> tuple[str, dict]:
                 lines.append(f"- {a} vs {b}: not in the committed per-image files")
                 continue
             if known[a] is known[b]:
-                lines.append(f"- {a} vs {b}: the same schedule up to translation (one evaluation)")
+                lines.append(f"- {a} vs {b}: " + ("the leader is this schedule" if a.endswith("leader") else
+                                                   "the same schedule up to translation (one evaluation)"))
+                continue
+            if not _shared_seeds(known[a], known[b]):
+                lines.append(f"- {a} vs {b}: not compared: no seed in common (runs with different report seeds)")
                 continue
             c = found[a, b] = compare(known[a], known[b], comparisons=len(family),
                                       pooled=larger_seed_variance(known[a], known[b], pooled))

@@ -2,7 +2,8 @@
 
 For each schedule file (default: results/patch{2,3,4}/best.json and the 2x2
 checkerboard) it writes ``<name>.weights.pt`` (float16, self-describing) beside it: the
-schedule's dedicated model, seed 0, with the protocol its run names, taken
+schedule's dedicated model (the first report seed of its run, seed 0 in runs
+of the earlier protocol, as ``run`` ships its leader's), with the protocol its run names, taken
 from the run's store or trained now on the built-in latents (train split;
 early stopping on val). A weights file there already is kept, or, when it is
 a bare state dict (written before weights described themselves), re-written
@@ -29,7 +30,7 @@ from ordersearch.data import read_image
 from ordersearch.errors import OrdersearchError
 from ordersearch.models import ContextWeights, builtin
 from ordersearch.run import load_weights, save_weights, stored_weights, weights_file
-from ordersearch.run.folder import train_weights, weights_source
+from ordersearch.run.folder import read_report_seeds, train_weights, weights_source
 from ordersearch.schedule_io import load_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +56,10 @@ def main() -> None:
     rows = []
     for path in args.schedules:
         start = time.time()
+        run = path.parent.parent if path.parent.name == "schedules" else path.parent
+        seed = (read_report_seeds(run) if (run / "per_image.csv").is_file() else ()) or (0,)
         try:
-            weights = stored_weights(path)
+            weights = stored_weights(path, seed[0])
         except OrdersearchError:
             weights = train_weights(path, args.device)
         target = weights_file(path)
@@ -80,7 +83,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     lines = ["# Weights shipped beside the committed schedules", "",
              "Command: `python experiments/ship_weights.py`. Each `<name>.weights.pt` holds the schedule's dedicated "
-             "context model (seed 0, float16, the protocol of its run) trained on the built-in latents' train split; "
+             "context model (the first report seed of its run, seed 0 in runs of the earlier protocol; float16, the "
+             "protocol of its run) trained on the built-in latents' train split; "
              "`ordersearch encode --schedule <name>.json` finds it. bpp: mean file size over the test photos "
              "(headers and z included), each round trip checked bit-exact.", "",
              "| schedule | weights (bytes) | seconds (training now, or finding the file) | test photos | mean bpp | round trips exact |",
