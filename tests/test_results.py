@@ -53,3 +53,25 @@ def test_the_readme_quotes_the_committed_estimator_fidelity():
     assert f"on {agree['heldout'][0]} and {agree['heldout'][1]}, the default linear-Gaussian" in readme
     assert f"one on {agree['linear-gaussian'][0]} and {agree['linear-gaussian'][1]}" in readme
     assert f"Kendall tau {e['heldout']['tau_2x2_sets']:.2f}" in readme
+
+
+def test_results_readme_quotes_answers_md_as_it_is_now():
+    """results/README.md's table of stages and its answer to "does the order matter" are answers.md's numbers:
+    a re-made run that changes them fails here until the prose follows."""
+    _, found = _answers()
+    text = " ".join((ROOT / "results" / "README.md").read_text().split())
+    rows = [("2x2 checkerboard", "2x2 single"), ("2x2 best-2-stage", "2x2 checkerboard"),
+            ("2x2 raster", "2x2 checkerboard"), ("2x2 raster", "2x2 best-2-stage"), ("3x3 best-4-stage", "2x2 raster"),
+            ("3x3 raster", "2x2 raster"), ("4x4 best-4-stage", "4x4 raster"), ("4x4 raster", "2x2 raster")]
+    for pair in rows:
+        c = found[pair]
+        quoted = (f"{c.difference:+.4f} ({100 * c.relative:+.2f}%) [{c.low:+.4f}, {c.high:+.4f}]: "
+                  f"{'indistinguishable' if c.verdict == 'indistinguishable' else c.verdict}")
+        assert quoted in text, (pair, quoted)
+    controls = {n: [c for (a, _), c in found.items() if a == f"{n}x{n} leader"] for n in (2, 3, 4)}
+    mde = {n: 100 * max(abs(c.relative_detectable) for c in cs) for n, cs in controls.items()}
+    assert f"No order effect above {mde[2]:.2f}% (2x2), {mde[3]:.2f}% (3x3) or {mde[4]:.2f}% (4x4)" in text
+    for n in (2, 3, 4):
+        c = found[f"{n}x{n} leader", f"{n}x{n} control-worst-cheap"]
+        assert (f"{c.difference:+.4f} [{c.low:+.4f}, {c.high:+.4f}], detectable "
+                f"{100 * abs(c.relative_detectable):.2f}%") in text, n
