@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..evaluation import Evaluator
+from ..evaluation.config import TrainConfig
 from ..evaluation.store import any_order_subject
 from ..evaluation.training import train_any_order, train_stacked
 from ..models.any_order import AnyOrderContextModel
@@ -94,7 +95,7 @@ def _any_order_steps(rows: list[dict], patch: int, cap: int) -> int:
     return int(min(np.median(stored) if stored else TYPICAL_ANY_ORDER_STEPS.get(patch, TYPICAL_STEPS), cap))
 
 
-def _missing_any_order(evaluator: Evaluator, config, patch: int, seeds: range) -> list[int]:
+def _missing_any_order(evaluator: Evaluator, config: TrainConfig, patch: int, seeds: range) -> list[int]:
     """1 for each seed whose any-order model of ``patch`` verification would still have to train."""
     if config.start != "any-order" or config.warm_steps == 0:
         return [0] * len(seeds)
@@ -102,8 +103,8 @@ def _missing_any_order(evaluator: Evaluator, config, patch: int, seeds: range) -
             for seed in seeds]
 
 
-def _step_times(evaluator: Evaluator, config, grids: list[np.ndarray], patch: int, any_order: bool
-                ) -> tuple[float, float]:
+def _step_times(evaluator: Evaluator, config: TrainConfig, grids: list[np.ndarray], patch: int,
+                any_order: bool) -> tuple[float, float]:
     """Seconds per step of one dedicated training of these grids (trained ``evaluator.stack`` at a time) and,
     if ``any_order``, of an any-order model of ``patch``: measured here."""
     from dataclasses import replace
