@@ -152,8 +152,9 @@ def main() -> None:
             left = args.budget - (time.time() - start)
             # the last run's seconds scaled by the trainings a run of this patch plans (results/run_benchmark.csv)
             estimate = 0.0 if last is None else last[1] * PLANNED[patch] / PLANNED[last[0]]
-            if left < 1.2 * estimate:
+            if left < 1.2 * estimate:  # said in the file, like a run that ran
                 runs.append({"patch": patch, "skipped": f"{left:.0f} s left, about {estimate:.0f} s needed"})
+                _write(args.out, "gpu_runs.json", {**stamp, "budget_s": args.budget, "runs": runs})
                 continue
             out = Path(scratch) / "runs"
             rc, seconds, tail = _run([sys.executable, "-m", "ordersearch", "run", "--patch", str(patch), "--out",
