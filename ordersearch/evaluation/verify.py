@@ -31,7 +31,6 @@ its family-wise error and power are in results/verdict_calibration.json.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -155,7 +154,9 @@ class Finished:
     evaluation: Evaluation
     done: int
     planned: int  # trainings planned so far: adaptive seeds may add more
-    seconds_left: float  # at this invocation's pace (the stored trainings' while it has trained none)
+    #: the trainings' own mean seconds so far (stored ones included: a resumed run replays them in no time) x the
+    #: trainings left; the any-order models of seeds still to come add minutes each
+    seconds_left: float
     reported: bool = False  # a report seed (its test number is reported), else a selection seed (val only)
 
     @property
@@ -189,29 +190,22 @@ def verify(schedules: dict[str, Schedule], evaluator: Evaluator, seeds: int = 2,
     if report_seeds < 1:
         raise OrdersearchError(f"verification needs at least one report seed, got {report_seeds}")
     evaluations: dict[str, list[Evaluation]] = {label: [] for label in schedules}
-    done, planned = 0, 0
-    trained, busy, stored = 0, 0.0, []  # the pace: this invocation's trainings, else the store's seconds
+    done, planned, trained, seconds = 0, 0, 0, 0.0
     fresh = tuple(range(max_seeds, max_seeds + report_seeds))
 
     def evaluate(pairs: list[tuple[str, int]]) -> None:
-        nonlocal done, planned, trained, busy
+        nonlocal done, planned, trained, seconds
         planned += len(pairs)
         for at in range(0, len(pairs), evaluator.stack):  # one stack at a time, so each is reported as it ends
             chunk = pairs[at:at + evaluator.stack]
-            hits = sum(evaluator.evaluate(schedules[k], s, cached_only=True) is not None for k, s in chunk)
-            began = time.time()
-            results = evaluator.evaluate_many([(schedules[k], s) for k, s in chunk], [k for k, _ in chunk])
-            if hits < len(chunk):  # a resumed run replays stored trainings in no time: they are not its pace
-                trained, busy = trained + len(chunk) - hits, busy + time.time() - began
-            else:
-                stored.extend(ev.seconds for ev in results)
-            for (label, seed), ev in zip(chunk, results):
+            trained += sum(evaluator.evaluate(schedules[k], s, cached_only=True) is None for k, s in chunk)
+            for (label, seed), ev in zip(chunk, evaluator.evaluate_many([(schedules[k], s) for k, s in chunk],
+                                                                        [k for k, _ in chunk])):
                 evaluations[label].append(ev)
-                done += 1
+                done, seconds = done + 1, seconds + ev.seconds
                 if report:
                     total = planned + (0 if seed in fresh else len(schedules) * report_seeds)
-                    pace = busy / trained if trained else sum(stored) / max(len(stored), 1)
-                    report(Finished(label, ev, done, total, pace * (total - done), seed in fresh))
+                    report(Finished(label, ev, done, total, seconds / done * (total - done), seed in fresh))
 
     if evaluator.stack > 1 and evaluator.config.warm_steps > 0:
         evaluator.warm_starts([*range(seeds), *fresh])  # the seeds every candidate trains, together now
