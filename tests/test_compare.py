@@ -129,6 +129,11 @@ def test_pair_sign_agreement_and_its_seed_ceiling():
     cheap, ceiling = order_agreement(truth, seeds)
     assert cheap == (1.0 + 3 / 6) / 2 and ceiling == 3 / 6
     assert np.isnan(order_agreement(truth, {0: truth})[1])  # one seed: no ceiling
+    # three seeds, one of them swaps b and c: each seed against the mean of the other two (leave one out) agrees
+    # on 5/6, 1 and 1 of the pairs; one seed against one seed would give (5/6 + 5/6 + 1) / 3 = 8/9
+    three = {0: {"a": 1.0, "b": 2.6, "c": 2.4, "d": 4.0}, 1: {"a": 1.2, "b": 2.0, "c": 3.0, "d": 4.0},
+             2: {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.1}}
+    assert order_agreement(truth, three) == (pytest.approx((5 / 6 + 1 + 1) / 3), pytest.approx(17 / 18))
 
 
 def test_the_pooled_seed_variance_leaves_out_a_schedule_and_its_translate():
