@@ -37,9 +37,10 @@ from ..schedule import Schedule
 #: median 3,200 over 31 fresh 2x2 trainings (2026-12-06, the 2-core machine); the prior start took 4,100-4,300
 #: (results/patch{2,3,4}/evaluations.csv)
 TYPICAL_STEPS = 3500
-#: steps to the plateau of the any-order model, by patch size: 2x2 median 5,500 (4,400-6,000) over five seeds of a
-#: fresh default run, 3x3 6,800 and 4x4 3,600 (one seed each, runs/fidelity_any_order; 2026-12-06, the 2-core machine)
-TYPICAL_ANY_ORDER_STEPS = {2: 5500, 3: 6800, 4: 3600}
+#: steps to the plateau of the any-order model, by patch size: 2x2 median 5,500 (4,400-6,000) and 4x4 5,700
+#: (3,600-6,500) over five seeds of a fresh default run each, 3x3 6,800 (one seed, runs/fidelity_any_order);
+#: 2026-12-06, the 2-core machine
+TYPICAL_ANY_ORDER_STEPS = {2: 5500, 3: 6800, 4: 5700}
 #: a training's seconds per step all in (validation every ``eval_every`` steps, the final measurement) over the
 #: step's own: committed 4x4 trainings took 31 ms per step all in where the step alone takes 26 ms
 OVERHEAD = 1.2
