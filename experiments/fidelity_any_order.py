@@ -122,7 +122,8 @@ def main() -> None:
                   f"| {n}x{n} orders: Kendall tau (mean over seeds) | "
                   + " | ".join(f"{e[k]['tau_orders'][n]:.3f}" for k in names) + " | |"]
     lines += ["", "One any-order model per patch size (one training seed): the agreement carries that model's "
-              "training noise, which the seed ceiling (a seed against the mean of the others) measures for dedicated models. The orders are few "
+              "training noise, which the seed ceiling (a seed against the mean of the others) measures for "
+              "dedicated models. The orders are few "
               f"({report['orders']['3']['count']} and {report['orders']['4']['count']}): a pair or two moves the "
               "agreement by several points.", "",
               "Timings: " + ", ".join(f"{k} {v:.3g}" for k, v in report["timings"].items())]

@@ -289,8 +289,7 @@ def order_agreement(cheap: dict[str, float], per_seed: dict[int, dict[str, float
     ceiling = []
     for s in seeds:
         others = [per_seed[t] for t in seeds if t != s]
-        labels = set().union(*others) if others else set()
-        rest = {k: float(np.mean([o[k] for o in others if k in o])) for k in labels}
+        rest = {k: float(np.mean([o[k] for o in others if k in o])) for k in set().union(*others)}
         ceiling.append(sign_agreement(rest, per_seed[s]))
     ceiling = [c for c in ceiling if c == c]
     return (float(np.mean(cheap_vs)) if cheap_vs else float("nan"),

@@ -102,8 +102,8 @@ def trust_line(r: RunResult) -> str:
                "worse than chance" if cheap < 0.5 else "better than chance, short of a second seed")
     return (f"How far the search can be trusted: over the verified orders of this run, the cheap table orders "
             f"{100 * cheap:.0f}% of the pairs as dedicated training does on the interior of the test latents "
-            f"(where both measure f(C); mean over seeds), where a training seed agrees with the mean of the other seeds on "
-            f"{100 * ceiling:.0f}%: "
+            f"(where both measure f(C); mean over seeds), where a training seed agrees with the mean of the other "
+            f"seeds on {100 * ceiling:.0f}%: "
             f"{verdict}.")
 
 
