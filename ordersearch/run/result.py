@@ -27,7 +27,8 @@ class RunResult:
     fidelity: Agreement
     timings: dict[str, float]
     data: str
-    #: over the verified orders (permutations) of this run: (cheap vs dedicated, seed vs the mean of the other seeds) pair sign agreement
+    #: over the verified orders (permutations) of this run: (cheap vs dedicated, seed vs the mean of the other
+    #: seeds) pair sign agreement
     trust: tuple[float, float] = (float("nan"), float("nan"))
     checks: list[Check] = field(default_factory=list)
     placed: Placement | None = None

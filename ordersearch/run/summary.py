@@ -103,8 +103,7 @@ def trust_line(r: RunResult) -> str:
     return (f"How far the search can be trusted: over the verified orders of this run, the cheap table orders "
             f"{100 * cheap:.0f}% of the pairs as dedicated training does on the interior of the test latents "
             f"(where both measure f(C); mean over seeds), where a training seed agrees with the mean of the other "
-            f"seeds on {100 * ceiling:.0f}%: "
-            f"{verdict}.")
+            f"seeds on {100 * ceiling:.0f}%: {verdict}.")
 
 
 def _pooled(v) -> str:
