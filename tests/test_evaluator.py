@@ -196,6 +196,10 @@ def test_the_time_estimate_counts_the_any_order_models_own_steps(tmp_path, field
     assert with_checks.checks == 1 and "then 1 check trainings at another patch size" in with_checks.line()
     assert with_checks.check_seconds > 0 and with_checks.low - with_checks.check_seconds > 0
     assert TYPICAL_ANY_ORDER_STEPS[2] > 40  # without a stored model it would have said the cap, 40
+    assert " to " in e.line() and "(up to 6 with adaptive seeds)" in e.line()  # the range leads
+    evaluator.evaluate(candidates["snake"], 1)  # an adaptive seed already stored (a resumed run)
+    resumed = estimate(evaluator, candidates, seeds=1, max_seeds=2, report_seeds=1)
+    assert (resumed.trainings, resumed.more) == (4, 1) and "(up to 5 with adaptive seeds)" in resumed.line()
 
 
 @pytest.mark.parametrize("data", ["gaussian", "builtin"])

@@ -268,7 +268,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
                *(["--report-seeds 1"] if config.report_seeds > 1 else []), "--max-steps 3000",
                *([f"--patch {n - 1}"] if n > 2 else []), *(["a GPU (--device cuda)"] if evaluator.device.type == "cpu"
                                                            else [])]
-    say(f"[4/4] {expected.line()}" + (f"; shorter: {', '.join(shorter)}" if expected.low > 900 else ""))
+    say(f"[4/4] {expected.line()}" + (f"; shorter: {', '.join(shorter)}" if expected.high > 900 else ""))
     shown.plan(len(candidates) * (config.seeds + config.report_seeds), expected.low)
     verified = verify(candidates, evaluator, config.seeds, config.max_seeds, config.report_seeds,
                       report=shown.finished, chosen_on=config.choice_split)
