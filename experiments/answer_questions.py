@@ -6,10 +6,12 @@ Reads ``results/patch<N>/per_image.csv`` (the bits of every val and test image
 of every verified schedule and seed; nothing is trained, no store is needed)
 and writes results/answers.md: every comparison as A - B in bits per latent
 element of y on the test photos, paired over images and the seeds both have
-(the report seeds of runs that have them), the seed-to-seed variance pooled
-over the file's pairs (a pair's own where larger), each interval
-Bonferroni-corrected for every comparison of the file: one family, fixed by
-the list of questions below before any number is read. Each comparison says
+(the report seeds of runs that have them), the seed-to-seed variance
+estimated over every seed the two have (report and selection seeds apart,
+as the run does) and pooled over the file's pairs (a pair's own where
+larger), each interval Bonferroni-corrected for every comparison of the
+file: one family, fixed by the list of questions below before any number is
+read. Each comparison says
 what it could detect (80% power), and "does the order matter" is answered
 per patch with it. A run folder without per_image.csv (made before it
 existed) is reported as such.
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ordersearch.evaluation import compare, larger_seed_variance, pooled_seed_variance
+from ordersearch.evaluation import compare
+from ordersearch.evaluation.statistics import larger, pair_seed_variance, pool
 from ordersearch.run.folder import read_evaluations, read_report_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +64,12 @@ def protocol(folder: Path) -> str:
     return f"{how}, {start}, {border}"
 
 
-def evaluations() -> tuple[dict[str, list], dict[int, str], list[str]]:
-    """Label ('4x4 dp') -> per-seed evaluations and patch -> training protocol, for every committed run folder
-    that has per_image.csv; the folders without."""
-    out, protocols, missing = {}, {}, []
+def evaluations() -> tuple[dict[str, list], dict[str, list], dict[str, set], dict[int, str], list[str]]:
+    """Label ('4x4 dp') -> the per-seed evaluations reported (the report seeds of runs that have them), the same
+    with every seed (the seed noise is estimated over all of them, report and selection seeds apart, as the run
+    does) and the report seeds; patch -> training protocol, for every committed run folder that has
+    per_image.csv; the folders without."""
+    out, spread, reported, protocols, missing = {}, {}, {}, {}, []
     for n in PATCHES:
         folder = Path(f"results/patch{n}")
         if not (ROOT / folder / "per_image.csv").is_file():
@@ -77,10 +82,12 @@ def evaluations() -> tuple[dict[str, list], dict[int, str], list[str]]:
         for label, evs in found.items():
             for part in label.split("+"):
                 out[f"{n}x{n} {part}"] = [e for e in evs if e.seed in report] or evs
-        out[f"{n}x{n} leader"] = out[f"{n}x{n} {leader.split('+')[0]}"]  # the same evaluations: never compared
+                spread[f"{n}x{n} {part}"], reported[f"{n}x{n} {part}"] = evs, report
+        for table in (out, spread, reported):  # the same evaluations: never compared
+            table[f"{n}x{n} leader"] = table[f"{n}x{n} {leader.split('+')[0]}"]
         if not report:
             missing.append(f"{folder} chose and reported on the same seeds (made before report seeds)")
-    return out, protocols, missing
+    return out, spread, reported, protocols, missing
 
 
 def _shared_seeds(a: list, b: list) -> set[int]:
@@ -88,17 +95,26 @@ def _shared_seeds(a: list, b: list) -> set[int]:
     return {e.seed for e in a} & {e.seed for e in b}
 
 
+def seed_noise(pairs: list[tuple[str, str]], spread: dict[str, list], reported: dict[str, set]) -> dict:
+    """(A, B) -> the seed variance of A - B and its dof over every seed both have, report and selection seeds
+    apart (``evaluations``' ``spread``): the report seeds alone (2 at 2x2 and 4x4) give 1 dof, an interval some
+    hundred times too wide where a pair's own variance exceeds the pool."""
+    return {(a, b): pair_seed_variance(spread[a], spread[b], "test", reported[a] | reported[b]) for a, b in pairs}
+
+
 def answers() -> tuple[str, dict]:
     """The text of results/answers.md and its comparisons by (A, B) label pair."""
-    known, protocols, missing = evaluations()
+    known, spread, reported, protocols, missing = evaluations()
     family = [(a, b) for _, pairs in QUESTIONS for a, b in pairs if a in known and b in known
               and known[a] is not known[b] and _shared_seeds(known[a], known[b])]
-    pooled = pooled_seed_variance([(known[a], known[b]) for a, b in family])
+    own = seed_noise(family, spread, reported)
+    pooled = pool(own.values())
     lines = ["# Answers, with intervals", "",
              "Made by `python experiments/answer_questions.py` from the committed `results/patch<N>/per_image.csv` "
              "(built-in latents, bits per latent element of y, test split). A - B < 0 means A is "
              "cheaper; intervals are paired over test images and the seeds both schedules have, the seed-to-seed "
-             f"variance pooled over the file's pairs (a pair's own where larger), Bonferroni-corrected for the "
+             f"variance estimated over every seed both have (report and selection seeds apart) and pooled over the "
+             f"file's pairs (a pair's own where larger), Bonferroni-corrected for the "
              f"{len(family)} comparisons of this file: one family, fixed by the questions before the data. "
              "\"80% power to find\" is the smallest difference a comparison detects 80% of the time at that level.",
              ""]
@@ -122,7 +138,7 @@ def answers() -> tuple[str, dict]:
                 lines.append(f"- {a} vs {b}: not compared: no seed in common (runs with different report seeds)")
                 continue
             c = found[a, b] = compare(known[a], known[b], comparisons=len(family),
-                                      pooled=larger_seed_variance(known[a], known[b], pooled))
+                                      pooled=larger(own[a, b], pooled))
             mean = lambda evs: sum(e.bits_per_latent for e in evs) / len(evs)  # noqa: E731
             across = protocols[int(a.split("x")[0])] != protocols[int(b.split("x")[0])]
             lines.append(f"- {a} ({mean(known[a]):.4f}) vs {b} ({mean(known[b]):.4f}): {c}"
