@@ -11,10 +11,9 @@ estimated over every seed the two have (report and selection seeds apart,
 as the run does) and pooled over the file's pairs (a pair's own where
 larger), each interval Bonferroni-corrected for every comparison of the
 file: one family, fixed by the list of questions below before any number is
-read. Each comparison says
-what it could detect (80% power), and "does the order matter" is answered
-per patch with it. A run folder without per_image.csv (made before it
-existed) is reported as such.
+read. Each comparison says what it could detect (80% power), and "does the
+order matter" is answered per patch with it. A run folder without
+per_image.csv (made before it existed) is reported as such.
 """
 
 from __future__ import annotations
@@ -97,8 +96,8 @@ def _shared_seeds(a: list, b: list) -> set[int]:
 
 def seed_noise(pairs: list[tuple[str, str]], spread: dict[str, list], reported: dict[str, set]) -> dict:
     """(A, B) -> the seed variance of A - B and its dof over every seed both have, report and selection seeds
-    apart (``evaluations``' ``spread``): the report seeds alone (2 at 2x2 and 4x4) give 1 dof, an interval some
-    hundred times too wide where a pair's own variance exceeds the pool."""
+    apart (``evaluations``' ``spread``): the report seeds alone (2 at 2x2 and 4x4) give 1 dof, which made two
+    intervals of the committed runs 11 and 25 times too wide where a pair's own variance exceeded the pool."""
     return {(a, b): pair_seed_variance(spread[a], spread[b], "test", reported[a] | reported[b]) for a, b in pairs}
 
 
