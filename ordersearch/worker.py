@@ -22,6 +22,8 @@ another worker is training waits for that result instead of training it too.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
 import numpy as np
@@ -97,6 +99,7 @@ def worker(study: str, storage: str, patch: int, evaluator: Evaluator, trials: i
         raise OrdersearchError(f"study {study!r} searches {known}x{known} orders, not {patch}x{patch}")
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine ran it, for the log
         keys = np.array([trial.suggest_float(f"k{p}", 0.0, 1.0) for p in range(patch * patch)])
         schedule = order_to_schedule(keys_to_order(keys), patch)
         trial.set_user_attr("stages", [list(r) for r in schedule.stages])

@@ -62,10 +62,11 @@ def check_sigkill_survival(latent_file, url, store, workers):
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    # The victim is killed once every worker is seen inside a trial; it may finish its trial between that look
-    # and the kill (seen once in CI). Then nothing was killed mid-trial: every trial completes, none is left
-    # running, and the scenario runs again on a fresh study. A trial killed mid-training and never failed would
-    # stay RUNNING, which the assertions below catch.
+    # The victim is killed once a trial of its own (the worker's pid in the trial) is seen running after the
+    # study's first finished trial; it may finish that trial between the look and the kill (seen once in CI).
+    # Then nothing was killed mid-trial: every trial completes, none is left running, and the scenario runs again
+    # on a fresh study. A trial killed mid-training and never failed would stay RUNNING, which the assertions
+    # below catch. (Waiting for every worker inside a trial at once missed in CI: 12 short trials on 2 cores.)
     for attempt in range(3):
         name = f"s{attempt}"
         victim = start_worker(latent_file, url, store, seed=1, trials=12, study=name)
@@ -79,11 +80,16 @@ def check_sigkill_survival(latent_file, url, store, workers):
                 continue
             done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
             running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-            if len(done) >= 1 and len(running) == workers:  # every worker inside a trial: the victim mid-training
+            mine = [t for t in running if t.user_attrs.get("worker", "").endswith(f":{victim.pid}")]
+            if len(done) >= 1 and mine:  # the victim mid-trial
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.wait()
                 killed_trial = True
-        assert killed_trial, "the study never ran a trial"
+        if not killed_trial:
+            for w in [victim, *others]:
+                w.kill()
+            pytest.fail(f"the victim was never seen inside a trial; workers said: "
+                        f"{[w.communicate()[1][-800:] for w in [victim, *others]]}")
         outs = [w.communicate(timeout=600) for w in others]
         assert all(w.returncode == 0 for w in others), [err for _, err in outs]
         out = outs[0][0]
