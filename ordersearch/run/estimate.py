@@ -101,6 +101,12 @@ def _any_order_steps(rows: list[dict], patch: int, cap: int) -> int:
     return int(min(np.median(stored) if stored else TYPICAL_ANY_ORDER_STEPS.get(patch, TYPICAL_STEPS), cap))
 
 
+def _unstored(evaluator: Evaluator, schedules: dict[str, Schedule], seeds) -> list[tuple[str, int]]:
+    """The (label, seed) trainings of ``schedules`` x ``seeds`` that the store does not hold yet."""
+    return [(k, s) for s in seeds for k in schedules
+            if evaluator.evaluate(schedules[k], s, cached_only=True) is None]
+
+
 def _missing_any_order(evaluator: Evaluator, config: TrainConfig, patch: int, seeds: range) -> list[int]:
     """1 for each seed whose any-order model of ``patch`` verification would still have to train."""
     if config.start != "any-order" or config.warm_steps == 0:
@@ -138,10 +144,8 @@ def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, 
     and of the ``checks`` schedules (another patch size) trained with the report seeds after it."""
     config = evaluator.config.decided(evaluator.splits)
     planned = [*range(seeds), *range(max_seeds, max_seeds + report_seeds)]
-    todo = [(k, s) for s in planned for k in candidates
-            if evaluator.evaluate(candidates[k], s, cached_only=True) is None]
-    more = sum(evaluator.evaluate(candidates[k], s, cached_only=True) is None
-               for s in range(seeds, max_seeds) for k in candidates)  # a resumed run has some of them stored
+    todo = _unstored(evaluator, candidates, planned)
+    more = len(_unstored(evaluator, candidates, range(seeds, max_seeds)))  # a resumed run has some of them stored
     n = next(iter(candidates.values())).patch
     rows = evaluator.store.rows() if evaluator.store is not None else []
     stored = [r["steps"] for r in rows if r["kind"] == "schedule" and r["estimator"] == "dedicated"]
@@ -154,8 +158,7 @@ def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, 
     per_step, any_step = _step_times(evaluator, config, grids, n, any(missing))
     low = steps * len(todo) * per_step + any_steps * any_order * any_step
     high = steps * (len(todo) + more) * per_step + any_steps * (any_order + more_any_order) * any_step
-    check_todo = [(k, s) for s in range(max_seeds, max_seeds + report_seeds) for k in (checks or {})
-                  if evaluator.evaluate(checks[k], s, cached_only=True) is None]
+    check_todo = _unstored(evaluator, checks or {}, range(max_seeds, max_seeds + report_seeds))
     check_seconds = 0.0
     if check_todo:
         m = next(iter(checks.values())).patch
