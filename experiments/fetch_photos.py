@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import shutil
 import subprocess
 import tempfile
@@ -114,6 +115,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("data/photos"))
     args = ap.parse_args()
+    if importlib.util.find_spec("skimage") is None:  # said before the minutes of Debian downloads, not after
+        raise SystemExit("fetch_photos: scikit-image is missing: pip install -e '.[experiments]'")
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         sources = fetch_debian(Path(tmp)) + fetch_python_packages()

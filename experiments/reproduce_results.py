@@ -5,7 +5,8 @@
 Each patch runs in its own process with the default settings (built-in
 latents, linear-Gaussian cost table, dp + greedy + optuna-tpe, dedicated
 verification of dp's 2 best, every strategy's result, the named baselines
-and three negative controls, 3 seeds and up to 6) into
+and three negative controls from the any-order model: 2 selection seeds on
+val, up to 4, then 2 fresh report seeds on test) into
 ``results/patch<N>/`` (``ordersearch run`` itself writes into ``runs/``
 unless told otherwise); then ``ordersearch plot results/patch<N>`` for each. Further flags
 (``--device cuda``, ``--quiet``) go to ``run``. Wall time and peak memory of

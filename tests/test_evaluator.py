@@ -202,6 +202,38 @@ def test_the_time_estimate_counts_the_any_order_models_own_steps(tmp_path, field
     assert (resumed.trainings, resumed.more) == (4, 1) and "(up to 5 with adaptive seeds)" in resumed.line()
 
 
+def test_the_time_left_counts_the_any_order_models_and_checks_to_come(tmp_path, field):
+    """After each training the run's "left" adds what the trainings' own pace cannot know: the any-order models
+    of the seeds to come and the consistency checks, and in its higher figure the adaptive seeds still possible
+    (a fresh 3x3 run said "about 79 min left" at 11 of 44 trainings with about 3 h of work to go)."""
+    from ordersearch.evaluation import EvaluationStore
+    from ordersearch.evaluation.verify import verify
+    from ordersearch.run.estimate import estimate
+
+    _, lat = field
+    evaluator = Evaluator(lat, TrainConfig(max_steps=20, eval_every=10, warm_steps=10, crop=8), "cpu",
+                          EvaluationStore(tmp_path), progress=False)
+    candidates = {k: Schedule.named(k, 2) for k in ("raster", "snake")}
+    e = estimate(evaluator, candidates, seeds=1, max_seeds=2, report_seeds=1,
+                 checks={"single@4x4": Schedule.named("single", 4)})
+    heard = []
+    verify(candidates, evaluator, seeds=1, max_seeds=2, report_seeds=1, report=heard.append)
+    each = e.any_order_steps * e.any_order_step_seconds
+    first = heard[0]
+    low, high = e.left(first)
+    assert e.check_seconds > 0 and each > 0 and first.planned - first.done == 3  # snake's seed 0, both report seeds
+    # to come after seed 0: the report seed's (2) any-order model and the checks; the adaptive seed 1: its model
+    # and a training of each candidate
+    assert low == pytest.approx(first.seconds_left + each + e.check_seconds)
+    assert high == pytest.approx(low + 2 * first.seconds_left / 3 + each)
+    assert "(10 min to 30 min left): raster selection seed 0" in first.line((600.0, 1800.0))
+    assert "(about 10 min left): raster" in first.line((600.0, 610.0))  # the same when said
+    for h in heard[1:]:
+        low, high = e.left(h)
+        assert low >= h.seconds_left + e.check_seconds and (high == low) == (h.evaluation.seed >= 1)
+    assert e.left(heard[-1]) == pytest.approx((e.check_seconds,) * 2)  # the checks alone are left
+
+
 @pytest.mark.parametrize("data", ["gaussian", "builtin"])
 def test_stacked_training_gives_the_one_at_a_time_results(data, field):
     """K schedules x S seeds trained as one stack: the rates, steps and stops of training each alone."""

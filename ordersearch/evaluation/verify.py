@@ -146,6 +146,12 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def span(low: float, high: float) -> str:
+    """``about 7 min`` or, where the two differ as said, ``1.6 h to 2.5 h``."""
+    a, b = duration(low), duration(high)
+    return f"about {a}" if a == b else f"{a} to {b}"
+
+
 @dataclass(frozen=True)
 class Finished:
     """One finished (or found) training of ``verify``: what it was, and how far verification is."""
@@ -155,16 +161,18 @@ class Finished:
     done: int
     planned: int  # trainings planned so far: adaptive seeds may add more
     #: the trainings' own mean seconds so far (stored ones included: a resumed run replays them in no time) x the
-    #: trainings left; the any-order models of seeds still to come add minutes each
+    #: trainings left; the any-order models of seeds still to come add minutes each (``run`` counts them)
     seconds_left: float
     reported: bool = False  # a report seed (its test number is reported), else a selection seed (val only)
 
-    @property
-    def line(self) -> str:
+    def line(self, left: tuple[float, float] | None = None) -> str:
+        """What a log says of it; ``left``: (low, high) seconds left where the caller knows of more work than
+        these trainings, else ``seconds_left``."""
         ev = self.evaluation
         rate = (f"{ev.bits_per_latent:.4f} bits/latent on test" if self.reported else
                 f"{ev.val_bits_per_latent:.4f} bits/latent on val")
-        return (f"verified {self.done}/{self.planned} (about {duration(self.seconds_left)} left): {self.label} "
+        low, high = left or (self.seconds_left, self.seconds_left)
+        return (f"verified {self.done}/{self.planned} ({span(low, high)} left): {self.label} "
                 f"{'report' if self.reported else 'selection'} seed {ev.seed}: {rate} "
                 f"(one seed; {ev.steps} steps, {ev.seconds:.0f} s)")
 

@@ -17,7 +17,8 @@ orders are close, most candidates take every adaptive seed. The
 consistency checks' trainings at another patch size (with their own
 any-order models) are counted with their own step times.
 Not counted: the prior-only warm starts (1,000 steps per seed, a few
-percent).
+percent). After each training, ``Estimate.left`` says what is left the same
+way, with the trainings' own pace so far in place of the measured steps.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..evaluation import Evaluator
 from ..evaluation.config import TrainConfig
 from ..evaluation.store import any_order_subject
 from ..evaluation.training import train_any_order, train_stacked
+from ..evaluation.verify import Finished, duration, span
 from ..models.any_order import AnyOrderContextModel
 from ..models.multistage import MultistageContextModel
 from ..schedule import Schedule
@@ -65,21 +67,39 @@ class Estimate:
     high: float
     checks: int = 0  # the consistency checks' trainings (another patch size, with their any-order models)
     check_seconds: float = 0.0
+    seeds: int = 2  # the protocol's selection seeds, their upper bound, report seeds and candidates
+    max_seeds: int = 2
+    report_seeds: int = 2
+    candidates: int = 0
+    missing: tuple[int, ...] = ()  # per seed (selection, adaptive, report): 1 if its any-order model is to train
+
+    def left(self, f: Finished) -> tuple[float, float]:
+        """Seconds left after the training ``f``, low and high: its trainings still planned (their own mean
+        seconds so far), the any-order models of the seeds to come and the consistency checks; the high figure
+        adds the adaptive seeds still possible. (The trainings alone said "79 min" with about 3 h to go.)"""
+        seed, missing = f.evaluation.seed, dict(enumerate(self.missing))
+
+        def models(seeds) -> float:  # the any-order models of these seeds still to train
+            return self.any_order_steps * self.any_order_step_seconds * sum(missing.get(t, 0) for t in seeds)
+
+        per = f.seconds_left / (f.planned - f.done) if f.planned > f.done else self.steps * self.step_seconds
+        planned = [*range(self.seeds), *range(self.max_seeds, self.max_seeds + self.report_seeds)]
+        adaptive = range(max(self.seeds, seed + 1), self.max_seeds)  # empty once the report seeds train
+        low = f.seconds_left + models(t for t in planned if t > seed) + self.check_seconds
+        more = min(self.more, self.candidates * len(adaptive)) * per + models(adaptive)
+        return low, low + more
 
     def line(self) -> str:
-        from ..evaluation.verify import duration
-
         # the range leads: where orders are close most candidates stay indistinguishable from the leader on val
         # and take every adaptive seed (fresh runs here: 52 of 54 trainings at 2x2, 80 of 84 at 4x4)
-        span = f"{duration(self.low)} to {duration(self.high)}" if self.more else f"about {duration(self.low)}"
         more = f" (up to {self.trainings + self.more} with adaptive seeds)" if self.more else ""
         models = (f" and {self.any_order} any-order model(s) of about {self.any_order_steps} steps at "
                   f"{1000 * self.any_order_step_seconds:.0f} ms/step"
                   if self.any_order else "")
         checks = (f", then {self.checks} check trainings at another patch size (about "
                   f"{duration(self.check_seconds)})" if self.checks else "")
-        return (f"expect {span} on this machine: {self.trainings} trainings of about {self.steps} steps at "
-                f"{1000 * self.step_seconds:.0f} ms/step{more}{models}{checks}")
+        return (f"expect {span(self.low, self.high)} on this machine: {self.trainings} trainings of about "
+                f"{self.steps} steps at {1000 * self.step_seconds:.0f} ms/step{more}{models}{checks}")
 
 
 def _step_seconds(train, short: int = 5, long: int = 35) -> float:
@@ -168,4 +188,5 @@ def estimate(evaluator: Evaluator, candidates: dict[str, Schedule], seeds: int, 
         check_seconds = (steps * len(check_todo) * check_step
                          + _any_order_steps(rows, m, config.max_steps) * sum(check_missing) * check_any_step)
     return Estimate(len(todo), more, any_order, more_any_order, steps, per_step, any_steps, any_step,
-                    low + check_seconds, high + check_seconds, len(check_todo), check_seconds)
+                    low + check_seconds, high + check_seconds, len(check_todo), check_seconds, seeds, max_seeds,
+                    report_seeds, len(candidates), tuple(missing))

@@ -271,7 +271,7 @@ def _run(latents: LatentSet | Splits, config: RunConfig, shown: RunProgress, com
     say(f"[4/4] {expected.line()}" + (f"; shorter: {', '.join(shorter)}" if expected.high > 900 else ""))
     shown.plan(len(candidates) * (config.seeds + config.report_seeds), expected.low)
     verified = verify(candidates, evaluator, config.seeds, config.max_seeds, config.report_seeds,
-                      report=shown.finished, chosen_on=config.choice_split)
+                      report=lambda f: shown.finished(f, expected.left(f)), chosen_on=config.choice_split)
     timings["verification"] = time.time() - start
     say(f"[4/4] verification done in {timings['verification']:.0f} s: leader {verified.winner}")
     start = time.time()

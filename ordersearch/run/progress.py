@@ -3,20 +3,21 @@
 ::
 
     ordersearch: [1/4] cost table: ...          lines on stderr, in a terminal, a log file or CI alike
-    ordersearch: verified 3/33 (about 4 min left): raster seed 0: ...
-    run 4x4 |#####-----| 9/36 [02:10, verification, about 4 min left]    the bar: terminals only
+    ordersearch: verified 3/33 (41 min to 58 min left): raster selection seed 0: ...
+    run 4x4 |#####-----| 9/36 [02:10, verification, 41 min to 58 min left]    the bar: terminals only
 
 The bar counts the three quick phases and every training verification has
-planned so far (adaptive seeds may add more); its time estimate is the
-verification's own (the pace of this invocation's trainings), not tqdm's
-average over unequal units.
+planned so far (adaptive seeds may add more); the time left is the
+trainings' own pace, not tqdm's average over unequal units, plus what the
+run's estimate knows is still to come (any-order models, consistency checks;
+the adaptive seeds still possible in the higher figure: ``Estimate.left``).
 """
 
 from __future__ import annotations
 
 import sys
 
-from ..evaluation.verify import Finished, duration
+from ..evaluation.verify import Finished, duration, span
 
 
 class RunProgress:
@@ -52,12 +53,13 @@ class RunProgress:
         self.bar.total = self.PHASES + trainings
         self.bar.set_postfix_str(f"verification, about {duration(seconds)} expected")
 
-    def finished(self, f: Finished) -> None:
-        """A training of verification ended: its line, and the bar moved on (its total grown if needed)."""
-        self.say(f.line)
+    def finished(self, f: Finished, left: tuple[float, float] | None = None) -> None:
+        """A training of verification ended: its line, and the bar moved on (its total grown if needed);
+        ``left``: (low, high) seconds of the run left, else the trainings' own ``seconds_left``."""
+        self.say(f.line(left))
         self.bar.total = self.PHASES + f.planned
         self.bar.n = self.PHASES + f.done
-        self.bar.set_postfix_str(f"verification, about {duration(f.seconds_left)} left")
+        self.bar.set_postfix_str(f"verification, {span(*(left or (f.seconds_left,) * 2))} left")
 
     def close(self) -> None:
         self.bar.close()
