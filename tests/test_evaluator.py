@@ -221,13 +221,13 @@ def test_the_time_left_counts_the_any_order_models_and_checks_to_come(tmp_path, 
     each = e.any_order_steps * e.any_order_step_seconds
     first = heard[0]
     low, high = e.left(first)
-    assert e.check_seconds > 0 and each > 0 and first.planned - first.done == 3  # snake's seed 0, both report seeds
+    assert e.check_seconds > 0 and each > 0 and first.planned - first.done == 3  # snake's seed 0, two report trainings
     # to come after seed 0: the report seed's (2) any-order model and the checks; the adaptive seed 1: its model
     # and a training of each candidate
     assert low == pytest.approx(first.seconds_left + each + e.check_seconds)
     assert high == pytest.approx(low + 2 * first.seconds_left / 3 + each)
     assert "(10 min to 30 min left): raster selection seed 0" in first.line((600.0, 1800.0))
-    assert "(about 10 min left): raster" in first.line((600.0, 610.0))  # the same when said
+    assert "(about 10 min left): raster" in first.line((600.0, 610.0))  # one figure where both read the same
     for h in heard[1:]:
         low, high = e.left(h)
         assert low >= h.seconds_left + e.check_seconds and (high == low) == (h.evaluation.seed >= 1)
