@@ -56,7 +56,7 @@ def main() -> None:
                  "worst-cheap 4x4": Schedule.from_grid(WORST_CHEAP),
                  "checkerboard 2x2": Schedule.named("checkerboard", 2),
                  "checkerboard 4x4": Schedule.named("checkerboard", 4)}
-    out, rows = {}, []
+    out = {}
     for label, config in PROTOCOLS.items():
         evaluator = Evaluator(latents, config, args.device, store, progress=False)
         start = time.time()

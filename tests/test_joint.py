@@ -222,13 +222,13 @@ def test_bd_rate_table_bootstrap_covers_a_known_saving():
     rows = []
     for image_index in range(12):
         spread = rng.normal(0, 0.05)
-        for lmbda, bpp, psnr in ((0.002, 0.15, 28.0), (0.004, 0.25, 29.5), (0.008, 0.4, 31.0), (0.016, 0.65, 32.5)):
+        for lmbda, bpp, db in ((0.002, 0.15, 28.0), (0.004, 0.25, 29.5), (0.008, 0.4, 31.0), (0.016, 0.65, 32.5)):
             base = bpp * np.exp(spread)
             noise = rng.normal(0, 0.01)
             rows.append({"label": "serial", "lmbda": lmbda, "image": f"i{image_index}", "bpp": base,
-                         "psnr": psnr + spread})
+                         "psnr": db + spread})
             rows.append({"label": "lin2023", "lmbda": lmbda, "image": f"i{image_index}",
-                         "bpp": 0.95 * base * np.exp(noise), "psnr": psnr + spread})
+                         "bpp": 0.95 * base * np.exp(noise), "psnr": db + spread})
     table = bd_rate_table(pd.DataFrame(rows), ["serial"], resamples=300)
     row = table.set_index("label").loc["lin2023"]
     assert row.low < -5.0 < row.high and row.high - row.low < 3 and abs(row.bd_rate + 5) < 1.5
