@@ -56,10 +56,11 @@ class RunProgress:
     def finished(self, f: Finished, left: tuple[float, float] | None = None) -> None:
         """A training of verification ended: its line, and the bar moved on (its total grown if needed);
         ``left``: (low, high) seconds of the run left, else the trainings' own ``seconds_left``."""
+        left = left or (f.seconds_left, f.seconds_left)
         self.say(f.line(left))
         self.bar.total = self.PHASES + f.planned
         self.bar.n = self.PHASES + f.done
-        self.bar.set_postfix_str(f"verification, {span(*(left or (f.seconds_left,) * 2))} left")
+        self.bar.set_postfix_str(f"verification, {span(*left)} left")
 
     def close(self) -> None:
         self.bar.close()
